@@ -1,0 +1,34 @@
+# gwbox: every target sets itself up; nothing relies on what happens to be installed.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+MP     := $(VENV)/bin/micropython
+MP_HEAP ?= 64K
+STAMP  := $(VENV)/.installed
+
+.PHONY: help venv test test-host test-mp bench demo clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
+
+$(STAMP): requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $(STAMP)
+
+venv: $(STAMP)  ## create .venv and install pinned dependencies
+
+test: $(STAMP)  ## all tests: pytest on CPython, which also drives the MicroPython suite
+	$(PY) -m pytest -q tests
+
+test-host: $(STAMP)  ## CPython tests only (skips nothing, just does not start micropython)
+	$(PY) -m pytest -q tests --ignore=tests/host/test_micropython_suite.py
+
+test-mp: $(STAMP)  ## the firmware suite under the real micropython binary (-X heapsize=$(MP_HEAP))
+	$(MP) -X heapsize=$(MP_HEAP) tests/mp_run.py
+
+bench: $(STAMP)  ## run benchmarks, write bench/results.json
+	$(PY) bench/run.py
+
+clean:  ## remove the virtual environment and caches
+	rm -rf $(VENV) .pytest_cache .hypothesis bench/out
