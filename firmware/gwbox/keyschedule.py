@@ -1,0 +1,42 @@
+"""Key schedule: from one X25519 shared secret to the keys of a control and a data SA.
+
+HKDF-SHA256 (RFC 5869). The salt carries both nonces (and, on rekey, the old SA's
+derivation key SK_d, so a rekey is bound to the authenticated SA it replaces);
+the info string binds all four SPIs. Each SA direction gets its own AES and MAC key.
+"""
+from gwbox.crypto.mac import hkdf_expand, hkdf_extract
+
+ENC_LEN = 16
+MAC_LEN = 32
+SKD_LEN = 32
+LABEL = b"gwbox1 keys"
+AUTH_LABEL = b"gwbox1 psk auth"
+
+
+class Keys:
+    """Derived material. `i2r`/`r2i` name the direction relative to the exchange initiator."""
+
+    __slots__ = ("sk_d", "ctl_i2r", "ctl_r2i", "data_i2r", "data_r2i")
+
+
+def derive(shared, nonce_i, nonce_r, spis, sk_d_old=b""):
+    """spis = (ctl_spi_i, ctl_spi_r, data_spi_i, data_spi_r) as 4-byte big-endian values."""
+    prk = hkdf_extract(sk_d_old + nonce_i + nonce_r, shared)
+    info = LABEL
+    for s in spis:
+        info += s.to_bytes(4, "big")
+    okm = hkdf_expand(prk, info, SKD_LEN + 4 * (ENC_LEN + MAC_LEN))
+    k = Keys()
+    k.sk_d = okm[:SKD_LEN]
+    pos = SKD_LEN
+    pairs = []
+    for _ in range(4):
+        pairs.append((okm[pos:pos + ENC_LEN], okm[pos + ENC_LEN:pos + ENC_LEN + MAC_LEN]))
+        pos += ENC_LEN + MAC_LEN
+    k.ctl_i2r, k.ctl_r2i, k.data_i2r, k.data_r2i = pairs
+    return k
+
+
+def psk_auth_key(psk):
+    """The MAC key used for AUTH payloads, never the raw PSK itself."""
+    return hkdf_expand(hkdf_extract(b"", psk), AUTH_LABEL, 32)

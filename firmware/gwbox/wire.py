@@ -1,0 +1,331 @@
+"""Wire format: ISAKMP/IKE-style messages, sized for a 9,600 baud modem.
+
+Two shapes travel in a frame (docs/protocol.md documents every byte):
+
+* cleartext handshake message: marker 0x00, SPIi, SPIr, next payload, version,
+  exchange type, flags, message id, length, payload chain.
+* protected packet (once an SA exists, like ESP next to IKE): SPI, sequence
+  number, ciphertext, ICV. Its plaintext on the control SA is an *inner message*
+  (next payload, exchange type, flags, message id, payload chain); on the data
+  SA it is a next-header byte and the tunnel payload.
+
+SPIs are chosen with a non-zero first byte, so byte 0 tells the two shapes apart.
+Every decoder either returns a value or raises ProtocolError: never anything else.
+"""
+import struct
+
+from gwbox.errors import ProtocolError
+
+VERSION = 0x10  # major 1, minor 0
+
+MARKER = 0x00
+HEADER_LEN = 19  # marker 1 + SPIi 4 + SPIr 4 + next 1 + version 1 + exch 1 + flags 1 + msgid 4 + length 2
+INNER_LEN = 7  # next 1 + exch 1 + flags 1 + msgid 4
+PROT_HEADER_LEN = 8  # SPI 4 + seq 4
+ICV_LEN = 16
+
+# exchange types (IKEv2 numbers where the meaning matches; QUICK as in IKEv1)
+EXCH_QUICK = 32
+EXCH_SA_INIT = 34
+EXCH_AUTH = 35
+EXCH_REKEY = 36
+EXCH_INFO = 37
+EXCHANGES = (EXCH_QUICK, EXCH_SA_INIT, EXCH_AUTH, EXCH_REKEY, EXCH_INFO)
+
+# flags (IKEv2 bit positions)
+FLAG_INITIATOR = 0x08  # sender is the original initiator of the control SA
+FLAG_RESPONSE = 0x20
+
+# payload types (ISAKMP numbers)
+PL_NONE = 0
+PL_SA = 1
+PL_KE = 4
+PL_ID = 5
+PL_AUTH = 8  # ISAKMP "hash" payload, here a PSK MAC over the transcript
+PL_NONCE = 10
+PL_NOTIFY = 11
+PL_DELETE = 12
+PAYLOAD_TYPES = (PL_SA, PL_KE, PL_ID, PL_AUTH, PL_NONCE, PL_NOTIFY, PL_DELETE)
+
+# transforms inside a proposal: (type, id)
+TF_ENCR = 1
+TF_INTEG = 3
+TF_DH = 4
+ENCR_AES128_CTR = 1  # AES-128 in CTR mode built from ECB (cryptolib on every port)
+INTEG_HMAC_SHA256_128 = 1
+DH_X25519 = 31  # IKEv2 group number for Curve25519
+
+# notify types
+N_INVALID_SYNTAX = 7
+N_NO_PROPOSAL_CHOSEN = 14
+N_AUTHENTICATION_FAILED = 24
+
+# delete protocol ids
+PROTO_CONTROL = 1
+PROTO_DATA = 3
+
+# data SA next-header values
+NH_DATA = 1
+
+ID_KEY_ID = 11
+AUTH_PSK_MAC = 2
+NONCE_LEN = 16
+KE_LEN = 32
+SPI_LEN = 4
+
+
+class Message:
+    """A decoded message: header fields plus an ordered list of (type, body) payloads."""
+
+    __slots__ = ("spi_i", "spi_r", "exch", "flags", "msg_id", "payloads")
+
+    def __init__(self, exch, flags, msg_id, payloads, spi_i=0, spi_r=0):
+        self.spi_i = spi_i
+        self.spi_r = spi_r
+        self.exch = exch
+        self.flags = flags
+        self.msg_id = msg_id
+        self.payloads = payloads
+
+    def is_response(self):
+        return bool(self.flags & FLAG_RESPONSE)
+
+    def find(self, ptype):
+        """Body of the first payload of `ptype`, or None."""
+        for t, body in self.payloads:
+            if t == ptype:
+                return body
+        return None
+
+    def require(self, ptype):
+        body = self.find(ptype)
+        if body is None:
+            raise ProtocolError("missing payload %d" % ptype)
+        return body
+
+    def __repr__(self):
+        return "Message(exch=%d flags=%02x id=%d %r)" % (
+            self.exch, self.flags, self.msg_id, [t for t, _ in self.payloads])
+
+
+# --- payload chain ---------------------------------------------------------------
+# Each payload: next-payload type (1), body length (1), body. The first payload's
+# type sits in the header's next-payload byte, exactly as in ISAKMP; a one-byte
+# length suffices because no payload body here exceeds 255 bytes.
+
+def encode_chain(payloads):
+    out = bytearray()
+    n = len(payloads)
+    for i in range(n):
+        body = payloads[i][1]
+        if len(body) > 255:
+            raise ProtocolError("payload too long")
+        nxt = payloads[i + 1][0] if i + 1 < n else PL_NONE
+        out.append(nxt)
+        out.append(len(body))
+        out.extend(body)
+    return out
+
+
+def decode_chain(first, buf, pos):
+    """Payloads from buf[pos:], the first of type `first`; must consume buf exactly."""
+    payloads = []
+    ptype = first
+    end = len(buf)
+    while ptype != PL_NONE:
+        if ptype not in PAYLOAD_TYPES:
+            raise ProtocolError("unknown payload type %d" % ptype)
+        if pos + 2 > end:
+            raise ProtocolError("truncated payload header")
+        nxt = buf[pos]
+        blen = buf[pos + 1]
+        pos += 2
+        if pos + blen > end:
+            raise ProtocolError("truncated payload body")
+        payloads.append((ptype, bytes(buf[pos:pos + blen])))
+        pos += blen
+        ptype = nxt
+        if len(payloads) > 16:
+            raise ProtocolError("too many payloads")
+    if pos != end:
+        raise ProtocolError("trailing bytes after payload chain")
+    return payloads
+
+
+def _first(payloads):
+    return payloads[0][0] if payloads else PL_NONE
+
+
+def _check_exch(exch, flags):
+    if exch not in EXCHANGES:
+        raise ProtocolError("unknown exchange type %d" % exch)
+    if flags & ~(FLAG_INITIATOR | FLAG_RESPONSE):
+        raise ProtocolError("reserved flag bits set")
+
+
+# --- cleartext handshake messages ---------------------------------------------------
+
+def encode_message(msg):
+    chain = encode_chain(msg.payloads)
+    total = HEADER_LEN + len(chain)
+    head = struct.pack(">BIIBBBBIH", MARKER, msg.spi_i, msg.spi_r, _first(msg.payloads),
+                       VERSION, msg.exch, msg.flags, msg.msg_id, total)
+    return head + bytes(chain)
+
+
+def decode_message(buf):
+    if len(buf) < HEADER_LEN:
+        raise ProtocolError("truncated header")
+    marker, spi_i, spi_r, first, ver, exch, flags, msg_id, total = struct.unpack_from(">BIIBBBBIH", buf, 0)
+    if marker != MARKER:
+        raise ProtocolError("not a cleartext message")
+    if ver >> 4 != VERSION >> 4:
+        raise ProtocolError("unsupported version %d.%d" % (ver >> 4, ver & 15))
+    if total != len(buf):
+        raise ProtocolError("length field %d but %d bytes" % (total, len(buf)))
+    if spi_i == 0:
+        raise ProtocolError("zero initiator SPI")
+    _check_exch(exch, flags)
+    return Message(exch, flags, msg_id, decode_chain(first, buf, HEADER_LEN), spi_i, spi_r)
+
+
+def is_cleartext(buf):
+    return len(buf) > 0 and buf[0] == MARKER
+
+
+# --- inner (protected) control messages --------------------------------------------------
+
+def encode_inner(msg):
+    return struct.pack(">BBBI", _first(msg.payloads), msg.exch, msg.flags, msg.msg_id) + bytes(
+        encode_chain(msg.payloads))
+
+
+def decode_inner(buf):
+    if len(buf) < INNER_LEN:
+        raise ProtocolError("truncated inner header")
+    first, exch, flags, msg_id = struct.unpack_from(">BBBI", buf, 0)
+    _check_exch(exch, flags)
+    return Message(exch, flags, msg_id, decode_chain(first, buf, INNER_LEN))
+
+
+# --- payload bodies ----------------------------------------------------------------------
+
+class Proposal:
+    """One acceptable suite: number plus transforms [(type, id), ...]."""
+
+    __slots__ = ("num", "transforms")
+
+    def __init__(self, num, transforms):
+        self.num = num
+        self.transforms = transforms
+
+    def get(self, ttype):
+        for t, i in self.transforms:
+            if t == ttype:
+                return i
+        return None
+
+
+DEFAULT_PROPOSAL = Proposal(1, [(TF_ENCR, ENCR_AES128_CTR), (TF_INTEG, INTEG_HMAC_SHA256_128), (TF_DH, DH_X25519)])
+
+
+def encode_sa(ctl_spi, data_spi, proposals):
+    """SA payload: control SPI (4), data SPI (4), then proposals: num, count, (type, id)*."""
+    out = bytearray(struct.pack(">II", ctl_spi, data_spi))
+    for p in proposals:
+        out.append(p.num)
+        out.append(len(p.transforms))
+        for t, i in p.transforms:
+            out.append(t)
+            out.append(i)
+    return bytes(out)
+
+
+def decode_sa(body):
+    if len(body) < 8:
+        raise ProtocolError("truncated SA payload")
+    ctl_spi, data_spi = struct.unpack_from(">II", body, 0)
+    pos = 8
+    proposals = []
+    while pos < len(body):
+        if pos + 2 > len(body):
+            raise ProtocolError("truncated proposal")
+        num = body[pos]
+        count = body[pos + 1]
+        pos += 2
+        if pos + 2 * count > len(body):
+            raise ProtocolError("truncated transforms")
+        tfs = []
+        for k in range(count):
+            tfs.append((body[pos + 2 * k], body[pos + 2 * k + 1]))
+        pos += 2 * count
+        proposals.append(Proposal(num, tfs))
+    if not proposals:
+        raise ProtocolError("SA payload without proposal")
+    return ctl_spi, data_spi, proposals
+
+
+def check_spi(spi):
+    """A usable SPI: first byte non-zero (byte 0 distinguishes packet shapes)."""
+    if not (spi >> 24):
+        raise ProtocolError("SPI with zero first byte")
+    return spi
+
+
+def encode_ke(pub):
+    return bytes([DH_X25519]) + pub
+
+
+def decode_ke(body):
+    if len(body) != 1 + KE_LEN or body[0] != DH_X25519:
+        raise ProtocolError("bad key exchange payload")
+    return bytes(body[1:])
+
+
+def encode_id(identity):
+    return bytes([ID_KEY_ID]) + identity
+
+
+def decode_id(body):
+    if len(body) < 2 or body[0] != ID_KEY_ID:
+        raise ProtocolError("bad identity payload")
+    return bytes(body[1:])
+
+
+def encode_auth(mac):
+    return bytes([AUTH_PSK_MAC]) + mac
+
+
+def decode_auth(body):
+    if len(body) != 33 or body[0] != AUTH_PSK_MAC:
+        raise ProtocolError("bad auth payload")
+    return bytes(body[1:])
+
+
+def decode_nonce(body):
+    if len(body) != NONCE_LEN:
+        raise ProtocolError("bad nonce length %d" % len(body))
+    return body
+
+
+def encode_notify(ntype, data=b""):
+    return struct.pack(">H", ntype) + data
+
+
+def decode_notify(body):
+    if len(body) < 2:
+        raise ProtocolError("truncated notify")
+    return struct.unpack_from(">H", body, 0)[0], bytes(body[2:])
+
+
+def encode_delete(proto, spis):
+    out = bytearray([proto])
+    for s in spis:
+        out.extend(struct.pack(">I", s))
+    return bytes(out)
+
+
+def decode_delete(body):
+    if len(body) < 5 or (len(body) - 1) % 4 or body[0] not in (PROTO_CONTROL, PROTO_DATA):
+        raise ProtocolError("bad delete payload")
+    return body[0], [struct.unpack_from(">I", body, 1 + 4 * k)[0] for k in range((len(body) - 1) // 4)]
