@@ -3,7 +3,6 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 MP     := $(VENV)/bin/micropython
-MP_HEAP ?= 64K
 STAMP  := $(VENV)/.installed
 
 .PHONY: help venv test test-host test-mp bench demo clean
@@ -24,8 +23,8 @@ test: $(STAMP)  ## all tests: pytest on CPython, which also drives the MicroPyth
 test-host: $(STAMP)  ## CPython tests only (skips nothing, just does not start micropython)
 	$(PY) -m pytest -q tests --ignore=tests/host/test_micropython_suite.py
 
-test-mp: $(STAMP)  ## the firmware suite under the real micropython binary (-X heapsize=$(MP_HEAP))
-	$(MP) -X heapsize=$(MP_HEAP) tests/mp_run.py
+test-mp: $(STAMP)  ## the firmware suite under the real micropython binary, one process per module (64K heap)
+	$(PY) tests/mp_suite.py
 
 bench: $(STAMP)  ## run benchmarks, write bench/results.json
 	$(PY) bench/run.py

@@ -17,7 +17,8 @@ def _dirname(p):
 
 HERE = _dirname(__file__)
 ROOT = _dirname(HERE) if HERE != "." else ".."
-for p in (ROOT + "/firmware", HERE + "/firmware"):
+# Prefer the .mpy build (what a device loads; tests/mp_suite.py makes it) over source.
+for p in (ROOT + "/firmware", HERE + "/firmware", ROOT + "/build/mpy/lib", ROOT + "/build/mpy/tests"):
     if p not in sys.path:
         sys.path.insert(0, p)
 

@@ -58,6 +58,7 @@ class Keepalive:
         """True, and the round ends, only for the ack of the outstanding request."""
         if self.pending is None or msg_id != self.pending:
             return False
+        self.pending = None  # answered: any further ack for it is stale, not "late"
         self.heard(now)
         return True
 

@@ -124,9 +124,9 @@ class Session:
             return True
         if msg.exch == wire.EXCH_INFO:
             deleted = msg.find(wire.PL_DELETE)
+            if deleted is not None and self._on_delete(deleted, now):
+                return True  # the peer already dropped this SA: an answer could not be read
             self._send_ctl(wire.EXCH_INFO, wire.FLAG_RESPONSE, msg.msg_id, [])
-            if deleted is not None:
-                self._on_delete(deleted, now)
         elif msg.exch == wire.EXCH_QUICK:
             _, _, props = wire.decode_sa(msg.require(wire.PL_SA))
             if choose_proposal(props) is not None:
@@ -273,12 +273,15 @@ class Session:
         self._event("rekeyed", ctl_spi=self.current.ctl_in.spi, data_spi=self.current.data_in.spi)
 
     def _on_delete(self, body, now):
+        """True if the DELETE named our current SAs and the session is now closed."""
         _, spis = wire.decode_delete(body)
         prev = self.previous
         if prev is not None and prev.ctl_out.spi in spis:
-            return  # the initiator retired the superseded SAs; grace timer drops them
+            return False  # the initiator retired the superseded SAs; grace timer drops them
         if self.current.ctl_out.spi in spis or self.current.data_out.spi in spis:
             self.close("peer_deleted", now, notify=False)
+            return True
+        raise ProtocolError("DELETE names no SA of ours")
 
     # --- timers ------------------------------------------------------------------------
 

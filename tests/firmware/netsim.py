@@ -5,12 +5,15 @@ Two endpoints joined by a link with a fixed one-way delay; a test can cut the li
 is virtual and starts just before the 2**30 tick wrap, so every timer is exercised
 across it.
 """
+import hashlib
+
 from gwbox import ticks
 from gwbox.config import LinkConfig
 from gwbox.endpoint import Endpoint
 
 START = ticks.PERIOD - 5000
 PSK = b"\x11" * 32
+TAP_KEEP = 64  # a device-sized heap cannot keep every packet of a long test
 
 
 def pair(cfg=None, box_cfg=None, gw_cfg=None, psk=PSK, gw_psk=None, box_id=b"box1", gw_id=b"gw1"):
@@ -29,9 +32,13 @@ class Net:
         self.queue = []  # (due tick, destination endpoint, packet)
         self.cut = False  # True: everything is lost (dead peer / frozen router)
         self.drop = None  # optional fn(src, packet) -> True to drop that packet
-        self.tap = []  # (src name, packet) of every packet put on the wire
+        self.tap = []  # (src name, packet) of the last TAP_KEEP packets put on the wire
+        self.tapped = 0  # how many packets were ever put on the wire
         self.events = {id(a): [], id(b): []}
-        self.got = {id(a): [], id(b): []}
+        self.got = {id(a): [], id(b): []}  # payloads delivered, while keep_payloads
+        self.keep_payloads = True
+        self.stream = {id(a): hashlib.sha256(), id(b): hashlib.sha256()}  # order-sensitive digest
+        self.count = {id(a): 0, id(b): 0}
 
     def name(self, ep):
         return "a" if ep is self.a else "b"
@@ -40,12 +47,18 @@ class Net:
         for src, dst in ((self.a, self.b), (self.b, self.a)):
             for _link, p in src.take_output():
                 self.tap.append((self.name(src), p))
+                self.tapped += 1
+                if len(self.tap) > TAP_KEEP:
+                    self.tap.pop(0)
                 if self.cut or (self.drop is not None and self.drop(self.name(src), p)):
                     continue
                 self.queue.append((ticks.add(self.now, self.delay), dst, p))
             self.events[id(src)].extend(src.take_events())
             for _peer, d in src.take_received():
-                self.got[id(src)].append(d)
+                if self.keep_payloads:
+                    self.got[id(src)].append(d)
+                self.stream[id(src)].update(d)
+                self.count[id(src)] += 1
 
     def inject(self, dst, packet):
         """Deliver `packet` to `dst` now, as an attacker or a noisy line would."""
@@ -76,6 +89,12 @@ class Net:
 
     def run_for(self, ms):
         self.run_until(ticks.add(self.now, ms))
+
+    def since(self, mark):
+        """Packets put on the wire since `mark` (a past value of `tapped`)."""
+        n = self.tapped - mark
+        assert n <= len(self.tap), "tap ring too small for this test"
+        return self.tap[len(self.tap) - n:] if n else []
 
     def names(self, ep):
         return [e.name for e in self.events[id(ep)]]

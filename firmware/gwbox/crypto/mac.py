@@ -1,0 +1,78 @@
+"""HMAC-SHA256 (RFC 2104), HKDF-SHA256 (RFC 5869) and constant-time compare.
+
+Built on hashlib.sha256 alone because boards have no `hmac` module. HmacKey pads the
+key once so the per-packet MAC costs only the two hash passes; MicroPython's sha256
+has no .copy(), so the padded key blocks (not hash states) are what gets cached.
+"""
+import hashlib
+
+BLOCK = 64
+DIGEST = 32
+_IPAD = int.from_bytes(b"\x36" * BLOCK, "big")
+_OPAD = int.from_bytes(b"\x5c" * BLOCK, "big")
+
+
+class HmacKey:
+    """An HMAC-SHA256 key prepared once, then used for many messages."""
+
+    def __init__(self, key):
+        if len(key) > BLOCK:
+            key = hashlib.sha256(key).digest()
+        k = int.from_bytes(bytes(key) + bytes(BLOCK - len(key)), "big")
+        self._ipad = (k ^ _IPAD).to_bytes(BLOCK, "big")
+        self._opad = (k ^ _OPAD).to_bytes(BLOCK, "big")
+
+    def digest(self, *parts):
+        """HMAC of the concatenation of `parts`, without building that concatenation."""
+        h = hashlib.sha256(self._ipad)
+        for p in parts:
+            h.update(p)
+        inner = h.digest()
+        h = hashlib.sha256(self._opad)
+        h.update(inner)
+        return h.digest()
+
+
+def hmac_sha256(key, msg):
+    """One-shot HMAC-SHA256(key, msg) -> 32 bytes."""
+    return HmacKey(key).digest(msg)
+
+
+def hkdf_extract(salt, ikm):
+    """RFC 5869 extract: PRK = HMAC(salt, IKM); empty/None salt means 32 zero bytes."""
+    if not salt:
+        salt = bytes(DIGEST)
+    return hmac_sha256(salt, ikm)
+
+
+def hkdf_expand(prk, info, length):
+    """RFC 5869 expand: `length` bytes of output keying material bound to `info`."""
+    if length < 0 or length > 255 * DIGEST:
+        raise ValueError("hkdf length")
+    key = HmacKey(prk)
+    out = bytearray(length)  # one allocation: no growth copies on a small heap
+    t = b""
+    pos = 0
+    i = 1
+    while pos < length:
+        t = key.digest(t, info, bytes((i,)))
+        n = min(DIGEST, length - pos)
+        out[pos:pos + n] = t[:n]
+        pos += n
+        i += 1
+    return bytes(out)
+
+
+def hkdf(salt, ikm, info, length):
+    """HKDF-SHA256 extract-then-expand."""
+    return hkdf_expand(hkdf_extract(salt, ikm), info, length)
+
+
+def ct_equal(a, b):
+    """True if a == b; time depends on the length only, never on where bytes differ."""
+    if len(a) != len(b):
+        return False
+    acc = 0
+    for x, y in zip(a, b):
+        acc |= x ^ y
+    return acc == 0

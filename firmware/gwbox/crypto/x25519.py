@@ -1,0 +1,87 @@
+"""X25519 key agreement (RFC 7748), pure Python so it runs on every MicroPython port.
+
+Montgomery ladder over Curve25519 with Python integers. The conditional swap is done
+arithmetically (no branch on secret bits); bignum arithmetic itself is not guaranteed
+constant time, which we accept for ephemeral keys used once per (re)key.
+"""
+from gwbox.crypto.entropy import random_bytes
+from gwbox.errors import ProtocolError
+
+P = (1 << 255) - 19
+_A24 = 121665  # (486662 - 2) / 4, RFC 7748 section 5
+BASE_POINT = b"\x09" + bytes(31)
+
+
+def _ladder(k, u):
+    """x-coordinate of k*u; k already clamped, u already reduced."""
+    p = P
+    x2, z2, x3, z3, swap = 1, 0, u, 1, 0
+    for t in range(254, -1, -1):
+        kt = (k >> t) & 1
+        swap ^= kt
+        d = swap * (x2 - x3)
+        x2 -= d
+        x3 += d
+        d = swap * (z2 - z3)
+        z2 -= d
+        z3 += d
+        swap = kt
+        a = x2 + z2
+        aa = a * a % p
+        b = x2 - z2
+        bb = b * b % p
+        e = aa - bb
+        c = x3 + z3
+        dd = x3 - z3
+        da = dd * a % p
+        cb = c * b % p
+        x3 = da + cb
+        x3 = x3 * x3 % p
+        z3 = da - cb
+        z3 = u * (z3 * z3 % p) % p
+        x2 = aa * bb % p
+        z2 = e * (aa + _A24 * e) % p
+    d = swap * (x2 - x3)
+    x2 -= d
+    d = swap * (z2 - z3)
+    z2 -= d
+    # Fermat inversion: MicroPython's pow(x, -1, m) is not usable.
+    return x2 * pow(z2, p - 2, p) % p
+
+
+def x25519(scalar, u):
+    """RFC 7748 X25519(k, u): clamps the scalar and masks the top bit of u."""
+    if len(scalar) != 32 or len(u) != 32:
+        raise ValueError("x25519 needs 32-byte scalar and u")
+    k = int.from_bytes(scalar, "little")
+    k = (k & ((1 << 255) - 8)) | (1 << 254)
+    un = (int.from_bytes(u, "little") & ((1 << 255) - 1)) % P
+    return _ladder(k, un).to_bytes(32, "little")
+
+
+def public_key(private):
+    """Public key for a 32-byte private key (X25519 with the base point 9)."""
+    return x25519(private, BASE_POINT)
+
+
+def generate_keypair():
+    """Fresh ephemeral (private, public); a new pair at every (re)key gives PFS."""
+    private = random_bytes(32)
+    return private, public_key(private)
+
+
+def shared_secret(private, peer_public):
+    """X25519 shared secret; ProtocolError for a malformed or low-order peer key.
+
+    RFC 7748 section 6.1: an all-zero result means the peer sent a low-order point,
+    which would make the "secret" known to anyone, so the exchange must fail.
+    """
+    if len(peer_public) != 32:
+        raise ProtocolError("X25519 public key must be 32 bytes")
+    s = x25519(private, peer_public)
+    acc = 0
+    for b in s:
+        acc |= b
+    if acc == 0:
+        raise ProtocolError("X25519 shared secret is all zero (low-order peer key)")
+    return s

@@ -1,0 +1,51 @@
+"""CPython stand-in for MicroPython's `cryptolib.aes`, backed by `cryptography`.
+
+Same behaviour as cryptolib: modes 1 (ECB) and 2 (CBC), data in multiples of 16,
+CBC chaining kept across calls, an object either encrypts or decrypts. `cryptography`
+is imported inside the constructor so importing this module never fails on a board.
+"""
+
+_ECB = 1
+_CBC = 2
+
+
+class aes:
+    """cryptolib.aes(key, mode[, iv]) on CPython; AES-128/192/256."""
+
+    def __init__(self, key, mode, iv=None):
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+        if len(key) not in (16, 24, 32):
+            raise ValueError("key")
+        if mode == _ECB:
+            m = modes.ECB()
+        elif mode == _CBC:
+            if iv is None or len(iv) != 16:
+                raise ValueError("IV")
+            m = modes.CBC(bytes(iv))
+        else:
+            raise ValueError("mode")
+        self._cipher = Cipher(algorithms.AES(bytes(key)), m)
+        self._ctx = None
+        self._enc = None
+
+    def _run(self, encrypt, data, out):
+        if len(data) % 16:
+            raise ValueError("blksize % 16")
+        if self._ctx is None:
+            self._enc = encrypt
+            self._ctx = self._cipher.encryptor() if encrypt else self._cipher.decryptor()
+        elif self._enc != encrypt:
+            raise ValueError("can't encrypt & decrypt")
+        res = self._ctx.update(bytes(data))
+        if out is None:
+            return res
+        out[:len(res)] = res
+        return out
+
+    def encrypt(self, data, out=None):
+        """Encrypt whole blocks; with `out`, write into that buffer like cryptolib."""
+        return self._run(True, data, out)
+
+    def decrypt(self, data, out=None):
+        """Decrypt whole blocks; with `out`, write into that buffer like cryptolib."""
+        return self._run(False, data, out)

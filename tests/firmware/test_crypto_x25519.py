@@ -1,0 +1,92 @@
+"""gwbox.crypto.x25519 against RFC 7748 sections 5.2 and 6.1, and low-order rejection."""
+import sys
+
+from gwbox.crypto import x25519
+from gwbox.errors import ProtocolError
+
+h = bytes.fromhex
+ON_CPYTHON = sys.implementation.name != "micropython"
+
+ALICE_PRIV = h("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")
+ALICE_PUB = h("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a")
+BOB_PRIV = h("5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb")
+BOB_PUB = h("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f")
+SHARED = h("4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742")
+
+# u-coordinates of small-order points (and non-canonical encodings of them)
+LOW_ORDER = (
+    "00" * 32,
+    "01" + "00" * 31,
+    "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+    "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
+    "ec" + "ff" * 30 + "7f",  # p - 1
+    "ed" + "ff" * 30 + "7f",  # p
+    "ee" + "ff" * 30 + "7f",  # p + 1
+    "00" * 31 + "80",  # 0 with the masked top bit set
+)
+
+
+def test_rfc7748_5_2_vector_1():
+    k = h("a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4")
+    u = h("e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6d0ab1c4c")
+    assert x25519.x25519(k, u) == h("c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552")
+
+
+def test_rfc7748_5_2_vector_2_top_bit_of_u_masked():
+    k = h("4b66e9d4d1b4673c5ad22691957d6af5c11b6421e0ea01d42ca4169e7918ba0d")
+    u = h("e5210f12786811d3f4b7959d0538ae2c31dbe7106fc03c3efc4cd549c715a493")
+    assert x25519.x25519(k, u) == h("95cbde9476e8907d7aade45cb4b873f88b595a68799fa152e6f8f7647aac7957")
+
+
+def _iterate(n):
+    k = u = x25519.BASE_POINT
+    for _ in range(n):
+        k, u = x25519.x25519(k, u), k
+    return k
+
+
+def test_rfc7748_5_2_iterated_once():
+    assert _iterate(1) == h("422c8e7a6227d7bca1350b3e2bb7279f7897b87bb6854b783c60e80311ae3079")
+
+
+def test_rfc7748_5_2_iterated_1000_times():
+    # About 7 s under the unix micropython (x86-64), ~1.5 s on CPython.
+    assert _iterate(1000) == h("684cf59ba83309552800ef566f2f4d3c1c3887c49360e3875f2eb94d99532c51")
+
+
+def test_rfc7748_6_1_diffie_hellman():
+    assert x25519.BASE_POINT == b"\x09" + bytes(31)
+    assert x25519.public_key(ALICE_PRIV) == ALICE_PUB
+    assert x25519.public_key(BOB_PRIV) == BOB_PUB
+    assert x25519.shared_secret(ALICE_PRIV, BOB_PUB) == SHARED
+    assert x25519.shared_secret(BOB_PRIV, ALICE_PUB) == SHARED
+
+
+def test_all_zero_shared_secret_rejected():
+    for u in LOW_ORDER:
+        assert x25519.x25519(ALICE_PRIV, h(u)) == bytes(32)
+        try:
+            x25519.shared_secret(ALICE_PRIV, h(u))
+        except ProtocolError:
+            pass
+        else:
+            assert False, "low-order point accepted: " + u
+
+
+def test_malformed_peer_key_is_protocol_error():
+    for bad in (b"", bytes(31), bytes(33)):
+        try:
+            x25519.shared_secret(ALICE_PRIV, bad)
+        except ProtocolError:
+            pass
+        else:
+            assert False, "wrong-length peer key accepted"
+
+
+def test_generated_keypairs_agree_and_differ():
+    a_priv, a_pub = x25519.generate_keypair()
+    b_priv, b_pub = x25519.generate_keypair()
+    assert len(a_priv) == len(a_pub) == 32
+    assert a_priv != b_priv and a_pub != b_pub
+    assert x25519.public_key(a_priv) == a_pub
+    assert x25519.shared_secret(a_priv, b_pub) == x25519.shared_secret(b_priv, a_pub)

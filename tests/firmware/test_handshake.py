@@ -1,0 +1,161 @@
+"""gwbox.handshake via two endpoints: success, every failure is a clean event with no SA."""
+# mp-heap: 128K  (hosts both parties: two devices, two 64K device heaps, in one interpreter)
+import netsim
+from gwbox import ticks, wire
+from gwbox.config import LinkConfig
+from gwbox.endpoint import Endpoint
+from gwbox.wire import Proposal
+
+
+def no_sessions(n):
+    return n.a.session() is None and n.b.session() is None
+
+
+def test_handshake_establishes_both_sas_and_data_flows():
+    n = netsim.pair()
+    n.connect()
+    assert n.names(n.a) == ["handshake_started", "sa_established"]
+    assert n.names(n.b) == ["handshake_started", "sa_established"]
+    assert n.first(n.a, "sa_established").get("peer") == b"gw1"
+    assert n.first(n.b, "sa_established").get("peer") == b"box1"
+    assert len(n.tap) == 4  # msg1..msg4, nothing else
+    sa, sb = n.a.session(), n.b.session()
+    assert sa.current.ctl_in.spi == sb.current.ctl_out.spi and sa.current.data_out.spi == sb.current.data_in.spi
+    assert sa.current.ctl_in.spi != sa.current.data_in.spi
+    n.a.send(b"ping", n.now)
+    n.b.send(b"pong", n.now)
+    n.run_for(100)
+    assert n.got[id(n.b)] == [b"ping"] and n.got[id(n.a)] == [b"pong"]
+
+
+def test_handshake_bytes_are_bounded():
+    n = netsim.pair()
+    n.connect()
+    sizes = [len(p) for _, p in n.tap]
+    assert sizes[0] == sizes[1] == 19 + 18 + 35 + 18  # header + SA + KE + NONCE
+    assert sum(sizes) < 400
+
+
+def test_wrong_psk_fails_cleanly_on_both_sides():
+    n = netsim.pair(gw_psk=b"\x22" * 32)
+    n.a.connect(n.now)
+    n.run_for(1000)
+    assert no_sessions(n)
+    assert n.first(n.b, "handshake_failed").get("reason") == "authentication_failed"
+    assert n.first(n.a, "handshake_failed").get("reason") == "authentication_failed"
+    assert "sa_established" not in n.names(n.a) + n.names(n.b)
+
+
+def test_unknown_identity_fails_like_a_wrong_psk():
+    n = netsim.pair(box_id=b"intruder")
+    n.b._psks = {b"box1": netsim.PSK}
+    n.a.connect(n.now)
+    n.run_for(1000)
+    assert no_sessions(n)
+    assert n.first(n.b, "handshake_failed").get("reason") == "unknown_identity"
+    assert n.first(n.a, "handshake_failed").get("reason") == "authentication_failed"
+
+
+def test_wrong_gateway_identity_is_refused_by_the_box():
+    n = netsim.pair()
+    n.a.expect_peer = b"gw-other"
+    n.a.connect(n.now)
+    n.run_for(1000)
+    assert n.a.session() is None
+    assert n.first(n.a, "handshake_failed").get("reason") == "wrong_peer_identity"
+
+
+def test_unsupported_proposal_gets_no_proposal_chosen():
+    saved = wire.DEFAULT_PROPOSAL
+    wire.DEFAULT_PROPOSAL = Proposal(1, [(wire.TF_ENCR, 99), (wire.TF_INTEG, 1), (wire.TF_DH, 31)])
+    try:
+        n = netsim.pair()
+        n.a.connect(n.now)
+    finally:
+        wire.DEFAULT_PROPOSAL = saved
+    n.run_for(1000)
+    assert no_sessions(n)
+    assert n.first(n.b, "handshake_failed").get("reason") == "no_proposal_chosen"
+    assert n.first(n.a, "handshake_failed").get("reason") == "no_proposal_chosen"
+
+
+def test_truncated_handshake_messages_are_dropped_then_time_out():
+    cfg = LinkConfig(handshake_retry_ms=500, handshake_retries=1)
+    n = netsim.pair(cfg)
+    n.drop = lambda src, p: True  # capture only
+    n.a.connect(n.now)
+    n.run_for(10)
+    msg1 = n.tap[0][1]
+    for cut in (0, 1, 5, 19, len(msg1) - 1):
+        n.inject(n.b, msg1[:cut])
+    assert n.names(n.b).count("dropped") == 5 and n.b.session() is None
+    n.drop = None
+    n.inject(n.b, msg1)  # the genuine one: the gateway answers
+    msg2 = n.tap[-1][1]
+    n.drop = lambda src, p: True
+    n.inject(n.a, msg2[:-3])
+    assert n.names(n.a)[-1] == "dropped"
+    n.run_for(5000)
+    assert no_sessions(n)
+    assert n.first(n.a, "handshake_failed").get("reason") == "timeout"
+    assert n.first(n.b, "handshake_failed").get("reason") == "timeout"
+
+
+def test_replayed_handshake_messages_change_nothing():
+    n = netsim.pair()
+    n.connect()
+    msgs = [p for _, p in n.tap[:4]]
+    sa, sb = n.a.session(), n.b.session()
+    before_a, before_b = len(n.names(n.a)), len(n.names(n.b))
+    n.inject(n.b, msgs[0])
+    n.inject(n.a, msgs[1])
+    n.inject(n.b, msgs[2])
+    n.inject(n.a, msgs[3])
+    n.run_for(100)
+    assert n.a.session() is sa and n.b.session() is sb
+    assert n.names(n.a)[before_a:] == ["dropped", "dropped"]
+    assert n.names(n.b)[before_b:] == ["dropped", "dropped"]
+    assert len(n.a.sessions) == 1 and len(n.b.sessions) == 1
+
+
+def test_lost_msg2_and_lost_msg4_are_retransmitted():
+    for lost in (1, 3):
+        cfg = LinkConfig(handshake_retry_ms=400)
+        n = netsim.pair(cfg)
+        state = {"count": 0}
+
+        def drop(src, p, state=state, lost=lost):
+            state["count"] += 1
+            return state["count"] == lost + 1
+
+        n.drop = drop
+        n.a.connect(n.now)
+        n.run_for(2000)
+        assert n.a.session() is not None and n.b.session() is not None, lost
+        assert n.names(n.b).count("sa_established") == 1
+
+
+def test_handshake_gives_up_when_nobody_answers():
+    cfg = LinkConfig(handshake_retry_ms=500, handshake_retries=2)
+    n = netsim.pair(cfg)
+    n.cut = True
+    n.a.connect(n.now)
+    n.run_for(1400)
+    assert n.first(n.a, "handshake_failed") is None
+    n.run_for(200)
+    assert n.first(n.a, "handshake_failed").get("reason") == "timeout"
+    assert sum(1 for src, _ in n.tap if src == "a") == 3
+
+
+def test_relogin_replaces_the_stale_sa():
+    n = netsim.pair()
+    n.connect()
+    old = n.b.session()
+    rebooted = Endpoint(LinkConfig(), b"box1", psk=netsim.PSK, expect_peer=b"gw1")
+    n2 = netsim.Net(rebooted, n.b)
+    n2.now = n.now
+    n2.connect()
+    assert n.b.sessions == [n2.b.session()] and n2.b.session() is not old
+    deleted = [e for e in n2.events[id(n.b)] if e.name == "sa_deleted"]
+    assert len(deleted) == 1 and deleted[0].get("reason") == "replaced"
+    assert ticks.diff(n2.now, netsim.START) > 0
