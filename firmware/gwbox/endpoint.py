@@ -12,7 +12,6 @@ A responder replaces the older session of an identity that authenticates again
 from gwbox import ticks, wire
 from gwbox.errors import ProtocolError
 from gwbox.events import Event
-from gwbox.handshake import InitiatorHandshake, ResponderHandshake
 from gwbox.sa import packet_spi
 from gwbox.session import Session
 
@@ -37,6 +36,8 @@ class Endpoint:
 
     def connect(self, now, link=None):
         """Start a handshake toward the peer on `link` (the box side)."""
+        from gwbox.initiator import InitiatorHandshake  # only initiators pay for this code
+
         self.initiator = InitiatorHandshake(self.cfg, self.identity, self._psk, now, self.expect_peer,
                                             self._taken())
         self.initiator_link = link
@@ -46,7 +47,7 @@ class Endpoint:
     def receive(self, packet, now, link=None):
         """One frame's payload from `link`. Never raises for bad input."""
         try:
-            if wire.is_cleartext(packet):
+            if packet and packet[0] == wire.MARKER:
                 self._on_cleartext(packet, now, link)
             else:
                 self._on_protected(packet, now, link)
@@ -125,7 +126,7 @@ class Endpoint:
         return self._psks.get(identity)
 
     def _on_cleartext(self, packet, now, link):
-        msg = wire.decode_message(packet)
+        msg = wire.decode(packet, True)
         if msg.is_response():
             hs = self.initiator
             if hs is None or hs.state != "sa_init":
@@ -142,6 +143,8 @@ class Endpoint:
             raise ProtocolError("not accepting handshakes")
         if len(self.half_open) >= self.cfg.half_open_max:
             raise ProtocolError("too many handshakes in progress")
+        from gwbox.responder import ResponderHandshake  # only responders pay for this code
+
         r = ResponderHandshake(self.cfg, self.identity, self._psk_for, packet, msg, now, self._taken())
         r.link = link
         self.half_open.append(r)

@@ -18,7 +18,6 @@ DEAD = "dead"
 
 
 class Keepalive:
-    __slots__ = ("idle_ms", "response_ms", "retries", "pending", "ended", "attempt", "deadline", "sent_at")
 
     def __init__(self, idle_ms, response_ms, retries, now):
         self.idle_ms = idle_ms

@@ -16,7 +16,6 @@ AUTH_LABEL = b"gwbox1 psk auth"
 class Keys:
     """Derived material. `i2r`/`r2i` name the direction relative to the exchange initiator."""
 
-    __slots__ = ("sk_d", "ctl_i2r", "ctl_r2i", "data_i2r", "data_r2i")
 
 
 def derive(shared, nonce_i, nonce_r, spis, sk_d_old=b""):

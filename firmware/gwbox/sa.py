@@ -21,7 +21,6 @@ REPLAY_WINDOW = 64
 class ReplayWindow:
     """Sliding window of the last REPLAY_WINDOW sequence numbers (RFC 4303 §3.4.3)."""
 
-    __slots__ = ("top", "bits")
 
     def __init__(self):
         self.top = 0  # highest sequence number accepted so far (0: none yet)
@@ -55,7 +54,6 @@ def _nonce(spi_seq):
 class OutboundSA:
     """Protects packets toward the peer; `spi` is the peer's inbound SPI."""
 
-    __slots__ = ("spi", "seq", "_ecb", "_mac", "bytes")
 
     def __init__(self, spi, enc_key, mac_key):
         self.spi = spi
@@ -77,7 +75,6 @@ class OutboundSA:
 class InboundSA:
     """Verifies and decrypts packets from the peer; `spi` is our own inbound SPI."""
 
-    __slots__ = ("spi", "window", "_ecb", "_mac", "bytes")
 
     def __init__(self, spi, enc_key, mac_key):
         self.spi = spi

@@ -13,18 +13,15 @@ flight is lost. Keepalive timing is untouched by all of this.
 """
 from gwbox import ticks, wire
 from gwbox.config import KEEPALIVE_PROBE
-from gwbox.crypto.entropy import random_bytes
-from gwbox.crypto.x25519 import generate_keypair, shared_secret
 from gwbox.errors import ProtocolError
 from gwbox.events import Event
-from gwbox.handshake import SASet, choose_proposal, new_spi, supported
+from gwbox.handshake import Offer, answer, choose_proposal, complete
 from gwbox.keepalive import DEAD, SEND, Keepalive
-from gwbox.keyschedule import derive
 from gwbox.sa import packet_spi
 from gwbox.wire import Message
 
 # The seed's probe (claim 14): a quick-mode proposal nobody can accept.
-INVALID_PROPOSAL = wire.Proposal(1, [(wire.TF_ENCR, 0xFF)])
+INVALID_PROPOSAL = bytes([1, 1, wire.TF_ENCR, 0xFF])
 
 
 class Session:
@@ -65,7 +62,7 @@ class Session:
         return m
 
     def _send_ctl(self, exch, flags, msg_id, payloads, sas=None):
-        pkt = (sas or self.out_sas).ctl_out.protect(wire.encode_inner(Message(exch, self.flags | flags, msg_id, payloads)))
+        pkt = (sas or self.out_sas).ctl_out.protect(wire.encode(Message(exch, self.flags | flags, msg_id, payloads), False))
         self.out.append(pkt)
         return pkt
 
@@ -105,7 +102,7 @@ class Session:
                 self._maybe_rekey(now)
                 return
             if spi == sas.ctl_in.spi:
-                msg = wire.decode_inner(sas.ctl_in.unprotect(packet))
+                msg = wire.decode(sas.ctl_in.unprotect(packet), False)
                 if sas is self.current and self.out_sas is not self.current and not msg.is_response():
                     self._switch_to_current(now)
                 # Only a message that proved valid here is traffic: a stale or unexpected
@@ -187,17 +184,10 @@ class Session:
     def start_rekey(self, now):
         c = self.current
         reason = "time" if ticks.diff(now, c.created) >= self.cfg.rekey_ms else "bytes"
-        taken = self.taken_spis()
-        ctl_spi = new_spi(taken)
-        data_spi = new_spi(taken + (ctl_spi,))
-        priv, pub = generate_keypair()
-        nonce = random_bytes(wire.NONCE_LEN)
+        offer = Offer(self.taken_spis())
         msg_id = self._new_msg_id()
-        payloads = [(wire.PL_SA, wire.encode_sa(ctl_spi, data_spi, [wire.DEFAULT_PROPOSAL])),
-                    (wire.PL_KE, wire.encode_ke(pub)), (wire.PL_NONCE, nonce)]
-        self.rekey = {"msg_id": msg_id, "priv": priv, "nonce": nonce, "spis": (ctl_spi, data_spi),
-                      "payloads": payloads, "attempt": 1, "deadline": ticks.add(now, self.cfg.response_ms)}
-        self._send_ctl(wire.EXCH_REKEY, 0, msg_id, payloads)
+        self.rekey = {"msg_id": msg_id, "offer": offer, "attempt": 1, "deadline": ticks.add(now, self.cfg.response_ms)}
+        self._send_ctl(wire.EXCH_REKEY, 0, msg_id, offer.payloads)
         self._event("rekey_started", reason=reason, msg_id=msg_id)
 
     def _on_rekey_request(self, msg, now):
@@ -210,27 +200,13 @@ class Session:
             # Either way the superseded set is finished with: the initiator moved on.
             self.previous = None
             self.previous_until = None
-        ctl_i, data_i, props = wire.decode_sa(msg.require(wire.PL_SA))
-        wire.check_spi(ctl_i)
-        wire.check_spi(data_i)
-        if choose_proposal(props) is None:
-            pkt = self._send_ctl(wire.EXCH_REKEY, wire.FLAG_RESPONSE, msg.msg_id,
-                                 [(wire.PL_NOTIFY, wire.encode_notify(wire.N_NO_PROPOSAL_CHOSEN))])
-            self.cached = (msg.msg_id, pkt)
-            return
-        xi = wire.decode_ke(msg.require(wire.PL_KE))
-        ni = bytes(wire.decode_nonce(msg.require(wire.PL_NONCE)))
-        taken = self.taken_spis()
-        ctl_r = new_spi(taken)
-        data_r = new_spi(taken + (ctl_r,))
-        priv, pub = generate_keypair()
-        nr = random_bytes(wire.NONCE_LEN)
-        spis = (ctl_i, ctl_r, data_i, data_r)
-        new = SASet(derive(shared_secret(priv, xi), ni, nr, spis, self.current.sk_d), spis, False, now)
-        pkt = self._send_ctl(wire.EXCH_REKEY, wire.FLAG_RESPONSE, msg.msg_id,
-                             [(wire.PL_SA, wire.encode_sa(ctl_r, data_r, [wire.DEFAULT_PROPOSAL])),
-                              (wire.PL_KE, wire.encode_ke(pub)), (wire.PL_NONCE, nr)])
+        payloads, new = answer(msg, self.taken_spis(), now, self.current.sk_d)
+        if payloads is None:
+            payloads = [(wire.PL_NOTIFY, wire.encode_notify(wire.N_NO_PROPOSAL_CHOSEN))]
+        pkt = self._send_ctl(wire.EXCH_REKEY, wire.FLAG_RESPONSE, msg.msg_id, payloads)
         self.cached = (msg.msg_id, pkt)
+        if new is None:
+            return
         # Make before break: accept on both, keep sending on the old set until the
         # initiator is seen using the new one.
         self.previous = self.current
@@ -245,15 +221,7 @@ class Session:
             self.rekey_retry_at = ticks.add(now, self.cfg.keepalive_idle_ms)
             self._event("rekey_failed", reason="notify_%d" % wire.decode_notify(notify)[0])
             return
-        ctl_r, data_r, props = wire.decode_sa(msg.require(wire.PL_SA))
-        if len(props) != 1 or not supported(props[0]):
-            raise ProtocolError("rekey response chose a proposal we did not offer")
-        wire.check_spi(ctl_r)
-        wire.check_spi(data_r)
-        xr = wire.decode_ke(msg.require(wire.PL_KE))
-        nr = wire.decode_nonce(msg.require(wire.PL_NONCE))
-        spis = (rk["spis"][0], ctl_r, rk["spis"][1], data_r)
-        new = SASet(derive(shared_secret(rk["priv"], xr), rk["nonce"], nr, spis, self.current.sk_d), spis, True, now)
+        new = complete(rk["offer"], msg, now, self.current.sk_d)
         old = self.current
         self.rekey = None
         self.rekey_retry_at = None
@@ -308,7 +276,7 @@ class Session:
             else:
                 rk["attempt"] += 1
                 rk["deadline"] = ticks.add(now, self.cfg.response_ms)
-                self._send_ctl(wire.EXCH_REKEY, 0, rk["msg_id"], rk["payloads"])
+                self._send_ctl(wire.EXCH_REKEY, 0, rk["msg_id"], rk["offer"].payloads)
         self._maybe_rekey(now)
 
     def next_deadline(self):

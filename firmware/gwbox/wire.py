@@ -77,7 +77,6 @@ SPI_LEN = 4
 class Message:
     """A decoded message: header fields plus an ordered list of (type, body) payloads."""
 
-    __slots__ = ("spi_i", "spi_r", "exch", "flags", "msg_id", "payloads")
 
     def __init__(self, exch, flags, msg_id, payloads, spi_i=0, spi_r=0):
         self.spi_i = spi_i
@@ -102,10 +101,6 @@ class Message:
         if body is None:
             raise ProtocolError("missing payload %d" % ptype)
         return body
-
-    def __repr__(self):
-        return "Message(exch=%d flags=%02x id=%d %r)" % (
-            self.exch, self.flags, self.msg_id, [t for t, _ in self.payloads])
 
 
 # --- payload chain ---------------------------------------------------------------
@@ -152,96 +147,68 @@ def decode_chain(first, buf, pos):
     return payloads
 
 
-def _first(payloads):
-    return payloads[0][0] if payloads else PL_NONE
+# --- messages: one codec for both header shapes ----------------------------------------
+# cleartext: marker, SPIi, SPIr, next payload, version, exchange, flags, msg id, length
+# inner (inside a protected packet):              next payload, exchange, flags, msg id
+
+def encode(msg, cleartext):
+    chain = encode_chain(msg.payloads)
+    first = msg.payloads[0][0] if msg.payloads else PL_NONE
+    if cleartext:
+        head = struct.pack(">BIIBBBBIH", MARKER, msg.spi_i, msg.spi_r, first, VERSION, msg.exch, msg.flags,
+                           msg.msg_id, HEADER_LEN + len(chain))
+    else:
+        head = struct.pack(">BBBI", first, msg.exch, msg.flags, msg.msg_id)
+    return head + bytes(chain)
 
 
-def _check_exch(exch, flags):
+def decode(buf, cleartext):
+    """A Message from `buf`, or ProtocolError."""
+    spi_i = spi_r = 0
+    if cleartext:
+        if len(buf) < HEADER_LEN:
+            raise ProtocolError("truncated header")
+        marker, spi_i, spi_r, first, ver, exch, flags, msg_id, total = struct.unpack_from(">BIIBBBBIH", buf, 0)
+        if marker != MARKER:
+            raise ProtocolError("not a cleartext message")
+        if ver >> 4 != VERSION >> 4:
+            raise ProtocolError("unsupported version %d.%d" % (ver >> 4, ver & 15))
+        if total != len(buf):
+            raise ProtocolError("length field %d but %d bytes" % (total, len(buf)))
+        if spi_i == 0:
+            raise ProtocolError("zero initiator SPI")
+        pos = HEADER_LEN
+    else:
+        if len(buf) < INNER_LEN:
+            raise ProtocolError("truncated inner header")
+        first, exch, flags, msg_id = struct.unpack_from(">BBBI", buf, 0)
+        pos = INNER_LEN
     if exch not in EXCHANGES:
         raise ProtocolError("unknown exchange type %d" % exch)
     if flags & ~(FLAG_INITIATOR | FLAG_RESPONSE):
         raise ProtocolError("reserved flag bits set")
-
-
-# --- cleartext handshake messages ---------------------------------------------------
-
-def encode_message(msg):
-    chain = encode_chain(msg.payloads)
-    total = HEADER_LEN + len(chain)
-    head = struct.pack(">BIIBBBBIH", MARKER, msg.spi_i, msg.spi_r, _first(msg.payloads),
-                       VERSION, msg.exch, msg.flags, msg.msg_id, total)
-    return head + bytes(chain)
-
-
-def decode_message(buf):
-    if len(buf) < HEADER_LEN:
-        raise ProtocolError("truncated header")
-    marker, spi_i, spi_r, first, ver, exch, flags, msg_id, total = struct.unpack_from(">BIIBBBBIH", buf, 0)
-    if marker != MARKER:
-        raise ProtocolError("not a cleartext message")
-    if ver >> 4 != VERSION >> 4:
-        raise ProtocolError("unsupported version %d.%d" % (ver >> 4, ver & 15))
-    if total != len(buf):
-        raise ProtocolError("length field %d but %d bytes" % (total, len(buf)))
-    if spi_i == 0:
-        raise ProtocolError("zero initiator SPI")
-    _check_exch(exch, flags)
-    return Message(exch, flags, msg_id, decode_chain(first, buf, HEADER_LEN), spi_i, spi_r)
-
-
-def is_cleartext(buf):
-    return len(buf) > 0 and buf[0] == MARKER
-
-
-# --- inner (protected) control messages --------------------------------------------------
-
-def encode_inner(msg):
-    return struct.pack(">BBBI", _first(msg.payloads), msg.exch, msg.flags, msg.msg_id) + bytes(
-        encode_chain(msg.payloads))
-
-
-def decode_inner(buf):
-    if len(buf) < INNER_LEN:
-        raise ProtocolError("truncated inner header")
-    first, exch, flags, msg_id = struct.unpack_from(">BBBI", buf, 0)
-    _check_exch(exch, flags)
-    return Message(exch, flags, msg_id, decode_chain(first, buf, INNER_LEN))
+    return Message(exch, flags, msg_id, decode_chain(first, buf, pos), spi_i, spi_r)
 
 
 # --- payload bodies ----------------------------------------------------------------------
 
-class Proposal:
-    """One acceptable suite: number plus transforms [(type, id), ...]."""
-
-    __slots__ = ("num", "transforms")
-
-    def __init__(self, num, transforms):
-        self.num = num
-        self.transforms = transforms
-
-    def get(self, ttype):
-        for t, i in self.transforms:
-            if t == ttype:
-                return i
-        return None
+# A proposal travels and is kept as its own encoding: number (1), transform count (1),
+# then (type, id) byte pairs. No class: a proposal is only ever compared or copied.
+DEFAULT_PROPOSAL = bytes([1, 3, TF_ENCR, ENCR_AES128_CTR, TF_INTEG, INTEG_HMAC_SHA256_128, TF_DH, DH_X25519])
 
 
-DEFAULT_PROPOSAL = Proposal(1, [(TF_ENCR, ENCR_AES128_CTR), (TF_INTEG, INTEG_HMAC_SHA256_128), (TF_DH, DH_X25519)])
+def transforms(proposal):
+    """The proposal's (type, id) pairs, sorted: two proposals offer the same suite iff equal."""
+    return sorted(proposal[2 + 2 * k:4 + 2 * k] for k in range(proposal[1]))
 
 
 def encode_sa(ctl_spi, data_spi, proposals):
-    """SA payload: control SPI (4), data SPI (4), then proposals: num, count, (type, id)*."""
-    out = bytearray(struct.pack(">II", ctl_spi, data_spi))
-    for p in proposals:
-        out.append(p.num)
-        out.append(len(p.transforms))
-        for t, i in p.transforms:
-            out.append(t)
-            out.append(i)
-    return bytes(out)
+    """SA payload: control SPI (4), data SPI (4), then the proposals back to back."""
+    return struct.pack(">II", ctl_spi, data_spi) + b"".join(proposals)
 
 
 def decode_sa(body):
+    """(control SPI, data SPI, [proposal bytes, ...])."""
     if len(body) < 8:
         raise ProtocolError("truncated SA payload")
     ctl_spi, data_spi = struct.unpack_from(">II", body, 0)
@@ -250,16 +217,11 @@ def decode_sa(body):
     while pos < len(body):
         if pos + 2 > len(body):
             raise ProtocolError("truncated proposal")
-        num = body[pos]
-        count = body[pos + 1]
-        pos += 2
-        if pos + 2 * count > len(body):
+        end = pos + 2 + 2 * body[pos + 1]
+        if end > len(body):
             raise ProtocolError("truncated transforms")
-        tfs = []
-        for k in range(count):
-            tfs.append((body[pos + 2 * k], body[pos + 2 * k + 1]))
-        pos += 2 * count
-        proposals.append(Proposal(num, tfs))
+        proposals.append(bytes(body[pos:end]))
+        pos = end
     if not proposals:
         raise ProtocolError("SA payload without proposal")
     return ctl_spi, data_spi, proposals
@@ -272,40 +234,17 @@ def check_spi(spi):
     return spi
 
 
-def encode_ke(pub):
-    return bytes([DH_X25519]) + pub
+# KE, ID and AUTH bodies are a one-byte tag (group, ID type, auth method) and a value.
+
+def tagged(tag, value):
+    return bytes([tag]) + value
 
 
-def decode_ke(body):
-    if len(body) != 1 + KE_LEN or body[0] != DH_X25519:
-        raise ProtocolError("bad key exchange payload")
+def untag(body, tag, size=0):
+    """The value of a tagged body; `size` > 0 demands that exact length."""
+    if len(body) < 2 or body[0] != tag or size and len(body) != size + 1:
+        raise ProtocolError("bad payload body for tag %d" % tag)
     return bytes(body[1:])
-
-
-def encode_id(identity):
-    return bytes([ID_KEY_ID]) + identity
-
-
-def decode_id(body):
-    if len(body) < 2 or body[0] != ID_KEY_ID:
-        raise ProtocolError("bad identity payload")
-    return bytes(body[1:])
-
-
-def encode_auth(mac):
-    return bytes([AUTH_PSK_MAC]) + mac
-
-
-def decode_auth(body):
-    if len(body) != 33 or body[0] != AUTH_PSK_MAC:
-        raise ProtocolError("bad auth payload")
-    return bytes(body[1:])
-
-
-def decode_nonce(body):
-    if len(body) != NONCE_LEN:
-        raise ProtocolError("bad nonce length %d" % len(body))
-    return body
 
 
 def encode_notify(ntype, data=b""):

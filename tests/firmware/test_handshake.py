@@ -4,7 +4,6 @@ import netsim
 from gwbox import ticks, wire
 from gwbox.config import LinkConfig
 from gwbox.endpoint import Endpoint
-from gwbox.wire import Proposal
 
 
 def no_sessions(n):
@@ -67,7 +66,7 @@ def test_wrong_gateway_identity_is_refused_by_the_box():
 
 def test_unsupported_proposal_gets_no_proposal_chosen():
     saved = wire.DEFAULT_PROPOSAL
-    wire.DEFAULT_PROPOSAL = Proposal(1, [(wire.TF_ENCR, 99), (wire.TF_INTEG, 1), (wire.TF_DH, 31)])
+    wire.DEFAULT_PROPOSAL = bytes([1, 3, wire.TF_ENCR, 99, wire.TF_INTEG, 1, wire.TF_DH, 31])
     try:
         n = netsim.pair()
         n.a.connect(n.now)

@@ -7,27 +7,28 @@ from gwbox.wire import Message
 def sample_init():
     return Message(wire.EXCH_SA_INIT, wire.FLAG_INITIATOR, 0,
                    [(wire.PL_SA, wire.encode_sa(0x81000001, 0x82000002, [wire.DEFAULT_PROPOSAL])),
-                    (wire.PL_KE, wire.encode_ke(b"\x05" * 32)), (wire.PL_NONCE, b"\x07" * 16)],
+                    (wire.PL_KE, wire.tagged(wire.DH_X25519, b"\x05" * 32)), (wire.PL_NONCE, b"\x07" * 16)],
                    0x81000001, 0)
 
 
 def test_cleartext_round_trip_and_header_layout():
-    raw = wire.encode_message(sample_init())
+    raw = wire.encode(sample_init(), True)
     assert raw[0] == wire.MARKER
     assert len(raw) == wire.HEADER_LEN + (2 + 8 + 8) + (2 + 33) + (2 + 16)
-    m = wire.decode_message(raw)
+    m = wire.decode(raw, True)
     assert (m.spi_i, m.spi_r, m.exch, m.flags, m.msg_id) == (0x81000001, 0, wire.EXCH_SA_INIT, wire.FLAG_INITIATOR, 0)
     assert [t for t, _ in m.payloads] == [wire.PL_SA, wire.PL_KE, wire.PL_NONCE]
     ctl, data, props = wire.decode_sa(m.require(wire.PL_SA))
     assert (ctl, data) == (0x81000001, 0x82000002)
-    assert props[0].transforms == wire.DEFAULT_PROPOSAL.transforms
-    assert wire.decode_ke(m.require(wire.PL_KE)) == b"\x05" * 32
+    assert props == [wire.DEFAULT_PROPOSAL]
+    assert wire.transforms(b"\x02\x02\x03\x01\x01\x01") == [b"\x01\x01", b"\x03\x01"]
+    assert wire.untag(m.require(wire.PL_KE), wire.DH_X25519, 32) == b"\x05" * 32
 
 
 def test_inner_round_trip_empty_chain_is_seven_bytes():
-    raw = wire.encode_inner(Message(wire.EXCH_INFO, wire.FLAG_RESPONSE, 77, []))
+    raw = wire.encode(Message(wire.EXCH_INFO, wire.FLAG_RESPONSE, 77, []), False)
     assert len(raw) == wire.INNER_LEN == 7
-    m = wire.decode_inner(raw)
+    m = wire.decode(raw, False)
     assert m.exch == wire.EXCH_INFO and m.is_response() and m.msg_id == 77 and m.payloads == []
 
 
@@ -35,12 +36,12 @@ def test_payload_helpers_round_trip():
     assert wire.decode_delete(wire.encode_delete(wire.PROTO_CONTROL, [0x81000001, 0x92000002])) == (
         wire.PROTO_CONTROL, [0x81000001, 0x92000002])
     assert wire.decode_notify(wire.encode_notify(wire.N_NO_PROPOSAL_CHOSEN, b"x")) == (14, b"x")
-    assert wire.decode_id(wire.encode_id(b"branch-17")) == b"branch-17"
-    assert wire.decode_auth(wire.encode_auth(b"\x01" * 32)) == b"\x01" * 32
+    assert wire.untag(wire.tagged(wire.ID_KEY_ID, b"branch-17"), wire.ID_KEY_ID) == b"branch-17"
+    assert wire.untag(wire.tagged(wire.AUTH_PSK_MAC, b"\x01" * 32), wire.AUTH_PSK_MAC, 32) == b"\x01" * 32
 
 
 def malformed_corpus():
-    good = wire.encode_message(sample_init())
+    good = wire.encode(sample_init(), True)
     corpus = [b"", b"\x00", good[:18], good[:-1], good + b"\x00", good[:wire.HEADER_LEN]]
     bad_len = bytearray(good)
     bad_len[17] ^= 1
@@ -72,7 +73,7 @@ def test_malformed_cleartext_corpus_raises_protocol_error_only():
     n = 0
     for raw in malformed_corpus():
         try:
-            wire.decode_message(raw)
+            wire.decode(raw, True)
         except ProtocolError:
             n += 1
             continue
@@ -81,18 +82,29 @@ def test_malformed_cleartext_corpus_raises_protocol_error_only():
 
 
 def test_malformed_inner_and_bodies_raise_protocol_error():
+    def inner(b):
+        return wire.decode(b, False)
+
+    def ke(b):
+        return wire.untag(b, wire.DH_X25519, wire.KE_LEN)
+
+    def auth(b):
+        return wire.untag(b, wire.AUTH_PSK_MAC, 32)
+
+    def ident(b):
+        return wire.untag(b, wire.ID_KEY_ID)
+
     cases = [
-        (wire.decode_inner, b"\x00\x25"),
-        (wire.decode_inner, b"\x00\x63\x00\x00\x00\x00\x01"),
-        (wire.decode_inner, b"\x0b\x25\x00\x00\x00\x00\x01\x00\x05ab"),
+        (inner, b"\x00\x25"),
+        (inner, b"\x00\x63\x00\x00\x00\x00\x01"),
+        (inner, b"\x0b\x25\x00\x00\x00\x00\x01\x00\x05ab"),
         (wire.decode_sa, b"\x81\x00\x00\x01"),
         (wire.decode_sa, b"\x81\x00\x00\x01\x82\x00\x00\x02"),
         (wire.decode_sa, b"\x81\x00\x00\x01\x82\x00\x00\x02\x01\x03\x01"),
-        (wire.decode_ke, b"\x1f" + b"\x00" * 31),
-        (wire.decode_ke, b"\x13" + b"\x00" * 32),
-        (wire.decode_id, b"\x0b"),
-        (wire.decode_auth, b"\x02" + b"\x00" * 31),
-        (wire.decode_nonce, b"\x00" * 15),
+        (ke, b"\x1f" + b"\x00" * 31),
+        (ke, b"\x13" + b"\x00" * 32),
+        (ident, b"\x0b"),
+        (auth, b"\x02" + b"\x00" * 31),
         (wire.decode_notify, b"\x00"),
         (wire.decode_delete, b"\x01\x00\x00"),
         (wire.decode_delete, b"\x09\x81\x00\x00\x01"),
