@@ -1,0 +1,53 @@
+"""Peak heap of a node under MicroPython: the smallest -X heapsize that completes the scenario.
+
+Runs the two-process scenario of tests/host/test_mp_two_node_scenario.py at decreasing
+per-node heap sizes (firmware as .mpy) and reports the smallest that passes, and that
+peak minus the heap in use right after the imports. Prints one JSON object.
+"""
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [os.path.join(ROOT, p) for p in ("firmware", "tests/firmware", "host_tools", "tests")]
+
+import mp_suite  # noqa: E402
+
+
+def passes(heap_k):
+    env = dict(os.environ, GWBOX_NODE_HEAP="%dK" % heap_k)
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        os.path.join(ROOT, "tests/host/test_mp_two_node_scenario.py")],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    return r.returncode == 0
+
+
+def import_heap():
+    mp_suite.build_mpy()
+    code = ("import gc\ngc.collect()\na=gc.mem_alloc()\nimport gwbox.port.pipe, gwbox.initiator\n"
+            "gc.collect()\nprint(gc.mem_alloc()-a)")
+    env = dict(os.environ, MICROPYPATH=os.path.join(mp_suite.BUILD, "lib"))
+    out = subprocess.run([mp_suite.micropython_binary(), "-X", "heapsize=256K", "-c", code],
+                         env=env, capture_output=True, text=True, check=True).stdout
+    return int(out.split()[-1])
+
+
+def main():
+    lo, hi = 56, 96  # K; bisect on 2K steps
+    assert passes(hi), "scenario fails even at %dK" % hi
+    while hi - lo > 2:
+        mid = (lo + hi) // 2
+        mid -= mid % 2
+        if passes(mid):
+            hi = mid
+        else:
+            lo = mid
+    peak = hi * 1024
+    imports = import_heap()
+    print(json.dumps({"mp_peak_heap_bytes": peak, "mp_import_heap_bytes": imports,
+                      "mp_state_heap_bytes": peak - imports, "mp_heap_word_bits": 64}))
+
+
+if __name__ == "__main__":
+    main()

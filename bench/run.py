@@ -1,0 +1,49 @@
+"""Run every benchmark and write bench/results.json (one flat JSON object of numbers).
+
+Each benchmark is a script printing one JSON object; CPython scripts run in the venv,
+MicroPython ones under the real interpreter with the firmware as .mpy. Keys a script
+does not produce are simply absent: nothing here is estimated or filled in.
+"""
+import json
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+
+import mp_suite  # noqa: E402
+
+CPYTHON = ["protocol_bytes.py", "false_teardowns.py", "framing_overhead.py", "goodput.py", "mp_heap.py"]
+MICROPYTHON = [("mp_cpu.py", "128K")]
+
+
+def run(cmd, env=None):
+    print("bench:", " ".join(os.path.basename(c) for c in cmd), flush=True)
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=1800)
+    if out.returncode != 0:
+        raise SystemExit("benchmark failed: %s\n%s%s" % (cmd, out.stdout, out.stderr))
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+    results = {}
+    for script in CPYTHON:
+        path = os.path.join(HERE, script)
+        if os.path.exists(path):
+            results.update(run([sys.executable, path]))
+    mp_suite.build_mpy()
+    for script, heap in MICROPYTHON:
+        results.update(run([mp_suite.micropython_binary(), "-X", "heapsize=" + heap, os.path.join(HERE, script)]))
+    numbers = {k: v for k, v in results.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    with open(os.path.join(HERE, "results.json"), "w") as f:
+        json.dump(numbers, f, indent=1, sort_keys=True)
+    os.makedirs(os.path.join(HERE, "out"), exist_ok=True)
+    with open(os.path.join(HERE, "out", "details.json"), "w") as f:
+        json.dump(results, f, indent=1, sort_keys=True)  # per-run samples, lists: not contract numbers
+    print(json.dumps(numbers, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()
