@@ -17,11 +17,11 @@ $(STAMP): requirements.txt
 
 venv: $(STAMP)  ## create .venv and install pinned dependencies
 
-test: $(STAMP)  ## all tests: pytest on CPython, which also drives the MicroPython suite
+test: $(STAMP)  ## every test: pytest on CPython, which also runs the MicroPython suite
 	$(PY) -m pytest -q tests
 
-test-host: $(STAMP)  ## CPython tests only (skips nothing, just does not start micropython)
-	$(PY) -m pytest -q tests --ignore=tests/host/test_micropython_suite.py
+test-host: $(STAMP)  ## quick loop: pytest without the tests that start micropython
+	$(PY) -m pytest -q tests --ignore=tests/host/test_micropython_suite.py --ignore=tests/host/test_mp_two_node_scenario.py
 
 test-mp: $(STAMP)  ## the firmware suite under the real micropython binary, one process per module (64K heap)
 	$(PY) tests/mp_suite.py

@@ -7,3 +7,15 @@ for p in (os.path.join(ROOT, "firmware"), os.path.join(ROOT, "tests", "firmware"
           os.path.join(ROOT, "host_tools"), ROOT):
     if p not in sys.path:
         sys.path.insert(0, p)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print the MicroPython suite's own totals (its tests are counted inside one pytest item
+    per module), as `micropython: N passed, N failed`."""
+    mod = sys.modules.get("test_micropython_suite")
+    results = getattr(mod, "RESULTS", None)
+    if results:
+        passed = sum(p for p, _ in results.values())
+        failed = sum(f for _, f in results.values())
+        terminalreporter.write_line("micropython (%d modules, device-sized heaps): %d passed, %d failed"
+                                    % (len(results), passed, failed))

@@ -7,6 +7,8 @@ import pytest
 
 import mp_suite
 
+RESULTS = {}  # module -> (passed, failed); conftest prints the totals at the end of the run
+
 
 def test_suite_is_not_empty():
     assert len(mp_suite.modules()) >= 10
@@ -20,4 +22,5 @@ def test_heap_declarations_are_device_sized():
 @pytest.mark.parametrize("module", mp_suite.modules())
 def test_firmware_module_under_micropython(module):
     passed, failed, out = mp_suite.run_module(module)
+    RESULTS[module] = (passed, failed)
     assert failed == 0 and passed > 0, out
