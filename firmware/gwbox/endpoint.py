@@ -23,6 +23,15 @@ class Endpoint:
         self.identity = identity
         self._psk = psk
         self._psks = psks or {}
+        # Role code loads now, while the heap is young and unfragmented, and only the
+        # roles this endpoint can play: a box never loads the responder, nor a gateway
+        # the initiator (docs/memory.md).
+        if psk is not None:
+            from gwbox.initiator import InitiatorHandshake
+            self._initiator_cls = InitiatorHandshake
+        if self._psks:
+            from gwbox.responder import ResponderHandshake
+            self._responder_cls = ResponderHandshake
         self.expect_peer = expect_peer
         self.initiator = None  # InitiatorHandshake in progress, with its link
         self.initiator_link = None
@@ -36,9 +45,9 @@ class Endpoint:
 
     def connect(self, now, link=None):
         """Start a handshake toward the peer on `link` (the box side)."""
-        from gwbox.initiator import InitiatorHandshake  # only initiators pay for this code
-
-        self.initiator = InitiatorHandshake(self.cfg, self.identity, self._psk, now, self.expect_peer,
+        if self._psk is None:
+            raise ProtocolError("no pre-shared key to connect with")
+        self.initiator = self._initiator_cls(self.cfg, self.identity, self._psk, now, self.expect_peer,
                                             self._taken())
         self.initiator_link = link
         self._event("handshake_started", role="initiator", spi=self.initiator.spi_i)
@@ -143,9 +152,7 @@ class Endpoint:
             raise ProtocolError("not accepting handshakes")
         if len(self.half_open) >= self.cfg.half_open_max:
             raise ProtocolError("too many handshakes in progress")
-        from gwbox.responder import ResponderHandshake  # only responders pay for this code
-
-        r = ResponderHandshake(self.cfg, self.identity, self._psk_for, packet, msg, now, self._taken())
+        r = self._responder_cls(self.cfg, self.identity, self._psk_for, packet, msg, now, self._taken())
         r.link = link
         self.half_open.append(r)
         self._event("handshake_started", role="responder", spi=msg.spi_i)

@@ -4,7 +4,7 @@ HKDF-SHA256 (RFC 5869). The salt carries both nonces (and, on rekey, the old SA'
 derivation key SK_d, so a rekey is bound to the authenticated SA it replaces);
 the info string binds all four SPIs. Each SA direction gets its own AES and MAC key.
 """
-from gwbox.crypto.mac import hkdf_expand, hkdf_extract
+from gwbox.crypto.mac import HkdfStream, hkdf_expand, hkdf_extract
 
 ENC_LEN = 16
 MAC_LEN = 32
@@ -19,20 +19,18 @@ class Keys:
 
 
 def derive(shared, nonce_i, nonce_r, spis, sk_d_old=b""):
-    """spis = (ctl_spi_i, ctl_spi_r, data_spi_i, data_spi_r) as 4-byte big-endian values."""
+    """spis = (ctl_spi_i, ctl_spi_r, data_spi_i, data_spi_r) as 4-byte big-endian values.
+
+    Output order: SK_d, then (enc, mac) for ctl i->r, ctl r->i, data i->r, data r->i.
+    """
     prk = hkdf_extract(sk_d_old + nonce_i + nonce_r, shared)
     info = LABEL
     for s in spis:
         info += s.to_bytes(4, "big")
-    okm = hkdf_expand(prk, info, SKD_LEN + 4 * (ENC_LEN + MAC_LEN))
+    okm = HkdfStream(prk, info)
     k = Keys()
-    k.sk_d = okm[:SKD_LEN]
-    pos = SKD_LEN
-    pairs = []
-    for _ in range(4):
-        pairs.append((okm[pos:pos + ENC_LEN], okm[pos + ENC_LEN:pos + ENC_LEN + MAC_LEN]))
-        pos += ENC_LEN + MAC_LEN
-    k.ctl_i2r, k.ctl_r2i, k.data_i2r, k.data_r2i = pairs
+    k.sk_d = okm.read(SKD_LEN)
+    k.ctl_i2r, k.ctl_r2i, k.data_i2r, k.data_r2i = [(okm.read(ENC_LEN), okm.read(MAC_LEN)) for _ in range(4)]
     return k
 
 

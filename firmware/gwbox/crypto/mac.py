@@ -45,22 +45,37 @@ def hkdf_extract(salt, ikm):
     return hmac_sha256(salt, ikm)
 
 
+class HkdfStream:
+    """RFC 5869 expand, read in pieces: T(1) ‖ T(2) ‖ … without ever holding it whole.
+
+    The key schedule takes its keys one by one from here, so no allocation is larger
+    than two HMAC blocks: on a small, fragmented heap that is what decides success.
+    """
+
+    def __init__(self, prk, info):
+        self._key = HmacKey(prk)
+        self._info = info
+        self._t = b""
+        self._i = 0
+        self._buf = b""
+
+    def read(self, n):
+        while len(self._buf) < n:
+            self._i += 1
+            if self._i > 255:
+                raise ValueError("hkdf length")
+            self._t = self._key.digest(self._t, self._info, bytes((self._i,)))
+            self._buf += self._t
+        out = self._buf[:n]
+        self._buf = self._buf[n:]
+        return out
+
+
 def hkdf_expand(prk, info, length):
     """RFC 5869 expand: `length` bytes of output keying material bound to `info`."""
     if length < 0 or length > 255 * DIGEST:
         raise ValueError("hkdf length")
-    key = HmacKey(prk)
-    out = bytearray(length)  # one allocation: no growth copies on a small heap
-    t = b""
-    pos = 0
-    i = 1
-    while pos < length:
-        t = key.digest(t, info, bytes((i,)))
-        n = min(DIGEST, length - pos)
-        out[pos:pos + n] = t[:n]
-        pos += n
-        i += 1
-    return bytes(out)
+    return HkdfStream(prk, info).read(length)
 
 
 def hkdf(salt, ikm, info, length):
