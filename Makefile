@@ -4,6 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 MP     := $(VENV)/bin/micropython
 STAMP  := $(VENV)/.installed
+export PYTHONPATH := $(CURDIR)/firmware:$(CURDIR)/host_tools
 
 .PHONY: help venv test test-host test-mp bench demo clean
 
@@ -25,6 +26,9 @@ test-host: $(STAMP)  ## quick loop: pytest without the tests that start micropyt
 
 test-mp: $(STAMP)  ## the firmware suite under the real micropython binary, one process per module (64K heap)
 	$(PY) tests/mp_suite.py
+
+demo: $(STAMP)  ## box + gateway over an emulated modem: handshake, data, keepalives, dead gateway detected; timeline PNG
+	$(PY) -m gwbox_tools.demo --out build/demo
 
 bench: $(STAMP)  ## run benchmarks, write bench/results.json
 	$(PY) bench/run.py
