@@ -9,6 +9,11 @@ ends with the line `N passed, N failed`. Exit status 1 if anything failed.
 import sys
 import gc
 
+if hasattr(gc, "threshold"):
+    # Collect early, as a device's main.py does (firmware/gwbox/port/pipe.py too), so
+    # garbage does not fragment a small heap into holes too small for the next packet.
+    gc.threshold(4096)
+
 
 def _dirname(p):
     i = p.rfind("/")

@@ -14,7 +14,7 @@ from gwbox import ticks
 from gwbox.config import LinkConfig
 from gwbox_tools.mp_node import MpNode
 
-NODE_HEAP = os.environ.get("GWBOX_NODE_HEAP", "80K")
+NODE_HEAP = os.environ.get("GWBOX_NODE_HEAP", "72K")
 SETTINGS = dict(keepalive_idle_ms=3000, response_ms=500, retries=2, rekey_ms=30000, rekey_bytes=6000)
 
 

@@ -11,8 +11,13 @@ replies:  out <hex> | ev <name> [k=v ...] | got <hex> | mem <alloc> <free> | st 
 import gc
 import sys
 
-from gwbox.config import LinkConfig
-from gwbox.endpoint import Endpoint
+# Collect early and often, as a device's main.py does, from before the first import:
+# garbage is reclaimed before it fragments the heap into holes too small for the next
+# packet (docs/memory.md).
+gc.threshold(4096)
+
+from gwbox.config import LinkConfig  # noqa: E402
+from gwbox.endpoint import Endpoint  # noqa: E402
 
 
 def _setting(v):
