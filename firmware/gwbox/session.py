@@ -1,22 +1,17 @@
-"""One established peer: its SAs, keepalive, rekey and teardown (sans-I/O).
+"""One established peer: its SAs, keepalive, delete and teardown (sans-I/O).
 
 Control SA carries keepalive, rekey and delete; the data SA carries tunnel payload.
-Rekey is make-before-break and initiated by the original initiator only (no
-collisions to resolve):
-
-    I -> R  REKEY req  (old ctl SA)  SA(new SPIs) KE NONCE
-    R -> I  REKEY resp (old ctl SA)  SA(new SPIs) KE NONCE     R now accepts old+new, sends on old
-    I -> R  INFO req   (new ctl SA)  DELETE(old inbound SPIs)  I sends on new from here
-    R -> I  INFO resp  (new ctl SA)                            R switches to new
-Superseded SAs keep accepting inbound packets for a grace period, so nothing in
-flight is lost. Keepalive timing is untouched by all of this.
+The rekey exchange lives in rekey.py (a mixin of Session): make-before-break, so a
+session may hold a superseded SA set (`previous`) that still accepts inbound packets
+for a grace period. Keepalive timing is untouched by rekeying.
 """
 from gwbox import ticks, wire
 from gwbox.config import KEEPALIVE_PROBE
 from gwbox.errors import ProtocolError
 from gwbox.events import Event
-from gwbox.handshake import Offer, answer, choose_proposal, complete
+from gwbox.handshake import choose_proposal
 from gwbox.keepalive import DEAD, SEND, Keepalive
+from gwbox.rekey import Rekeying
 from gwbox.sa import packet_spi
 from gwbox.wire import Message
 
@@ -24,7 +19,7 @@ from gwbox.wire import Message
 INVALID_PROPOSAL = bytes([1, 1, wire.TF_ENCR, 0xFF])
 
 
-class Session:
+class Session(Rekeying):
     def __init__(self, cfg, peer_id, sas, original_initiator, now, link=None, cached_response=None):
         self.cfg = cfg
         self.peer_id = peer_id
@@ -168,77 +163,6 @@ class Session:
             self._send_ctl(wire.EXCH_INFO, 0, msg_id, [])
         ka.sent(msg_id, now)
         self._event("keepalive_sent", msg_id=msg_id, attempt=ka.attempt)
-
-    # --- rekey ---------------------------------------------------------------------------
-
-    def rekey_due(self, now):
-        c = self.current
-        return ticks.diff(now, c.created) >= self.cfg.rekey_ms or c.data_bytes() >= self.cfg.rekey_bytes
-
-    def _maybe_rekey(self, now):
-        if (self.initiator and self.rekey is None and self.previous is None and not self.closed
-                and (self.rekey_retry_at is None or ticks.reached(now, self.rekey_retry_at))
-                and self.rekey_due(now)):
-            self.start_rekey(now)
-
-    def start_rekey(self, now):
-        c = self.current
-        reason = "time" if ticks.diff(now, c.created) >= self.cfg.rekey_ms else "bytes"
-        offer = Offer(self.taken_spis())
-        msg_id = self._new_msg_id()
-        self.rekey = {"msg_id": msg_id, "offer": offer, "attempt": 1, "deadline": ticks.add(now, self.cfg.response_ms)}
-        self._send_ctl(wire.EXCH_REKEY, 0, msg_id, offer.payloads)
-        self._event("rekey_started", reason=reason, msg_id=msg_id)
-
-    def _on_rekey_request(self, msg, now):
-        if self.initiator:
-            raise ProtocolError("rekey request to the original initiator")
-        if self.previous is not None:
-            if self.out_sas is not self.current:
-                # The initiator abandoned our last answer unused: forget those keys.
-                self.current = self.out_sas
-            # Either way the superseded set is finished with: the initiator moved on.
-            self.previous = None
-            self.previous_until = None
-        payloads, new = answer(msg, self.taken_spis(), now, self.current.sk_d)
-        if payloads is None:
-            payloads = [(wire.PL_NOTIFY, wire.encode_notify(wire.N_NO_PROPOSAL_CHOSEN))]
-        pkt = self._send_ctl(wire.EXCH_REKEY, wire.FLAG_RESPONSE, msg.msg_id, payloads)
-        self.cached = (msg.msg_id, pkt)
-        if new is None:
-            return
-        # Make before break: accept on both, keep sending on the old set until the
-        # initiator is seen using the new one.
-        self.previous = self.current
-        self.previous_until = None
-        self.current = new
-
-    def _on_rekey_response(self, msg, now):
-        rk = self.rekey
-        notify = msg.find(wire.PL_NOTIFY)
-        if notify is not None:
-            self.rekey = None
-            self.rekey_retry_at = ticks.add(now, self.cfg.keepalive_idle_ms)
-            self._event("rekey_failed", reason="notify_%d" % wire.decode_notify(notify)[0])
-            return
-        new = complete(rk["offer"], msg, now, self.current.sk_d)
-        old = self.current
-        self.rekey = None
-        self.rekey_retry_at = None
-        self.previous = old
-        self.previous_until = ticks.add(now, self.cfg.rekey_grace_ms())
-        self.current = new
-        self.out_sas = new
-        self.delete_pending = self._new_msg_id()
-        self._send_ctl(wire.EXCH_INFO, 0, self.delete_pending,
-                       [(wire.PL_DELETE, wire.encode_delete(wire.PROTO_CONTROL, old.inbound_spis()))])
-        self._event("rekeyed", ctl_spi=new.ctl_in.spi, data_spi=new.data_in.spi)
-
-    def _switch_to_current(self, now):
-        """Responder side: the initiator uses the new SAs, so do we; old ones expire soon."""
-        self.out_sas = self.current
-        self.previous_until = ticks.add(now, self.cfg.rekey_grace_ms())
-        self._event("rekeyed", ctl_spi=self.current.ctl_in.spi, data_spi=self.current.data_in.spi)
 
     def _on_delete(self, body, now):
         """True if the DELETE named our current SAs and the session is now closed."""
