@@ -6,7 +6,7 @@ MP     := $(VENV)/bin/micropython
 STAMP  := $(VENV)/.installed
 export PYTHONPATH := $(CURDIR)/firmware:$(CURDIR)/host_tools
 
-.PHONY: help venv test test-host test-mp bench demo clean
+.PHONY: help venv test test-host test-mp lint bench demo clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -29,6 +29,9 @@ test-mp: $(STAMP)  ## the firmware suite under the real micropython binary, one 
 
 demo: $(STAMP)  ## box + gateway over an emulated modem: handshake, data, keepalives, dead gateway detected; timeline PNG
 	$(PY) -m gwbox_tools.demo --out build/demo
+
+lint: $(STAMP)  ## pyflakes over firmware, host tools, tests and benchmarks
+	$(PY) -m pyflakes firmware host_tools tests bench
 
 bench: $(STAMP)  ## run benchmarks, write bench/results.json
 	$(PY) bench/run.py

@@ -109,7 +109,6 @@ class Demo:
         est = next(d for d in self.log if d["node"] == "box1" and d["event"] == "sa_established")
         dial = next(d for d in self.log if d["node"] == "box1" and d["event"] == "dialing")
         acks = [d for d in self.log if d["node"] == "box1" and d["event"] == "keepalive_ack"]
-        last_heard = max([killed] + [d["t_ms"] for d in acks if ticks.diff(d["t_ms"], killed) <= 0])
         print("\nsummary")
         print("  dial to protected link:   %6.2f s" % (ticks.diff(est["t_ms"], dial["t_ms"]) / 1000.0))
         print("  data delivered:           box1 %d/10, gw1 %d/10 (protected, in order)" % (

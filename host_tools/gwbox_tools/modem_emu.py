@@ -1193,11 +1193,11 @@ def main(argv=None):
         if not sep or not name:
             p.error("--gateway wants NAME=SPEC, got %r" % g)
         gateways[name] = spec
-    on_event = None
-    if a.events:
-        def on_event(ev):
-            sys.stderr.write(json.dumps(ev) + "\n")
-            sys.stderr.flush()
+    def log_event(ev):
+        sys.stderr.write(json.dumps(ev) + "\n")
+        sys.stderr.flush()
+
+    on_event = log_event if a.events else None
     control = None if a.control.lower() == "none" else a.control
     try:
         emu = ModemEmulator(baud=a.baud, gateways=gateways, latency_ms=a.latency_ms,
