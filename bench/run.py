@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 import mp_suite  # noqa: E402
 
-CPYTHON = ["protocol_bytes.py", "false_teardowns.py", "framing_overhead.py", "goodput.py", "mp_heap.py"]
+CPYTHON = ["protocol_bytes.py", "false_teardowns.py", "framing_overhead.py", "goodput.py", "detect.py", "mp_heap.py"]
 MICROPYTHON = [("mp_cpu.py", "128K")]
 
 
