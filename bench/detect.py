@@ -17,11 +17,8 @@ sys.path[:0] = [os.path.join(ROOT, "firmware"), os.path.join(ROOT, "host_tools")
 
 from gwbox import ticks  # noqa: E402
 from gwbox.config import LinkConfig  # noqa: E402
-from gwbox.endpoint import Endpoint  # noqa: E402
-from gwbox.link.modem import Modem  # noqa: E402
-from gwbox.node import Node  # noqa: E402
-from gwbox_tools.modem_emu import ModemEmulator  # noqa: E402
-from gwbox_tools.runner import Runner, clock_ms  # noqa: E402
+from gwbox_tools.rig import LinkRig  # noqa: E402
+from gwbox_tools.runner import clock_ms  # noqa: E402
 
 PSK = os.urandom(32)
 OFFSETS_S = (1.0, 5.0, 9.0)  # freeze this long after an ack: early, middle, late in the idle period
@@ -38,27 +35,17 @@ def wait_for(runner, name, start, timeout_s):
 
 
 def one_run(cfg, offset_s):
-    gw = Runner(Node(Endpoint(cfg, b"gw1", psks={b"box1": PSK})), "listen:127.0.0.1:0", "gw1").start()
-    emu = box = None
-    try:
-        emu = ModemEmulator(baud=9600, gateways={"gw1": gw.address[1]}, latency_ms=20).start()
-        box = Runner(Node(Endpoint(cfg, b"box1", psk=PSK, expect_peer=b"gw1"), Modem(dial_target="gw1", baud=9600)),
-                     emu.box_path, "box1").start()
+    with LinkRig(cfg, PSK) as rig:
+        box = rig.box
         wait_for(box, "sa_established", 0, 60)
         ack = wait_for(box, "keepalive_ack", 0, cfg.keepalive_idle_ms / 1000.0 + 10)
         while ticks.diff(clock_ms(), ack["t_ms"]) < offset_s * 1000:
             time.sleep(0.005)
         mark = len(box.events)
         killed = clock_ms()
-        emu.freeze("gw1")
+        rig.emu.freeze("gw1")
         dead = wait_for(box, "sa_deleted", mark, cfg.detect_bound_ms() / 1000.0 + 10)
         return ticks.diff(dead["t_ms"], killed), ticks.diff(dead["t_ms"], ack["t_ms"])
-    finally:
-        for r in (box, gw):
-            if r is not None:
-                r.stop()
-        if emu is not None:
-            emu.close()
 
 
 def main():

@@ -27,11 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [os.path.join(ROOT, "firmware"), os.path.join(ROOT, "host_tools")]
 
 from gwbox.config import LinkConfig  # noqa: E402
-from gwbox.endpoint import Endpoint  # noqa: E402
-from gwbox.link.modem import Modem  # noqa: E402
-from gwbox.node import Node  # noqa: E402
-from gwbox_tools.modem_emu import ModemEmulator  # noqa: E402
-from gwbox_tools.runner import Runner  # noqa: E402
+from gwbox_tools.rig import LinkRig  # noqa: E402
 
 PSK = bytes(range(32))
 PAYLOAD = 1024
@@ -40,21 +36,16 @@ DURATION_S = float(os.environ.get("GWBOX_GOODPUT_S", "10"))
 ROUNDS = int(os.environ.get("GWBOX_KEEPALIVE_ROUNDS", "3"))
 
 
-class Rig:
+class Rig(LinkRig):
+    """The shared rig, gateway on a pty, counting what reaches the gateway."""
+
     def __init__(self, baud, cfg):
-        self.baud = baud
-        self.emu = self.box = self.gw = None
         self.lock = threading.Lock()
         self.rx = []  # (monotonic s, bytes) at the gateway
+        LinkRig.__init__(self, cfg, PSK, baud, gateway="pty", latency_ms=10,
+                         gw_runner=dict(on_received=self._got, keep_events=10000),
+                         box_runner=dict(keep_events=10000))
         try:
-            self.emu = ModemEmulator(baud=baud, gateways={"gw1": "pty"}, latency_ms=10,
-                                     control=None).start()
-            gw = Node(Endpoint(cfg, b"gw1", psks={b"box1": PSK}))
-            self.gw = Runner(gw, self.emu.gateway_paths["gw1"], "gw1", baud,
-                             on_received=self._got, keep_events=10000).start()
-            box = Node(Endpoint(cfg, b"box1", psk=PSK, expect_peer=b"gw1"),
-                       Modem(dial_target="gw1", baud=baud))
-            self.box = Runner(box, self.emu.box_path, "box1", baud, keep_events=10000).start()
             if self.box.wait_event("sa_established", 20) is None:
                 raise RuntimeError("no SA: %s" % [e["event"] for e in self.box.events])
         except BaseException:
@@ -64,13 +55,6 @@ class Rig:
     def _got(self, payload):
         with self.lock:
             self.rx.append((time.monotonic(), len(payload)))
-
-    def close(self):
-        for r in (self.box, self.gw):
-            if r is not None:
-                r.stop()
-        if self.emu is not None:
-            self.emu.close()
 
     def line_bytes(self):
         c = self.emu.status()["counters"]

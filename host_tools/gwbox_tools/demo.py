@@ -17,11 +17,8 @@ import time
 
 from gwbox import ticks
 from gwbox.config import LinkConfig
-from gwbox.endpoint import Endpoint
-from gwbox.link.modem import Modem
-from gwbox.node import Node
-from gwbox_tools.modem_emu import ModemEmulator
-from gwbox_tools.runner import Runner, clock_ms
+from gwbox_tools.rig import LinkRig
+from gwbox_tools.runner import clock_ms
 
 BAUD = 9600
 PSK = os.urandom(32)  # a fresh per-run key shared by the two emulated ends; never printed
@@ -71,40 +68,35 @@ class Demo:
         print("policy (embedded defaults): keepalive after %d s idle, %d s response time, %d retries"
               " -> a dead gateway is declared dead within %.0f s\n" % (
                   cfg.keepalive_idle_ms // 1000, cfg.response_ms // 1000, cfg.retries, cfg.detect_bound_ms() / 1000.0))
-        gw_node = Node(Endpoint(cfg, b"gw1", psks={b"box1": PSK}))
-        box_node = Node(Endpoint(cfg, b"box1", psk=PSK, expect_peer=b"gw1"), Modem(dial_target="gw1", baud=BAUD))
-        gw = emu = box = None
+        report = dict(on_event=self.on_event)
         try:
-            gw = Runner(gw_node, "listen:127.0.0.1:0", "gw1", BAUD, on_event=self.on_event).start()
-            emu = ModemEmulator(baud=BAUD, gateways={"gw1": gw.address[1]}, latency_ms=20).start()
-            box = Runner(box_node, emu.box_path, "box1", BAUD, on_event=self.on_event).start()
-            self.wait("box1", "sa_established", 60)
-            for i in range(10):
-                box.send(b"branch record %02d" % i)
-                gw.send(b"head-office reply %02d" % i)
-            time.sleep(3)
-            print("\n%8.3f s  data: box1 got %d messages, gw1 got %d; now the line idles\n" % (
-                self.rel(clock_ms()) / 1000.0, len(box.received), len(gw.received)), flush=True)
-            time.sleep(self.idle_s)
-            killed = clock_ms()
-            emu.freeze("gw1")
-            print("\n%8.3f s  >>> gw1 dies behind its router: carrier stays up, nothing comes back\n"
-                  % (self.rel(killed) / 1000.0), flush=True)
-            dead = self.wait("box1", "sa_deleted", cfg.detect_bound_ms() / 1000.0 + 30)
-            time.sleep(3)  # let the hang-up show
-            line = emu.status()
-            self.summary(killed, dead, box, gw, line)
-            self.killed = killed
+            with LinkRig(cfg, PSK, BAUD, box_runner=report, gw_runner=report) as rig:
+                killed = self.scenario(rig)
         finally:
-            for r in (box, gw):
-                if r is not None:
-                    r.stop()
-            if emu is not None:
-                emu.close()
             self._events.close()
-        self.plot(self.killed)
+        self.plot(killed)
 
-    def summary(self, killed, dead, box, gw, line):
+    def scenario(self, rig):
+        """Data, idle keepalives, then the gateway dies; returns when it died (ticks)."""
+        box, gw = rig.box, rig.gw
+        self.wait("box1", "sa_established", 60)
+        for i in range(10):
+            box.send(b"branch record %02d" % i)
+            gw.send(b"head-office reply %02d" % i)
+        time.sleep(3)
+        print("\n%8.3f s  data: box1 got %d messages, gw1 got %d; now the line idles\n" % (
+            self.rel(clock_ms()) / 1000.0, len(box.received), len(gw.received)), flush=True)
+        time.sleep(self.idle_s)
+        killed = clock_ms()
+        rig.emu.freeze("gw1")
+        print("\n%8.3f s  >>> gw1 dies behind its router: carrier stays up, nothing comes back\n"
+              % (self.rel(killed) / 1000.0), flush=True)
+        dead = self.wait("box1", "sa_deleted", self.cfg.detect_bound_ms() / 1000.0 + 30)
+        time.sleep(3)  # let the hang-up show
+        self.summary(killed, dead, box, gw)
+        return killed
+
+    def summary(self, killed, dead, box, gw):
         cfg = self.cfg
         est = next(d for d in self.log if d["node"] == "box1" and d["event"] == "sa_established")
         dial = next(d for d in self.log if d["node"] == "box1" and d["event"] == "dialing")

@@ -15,11 +15,9 @@ import pytest
 
 from gwbox import ticks
 from gwbox.config import LinkConfig
-from gwbox.endpoint import Endpoint
-from gwbox.link.modem import Modem
-from gwbox.node import Node
-from gwbox_tools.modem_emu import ModemEmulator, send_control
-from gwbox_tools.runner import Runner, clock_ms
+from gwbox_tools.modem_emu import send_control
+from gwbox_tools.rig import LinkRig
+from gwbox_tools.runner import clock_ms
 
 BAUD = 9600
 PSK = bytes(range(32))
@@ -42,34 +40,12 @@ def nothing_leaks():
     assert len(os.listdir("/proc/self/fd")) <= fds
 
 
-def box_node(cfg):
-    ep = Endpoint(cfg, b"box1", psk=PSK, expect_peer=b"gw1")
-    return Node(ep, Modem(init=INIT, dial_target="gw1", guard_ms=GUARD_MS, baud=BAUD))
-
-
-def gw_node(cfg):
-    return Node(Endpoint(cfg, b"gw1", psks={b"box1": PSK}))
-
-
-class Link:
+class Link(LinkRig):
     """Emulator + box runner + gateway runner; `close` tears all of it down."""
 
     def __init__(self, gateway="pty", box_events=None):
-        self.cfg = LinkConfig(**CFG)
-        self.emu = self.box = self.gw = None
-        try:
-            if gateway == "pty":
-                self.emu = ModemEmulator(baud=BAUD, gateways={"gw1": "pty"}, latency_ms=10,
-                                         control="127.0.0.1:0").start()
-                self.gw = Runner(gw_node(self.cfg), self.emu.gateway_paths["gw1"], "gw1", BAUD).start()
-            else:
-                self.gw = Runner(gw_node(self.cfg), "listen:127.0.0.1:0", "gw1", BAUD).start()
-                self.emu = ModemEmulator(baud=BAUD, gateways={"gw1": self.gw.address[1]}, latency_ms=10,
-                                         control="127.0.0.1:0").start()
-            self.box = Runner(box_node(self.cfg), self.emu.box_path, "box1", BAUD, events=box_events).start()
-        except BaseException:
-            self.close()
-            raise
+        LinkRig.__init__(self, LinkConfig(**CFG), PSK, BAUD, gateway, latency_ms=10, control="127.0.0.1:0",
+                         modem=dict(init=INIT, guard_ms=GUARD_MS), box_runner=dict(events=box_events))
 
     def ctl(self, line):
         reply = send_control(self.emu.control_address, line)
@@ -93,11 +69,7 @@ class Link:
         raise AssertionError("%s never received %r (got %r)" % (runner.name, payload, runner.received))
 
     def close(self):
-        for r in (self.box, self.gw):
-            if r is not None:
-                r.stop()
-        if self.emu is not None:
-            self.emu.close()
+        LinkRig.close(self)
         for r in (self.box, self.gw):
             assert r is None or r.error is None, r.error
 
