@@ -17,7 +17,7 @@ from gwbox.link.modem import Modem
 from gwbox.node import Node
 from gwbox.port.device import DevicePort
 
-gc.threshold(4096)  # collect early: see docs/memory.md
+gc.threshold(2048)  # collect early: see docs/memory.md
 
 with open("/gwbox.json") as f:
     settings = json.load(f)

@@ -12,7 +12,7 @@ import gc
 if hasattr(gc, "threshold"):
     # Collect early, as a device's main.py does (firmware/gwbox/port/pipe.py too), so
     # garbage does not fragment a small heap into holes too small for the next packet.
-    gc.threshold(4096)
+    gc.threshold(2048)
 
 
 def _dirname(p):

@@ -8,6 +8,7 @@ Prints every result line and ends with `micropython: N passed, N failed`.
     python tests/mp_suite.py [test_module.py ...]
 """
 import os
+import shutil
 import subprocess
 import sys
 
@@ -30,6 +31,7 @@ def build_mpy():
     Compiling source on the device needs transient heap a deployed box never spends, so
     the suite measures what matters: the firmware as shipped. Only stale files are rebuilt.
     """
+    _drop_stale_build()
     jobs = []
     for src_root, dst_root in ((os.path.join(ROOT, "firmware"), os.path.join(BUILD, "lib")),
                                (FW_TESTS, os.path.join(BUILD, "tests"))):
@@ -43,8 +45,34 @@ def build_mpy():
                     jobs.append((src, dst, os.path.relpath(src, src_root)))
     for src, dst, rel in jobs:
         os.makedirs(os.path.dirname(dst), exist_ok=True)
-        subprocess.run([mpy_cross_binary(), "-o", dst, "-s", rel, src], check=True)
+        # The module's dotted name as source name: tracebacks still say where, and the
+        # interpreter already holds that name, so no extra path string per module.
+        subprocess.run([mpy_cross_binary(), "-o", dst, "-s", _module_name(rel), src], check=True)
     return len(jobs)
+
+
+# Bump when the compile options change, so .mpy files built the old way are rebuilt.
+BUILD_STAMP = "mpy-cross -s <dotted module name> v3"
+
+
+def _module_name(rel):
+    """gwbox/sa.py -> gwbox.sa; gwbox/crypto/__init__.py -> gwbox.crypto."""
+    name = rel[:-3].replace("/", ".")
+    return name[:-9] if name.endswith(".__init__") else name
+
+
+def _drop_stale_build():
+    stamp = os.path.join(BUILD, "stamp")
+    try:
+        with open(stamp) as f:
+            if f.read() == BUILD_STAMP:
+                return
+    except OSError:
+        pass
+    shutil.rmtree(BUILD, ignore_errors=True)
+    os.makedirs(BUILD)
+    with open(stamp, "w") as f:
+        f.write(BUILD_STAMP)
 
 
 def micropython_binary():

@@ -9,6 +9,8 @@ raise out of `receive`.
 A responder replaces the older session of an identity that authenticates again
 (EP 0 999 673 [0035]: a dead box must be able to log in again at once).
 """
+import sys
+
 from gwbox import ticks, wire
 from gwbox.errors import ProtocolError
 from gwbox.events import Event
@@ -23,15 +25,6 @@ class Endpoint:
         self.identity = identity
         self._psk = psk
         self._psks = psks or {}
-        # Role code loads now, while the heap is young and unfragmented, and only the
-        # roles this endpoint can play: a box never loads the responder, nor a gateway
-        # the initiator (docs/memory.md).
-        if psk is not None:
-            from gwbox.initiator import InitiatorHandshake
-            self._initiator_cls = InitiatorHandshake
-        if self._psks:
-            from gwbox.responder import ResponderHandshake
-            self._responder_cls = ResponderHandshake
         self.expect_peer = expect_peer
         self.initiator = None  # InitiatorHandshake in progress, with its link
         self.initiator_link = None
@@ -47,7 +40,8 @@ class Endpoint:
         """Start a handshake toward the peer on `link` (the box side)."""
         if self._psk is None:
             raise ProtocolError("no pre-shared key to connect with")
-        self.initiator = self._initiator_cls(self.cfg, self.identity, self._psk, now, self.expect_peer,
+        from gwbox.initiator import InitiatorHandshake
+        self.initiator = InitiatorHandshake(self.cfg, self.identity, self._psk, now, self.expect_peer,
                                             self._taken())
         self.initiator_link = link
         self._event("handshake_started", role="initiator", spi=self.initiator.spi_i)
@@ -152,7 +146,8 @@ class Endpoint:
             raise ProtocolError("not accepting handshakes")
         if len(self.half_open) >= self.cfg.half_open_max:
             raise ProtocolError("too many handshakes in progress")
-        r = self._responder_cls(self.cfg, self.identity, self._psk_for, packet, msg, now, self._taken())
+        from gwbox.responder import ResponderHandshake
+        r = ResponderHandshake(self.cfg, self.identity, self._psk_for, packet, msg, now, self._taken())
         r.link = link
         self.half_open.append(r)
         self._event("handshake_started", role="responder", spi=msg.spi_i)
@@ -206,6 +201,8 @@ class Endpoint:
             else:
                 keep.append(r)
         self.half_open = keep
+        if self.initiator is None and not keep:
+            _unload_role_code()
         live = []
         for s in self.sessions:
             self._drain(s)
@@ -226,3 +223,16 @@ class Endpoint:
         for d in s.received:
             self._received.append((s.peer_id, d))
         s.received = []
+
+
+def _unload_role_code():
+    """Drop the first-handshake code (initiator.py, responder.py) once no handshake runs.
+
+    A session never needs it again (rekeys use handshake.py), and at a rekey, the heap's
+    busiest moment, those 5 KB are what a 64 KB device heap lacks (docs/memory.md). The
+    next connect or SA_INIT imports it again; frozen into flash, that costs no RAM at all.
+    """
+    pkg = sys.modules.get("gwbox")
+    for name in ("initiator", "responder"):
+        if sys.modules.pop("gwbox." + name, None) is not None and hasattr(pkg, name):
+            delattr(pkg, name)

@@ -17,7 +17,3 @@ class Event:
     def __repr__(self):
         return "Event(%s %r)" % (self.name, self.fields)
 
-
-def names(events):
-    """Just the names, in order: handy for assertions."""
-    return [e.name for e in events]

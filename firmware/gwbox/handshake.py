@@ -16,7 +16,7 @@ import hashlib
 
 from gwbox import wire
 from gwbox.crypto.entropy import random_bytes
-from gwbox.crypto.mac import HmacKey
+from gwbox.crypto.mac import hmac_digest, hmac_key
 from gwbox.crypto.x25519 import generate_keypair, shared_secret
 from gwbox.errors import ProtocolError
 from gwbox.keyschedule import derive, psk_auth_key
@@ -51,12 +51,11 @@ def choose_proposal(proposals):
 def auth_mac(psk, role, msg1, msg2, id_body):
     h = hashlib.sha256(msg1)
     h.update(msg2)
-    return HmacKey(psk_auth_key(psk)).digest(role, h.digest(), id_body)
+    return hmac_digest(hmac_key(psk_auth_key(psk)), role, h.digest(), id_body)
 
 
 class SASet:
     """The four SAs of one keying: control and data, each inbound and outbound."""
-
 
     def __init__(self, keys, spis, we_initiated, now):
         ctl_i, ctl_r, data_i, data_r = spis

@@ -10,17 +10,21 @@ anti-replay window, and only then decrypts.
 import struct
 
 from gwbox.crypto import aes
-from gwbox.crypto.mac import HmacKey, ct_equal
+from gwbox.crypto.mac import ct_equal, hmac_digest, hmac_key
 from gwbox.errors import ProtocolError
 from gwbox.wire import ICV_LEN, PROT_HEADER_LEN
+try:
+    from micropython import const
+except ImportError:  # CPython: const() only marks a compile-time constant on MicroPython
+    def const(x):
+        return x
 
-SEQ_MAX = 0xFFFFFFFF
-REPLAY_WINDOW = 64
+_SEQ_MAX = const(0xFFFFFFFF)
+REPLAY_WINDOW = const(64)
 
 
 class ReplayWindow:
     """Sliding window of the last REPLAY_WINDOW sequence numbers (RFC 4303 §3.4.3)."""
-
 
     def __init__(self):
         self.top = 0  # highest sequence number accepted so far (0: none yet)
@@ -54,33 +58,35 @@ def _nonce(spi_seq):
 class OutboundSA:
     """Protects packets toward the peer; `spi` is the peer's inbound SPI."""
 
-
     def __init__(self, spi, enc_key, mac_key):
         self.spi = spi
         self.seq = 0
         self._ecb = aes.new(enc_key, aes.MODE_ECB)
-        self._mac = HmacKey(mac_key)
+        self._mac = hmac_key(mac_key)
         self.bytes = 0  # plaintext bytes protected, for rekey-by-volume
 
     def protect(self, plaintext):
-        if self.seq >= SEQ_MAX:
+        if self.seq >= _SEQ_MAX:
             raise ProtocolError("sequence numbers exhausted: rekey overdue")
         self.seq += 1
         head = struct.pack(">II", self.spi, self.seq)
         ct = aes.ctr_crypt(self._ecb, _nonce(head), plaintext)
         self.bytes += len(plaintext)
-        return head + ct + self._mac.digest(head, ct)[:ICV_LEN]
+        return head + ct + hmac_digest(self._mac, head, ct)[:ICV_LEN]
 
 
-class InboundSA:
-    """Verifies and decrypts packets from the peer; `spi` is our own inbound SPI."""
+class InboundSA(ReplayWindow):
+    """Verifies and decrypts packets from the peer; `spi` is our own inbound SPI.
 
+    It *is* its replay window: one object and one attribute table instead of two, which
+    counts on a device heap that holds eight inbound SAs during a rekey.
+    """
 
     def __init__(self, spi, enc_key, mac_key):
+        ReplayWindow.__init__(self)
         self.spi = spi
-        self.window = ReplayWindow()
         self._ecb = aes.new(enc_key, aes.MODE_ECB)
-        self._mac = HmacKey(mac_key)
+        self._mac = hmac_key(mac_key)
         self.bytes = 0
 
     def unprotect(self, packet):
@@ -92,10 +98,10 @@ class InboundSA:
             raise ProtocolError("wrong SPI")
         head = packet[:PROT_HEADER_LEN]
         ct = packet[PROT_HEADER_LEN:-ICV_LEN]
-        if not ct_equal(self._mac.digest(head, ct)[:ICV_LEN], packet[-ICV_LEN:]):
+        if not ct_equal(hmac_digest(self._mac, head, ct)[:ICV_LEN], packet[-ICV_LEN:]):
             raise ProtocolError("bad ICV")
-        self.window.check(seq)
-        self.window.accept(seq)
+        self.check(seq)
+        self.accept(seq)
         self.bytes += len(ct)
         return aes.ctr_crypt(self._ecb, _nonce(bytes(head)), ct)
 

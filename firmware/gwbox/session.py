@@ -15,8 +15,9 @@ from gwbox.rekey import Rekeying
 from gwbox.sa import packet_spi
 from gwbox.wire import Message
 
-# The seed's probe (claim 14): a quick-mode proposal nobody can accept.
-INVALID_PROPOSAL = bytes([1, 1, wire.TF_ENCR, 0xFF])
+# The seed's probe (claim 14): a quick-mode proposal nobody can accept
+# (proposal 1, one transform: TF_ENCR with the unassigned id 0xFF).
+_INVALID_PROPOSAL = b"\x01\x01\x01\xff"
 
 
 class Session(Rekeying):
@@ -158,7 +159,7 @@ class Session(Rekeying):
         ka = self.keepalive
         msg_id = ka.pending if ka.pending is not None else self._new_msg_id()
         if self.cfg.keepalive_form == KEEPALIVE_PROBE:
-            self._send_ctl(wire.EXCH_QUICK, 0, msg_id, [(wire.PL_SA, wire.encode_sa(0x01000000, 0x01000000, [INVALID_PROPOSAL]))])
+            self._send_ctl(wire.EXCH_QUICK, 0, msg_id, [(wire.PL_SA, wire.encode_sa(0x01000000, 0x01000000, [_INVALID_PROPOSAL]))])
         else:
             self._send_ctl(wire.EXCH_INFO, 0, msg_id, [])
         ka.sent(msg_id, now)

@@ -6,9 +6,15 @@ comparison goes through `diff`/`add`, mirroring MicroPython's ticks_diff/ticks_a
 A deadline may lie at most PERIOD/2 - 1 ms (~6.2 days) ahead.
 """
 
+try:
+    from micropython import const
+except ImportError:  # CPython: const() only marks a compile-time constant on MicroPython
+    def const(x):
+        return x
+
 PERIOD = 1 << 30
 MASK = PERIOD - 1
-HALF = PERIOD >> 1
+_HALF = const(1 << 29)  # PERIOD / 2 (a small int on 32-bit boards too)
 
 
 def add(t, delta_ms):
@@ -18,7 +24,7 @@ def add(t, delta_ms):
 
 def diff(a, b):
     """Signed ms from b to a (a - b), correct across the wrap."""
-    return ((a - b + HALF) & MASK) - HALF
+    return ((a - b + _HALF) & MASK) - _HALF
 
 
 def reached(now, deadline):

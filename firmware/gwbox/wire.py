@@ -15,68 +15,71 @@ Every decoder either returns a value or raises ProtocolError: never anything els
 import struct
 
 from gwbox.errors import ProtocolError
+try:
+    from micropython import const
+except ImportError:  # CPython: const() only marks a compile-time constant on MicroPython
+    def const(x):
+        return x
 
-VERSION = 0x10  # major 1, minor 0
+_VERSION = const(0x10)  # major 1, minor 0
 
-MARKER = 0x00
-HEADER_LEN = 19  # marker 1 + SPIi 4 + SPIr 4 + next 1 + version 1 + exch 1 + flags 1 + msgid 4 + length 2
-INNER_LEN = 7  # next 1 + exch 1 + flags 1 + msgid 4
-PROT_HEADER_LEN = 8  # SPI 4 + seq 4
-ICV_LEN = 16
+MARKER = const(0x00)
+HEADER_LEN = const(19)  # marker 1 + SPIi 4 + SPIr 4 + next 1 + version 1 + exch 1 + flags 1 + msgid 4 + length 2
+INNER_LEN = const(7)  # next 1 + exch 1 + flags 1 + msgid 4
+PROT_HEADER_LEN = const(8)  # SPI 4 + seq 4
+ICV_LEN = const(16)
 
 # exchange types (IKEv2 numbers where the meaning matches; QUICK as in IKEv1)
-EXCH_QUICK = 32
-EXCH_SA_INIT = 34
-EXCH_AUTH = 35
-EXCH_REKEY = 36
-EXCH_INFO = 37
+EXCH_QUICK = const(32)
+EXCH_SA_INIT = const(34)
+EXCH_AUTH = const(35)
+EXCH_REKEY = const(36)
+EXCH_INFO = const(37)
 EXCHANGES = (EXCH_QUICK, EXCH_SA_INIT, EXCH_AUTH, EXCH_REKEY, EXCH_INFO)
 
 # flags (IKEv2 bit positions)
-FLAG_INITIATOR = 0x08  # sender is the original initiator of the control SA
-FLAG_RESPONSE = 0x20
+FLAG_INITIATOR = const(0x08)  # sender is the original initiator of the control SA
+FLAG_RESPONSE = const(0x20)
 
 # payload types (ISAKMP numbers)
-PL_NONE = 0
-PL_SA = 1
-PL_KE = 4
-PL_ID = 5
-PL_AUTH = 8  # ISAKMP "hash" payload, here a PSK MAC over the transcript
-PL_NONCE = 10
-PL_NOTIFY = 11
-PL_DELETE = 12
+_PL_NONE = const(0)
+PL_SA = const(1)
+PL_KE = const(4)
+PL_ID = const(5)
+PL_AUTH = const(8)  # ISAKMP "hash" payload, here a PSK MAC over the transcript
+PL_NONCE = const(10)
+PL_NOTIFY = const(11)
+PL_DELETE = const(12)
 PAYLOAD_TYPES = (PL_SA, PL_KE, PL_ID, PL_AUTH, PL_NONCE, PL_NOTIFY, PL_DELETE)
 
 # transforms inside a proposal: (type, id)
-TF_ENCR = 1
-TF_INTEG = 3
-TF_DH = 4
-ENCR_AES128_CTR = 1  # AES-128 in CTR mode built from ECB (cryptolib on every port)
-INTEG_HMAC_SHA256_128 = 1
-DH_X25519 = 31  # IKEv2 group number for Curve25519
+TF_ENCR = const(1)
+TF_INTEG = const(3)
+TF_DH = const(4)
+_ENCR_AES128_CTR = const(1)  # AES-128 in CTR mode built from ECB (cryptolib on every port)
+_INTEG_HMAC_SHA256_128 = const(1)
+DH_X25519 = const(31)  # IKEv2 group number for Curve25519
 
 # notify types
-N_INVALID_SYNTAX = 7
-N_NO_PROPOSAL_CHOSEN = 14
-N_AUTHENTICATION_FAILED = 24
+_N_INVALID_SYNTAX = const(7)
+N_NO_PROPOSAL_CHOSEN = const(14)
+N_AUTHENTICATION_FAILED = const(24)
 
 # delete protocol ids
-PROTO_CONTROL = 1
-PROTO_DATA = 3
+PROTO_CONTROL = const(1)
+_PROTO_DATA = const(3)
 
 # data SA next-header values
-NH_DATA = 1
+NH_DATA = const(1)
 
-ID_KEY_ID = 11
-AUTH_PSK_MAC = 2
-NONCE_LEN = 16
-KE_LEN = 32
-SPI_LEN = 4
+ID_KEY_ID = const(11)
+AUTH_PSK_MAC = const(2)
+NONCE_LEN = const(16)
+KE_LEN = const(32)
 
 
 class Message:
     """A decoded message: header fields plus an ordered list of (type, body) payloads."""
-
 
     def __init__(self, exch, flags, msg_id, payloads, spi_i=0, spi_r=0):
         self.spi_i = spi_i
@@ -115,7 +118,7 @@ def encode_chain(payloads):
         body = payloads[i][1]
         if len(body) > 255:
             raise ProtocolError("payload too long")
-        nxt = payloads[i + 1][0] if i + 1 < n else PL_NONE
+        nxt = payloads[i + 1][0] if i + 1 < n else _PL_NONE
         out.append(nxt)
         out.append(len(body))
         out.extend(body)
@@ -127,7 +130,7 @@ def decode_chain(first, buf, pos):
     payloads = []
     ptype = first
     end = len(buf)
-    while ptype != PL_NONE:
+    while ptype != _PL_NONE:
         if ptype not in PAYLOAD_TYPES:
             raise ProtocolError("unknown payload type %d" % ptype)
         if pos + 2 > end:
@@ -153,9 +156,9 @@ def decode_chain(first, buf, pos):
 
 def encode(msg, cleartext):
     chain = encode_chain(msg.payloads)
-    first = msg.payloads[0][0] if msg.payloads else PL_NONE
+    first = msg.payloads[0][0] if msg.payloads else _PL_NONE
     if cleartext:
-        head = struct.pack(">BIIBBBBIH", MARKER, msg.spi_i, msg.spi_r, first, VERSION, msg.exch, msg.flags,
+        head = struct.pack(">BIIBBBBIH", MARKER, msg.spi_i, msg.spi_r, first, _VERSION, msg.exch, msg.flags,
                            msg.msg_id, HEADER_LEN + len(chain))
     else:
         head = struct.pack(">BBBI", first, msg.exch, msg.flags, msg.msg_id)
@@ -171,7 +174,7 @@ def decode(buf, cleartext):
         marker, spi_i, spi_r, first, ver, exch, flags, msg_id, total = struct.unpack_from(">BIIBBBBIH", buf, 0)
         if marker != MARKER:
             raise ProtocolError("not a cleartext message")
-        if ver >> 4 != VERSION >> 4:
+        if ver >> 4 != _VERSION >> 4:
             raise ProtocolError("unsupported version %d.%d" % (ver >> 4, ver & 15))
         if total != len(buf):
             raise ProtocolError("length field %d but %d bytes" % (total, len(buf)))
@@ -194,7 +197,7 @@ def decode(buf, cleartext):
 
 # A proposal travels and is kept as its own encoding: number (1), transform count (1),
 # then (type, id) byte pairs. No class: a proposal is only ever compared or copied.
-DEFAULT_PROPOSAL = bytes([1, 3, TF_ENCR, ENCR_AES128_CTR, TF_INTEG, INTEG_HMAC_SHA256_128, TF_DH, DH_X25519])
+DEFAULT_PROPOSAL = bytes([1, 3, TF_ENCR, _ENCR_AES128_CTR, TF_INTEG, _INTEG_HMAC_SHA256_128, TF_DH, DH_X25519])
 
 
 def transforms(proposal):
@@ -265,6 +268,6 @@ def encode_delete(proto, spis):
 
 
 def decode_delete(body):
-    if len(body) < 5 or (len(body) - 1) % 4 or body[0] not in (PROTO_CONTROL, PROTO_DATA):
+    if len(body) < 5 or (len(body) - 1) % 4 or body[0] not in (PROTO_CONTROL, _PROTO_DATA):
         raise ProtocolError("bad delete payload")
     return body[0], [struct.unpack_from(">I", body, 1 + 4 * k)[0] for k in range((len(body) - 1) // 4)]

@@ -24,10 +24,12 @@ class MpNode:
         import mp_suite  # builds the .mpy tree the interpreter loads
         mp_suite.build_mpy()
         exe = micropython or mp_suite.micropython_binary()
-        env = dict(os.environ, MICROPYPATH=os.path.join(mp_suite.BUILD, "lib"))
+        # Relative search path, as on a board ("/lib"): each module's __file__ is interned
+        # in the heap, so its length must not depend on where the checkout lives.
+        env = dict(os.environ, MICROPYPATH="lib")
         self.proc = subprocess.Popen([exe, "-X", "heapsize=" + heap, "-m", "gwbox.port.pipe"],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, bufsize=1, env=env, cwd=ROOT)
+                                     text=True, bufsize=1, env=env, cwd=mp_suite.BUILD)
         self.identity = identity
         self._out, self._events, self._received = [], [], []
         self._has_session = False

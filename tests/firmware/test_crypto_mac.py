@@ -48,12 +48,12 @@ def test_rfc4231_hmac_sha256():
 
 def test_hmac_key_reused_and_parts_equal_concatenation():
     for key, data, want in RFC4231:
-        k = mac.HmacKey(key)
-        assert k.digest(data) == h(want)
-        assert k.digest(data[:3], data[3:7], b"", data[7:]) == h(want)
-        assert k.digest(data) == h(want)  # precomputed pads are not consumed
-    assert mac.HmacKey(b"k").digest() == mac.hmac_sha256(b"k", b"")
-    assert mac.HmacKey(b"k").digest(bytearray(b"ab"), memoryview(b"cd")) == \
+        k = mac.hmac_key(key)
+        assert mac.hmac_digest(k, data) == h(want)
+        assert mac.hmac_digest(k, data[:3], data[3:7], b"", data[7:]) == h(want)
+        assert mac.hmac_digest(k, data) == h(want)  # precomputed pads are not consumed
+    assert mac.hmac_digest(mac.hmac_key(b"k")) == mac.hmac_sha256(b"k", b"")
+    assert mac.hmac_digest(mac.hmac_key(b"k"), bytearray(b"ab"), memoryview(b"cd")) == \
         mac.hmac_sha256(b"k", b"abcd")
 
 

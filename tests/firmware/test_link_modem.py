@@ -1,8 +1,12 @@
 """gwbox.link.modem: Hayes/V.250 driver against a scripted fake modem, virtual clock across the wrap."""
 from gwbox import ticks
-from gwbox.events import names
 from gwbox.link import modem as M
 from gwbox.link.modem import Modem
+
+
+def names(events):
+    return [e.name for e in events]
+
 
 START = ticks.PERIOD - 1500   # every test crosses the 2**30 wrap within 1.5 s
 CODES = {"OK": 0, "CONNECT": 1, "RING": 2, "NO CARRIER": 3, "ERROR": 4,

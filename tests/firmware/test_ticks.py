@@ -16,8 +16,9 @@ def test_diff_across_wrap_is_small_and_signed():
 
 
 def test_diff_limits_half_period():
-    assert ticks.diff(ticks.HALF - 1, 0) == ticks.HALF - 1
-    assert ticks.diff(ticks.HALF, 0) == -ticks.HALF
+    half = ticks.PERIOD >> 1
+    assert ticks.diff(half - 1, 0) == half - 1
+    assert ticks.diff(half, 0) == -half
 
 
 def test_reached_and_earliest_across_wrap():

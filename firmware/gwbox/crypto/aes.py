@@ -3,15 +3,21 @@
 Boards (ESP32, RP2) offer only ECB and CBC in cryptolib, so the link's CTR mode is
 made here from an ECB object. On CPython the same API is served by gwbox.port.host_aes.
 """
+
+try:
+    from micropython import const
+except ImportError:  # CPython: const() only marks a compile-time constant on MicroPython
+    def const(x):
+        return x
 try:
     from cryptolib import aes as _aes
 except ImportError:
     from gwbox.port.host_aes import aes as _aes
 
-MODE_ECB = 1
-MODE_CBC = 2
-BLOCK = 16
-_CHUNK = 256  # CTR works this many bytes at a time to keep heap peaks small
+MODE_ECB = const(1)
+MODE_CBC = const(2)
+BLOCK = const(16)
+_CHUNK = const(256)  # CTR works this many bytes at a time to keep heap peaks small
 
 
 def new(key, mode, iv=None):

@@ -6,9 +6,14 @@ constant time, which we accept for ephemeral keys used once per (re)key.
 """
 from gwbox.crypto.entropy import random_bytes
 from gwbox.errors import ProtocolError
+try:
+    from micropython import const
+except ImportError:  # CPython: const() only marks a compile-time constant on MicroPython
+    def const(x):
+        return x
 
 P = (1 << 255) - 19
-_A24 = 121665  # (486662 - 2) / 4, RFC 7748 section 5
+_A24 = const(121665)  # (486662 - 2) / 4, RFC 7748 section 5
 BASE_POINT = b"\x09" + bytes(31)
 
 

@@ -14,7 +14,7 @@ import sys
 # Collect early and often, as a device's main.py does, from before the first import:
 # garbage is reclaimed before it fragments the heap into holes too small for the next
 # packet (docs/memory.md).
-gc.threshold(4096)
+gc.threshold(2048)
 
 from gwbox.config import LinkConfig  # noqa: E402
 from gwbox.endpoint import Endpoint  # noqa: E402
