@@ -1,8 +1,9 @@
 """Peak heap of a node under MicroPython: the smallest -X heapsize that completes the scenario.
 
 Runs the two-process scenario of tests/host/test_mp_two_node_scenario.py at decreasing
-per-node heap sizes (firmware as .mpy) and reports the smallest that passes, and that
-peak minus the heap in use right after the imports. Prints one JSON object.
+per-node heap sizes (firmware as .mpy) and reports the smallest that passes three runs
+in a row, the heap in use right after a node's imports, and the difference. Prints one
+JSON object.
 """
 import json
 import os
@@ -15,30 +16,33 @@ sys.path[:0] = [os.path.join(ROOT, p) for p in ("firmware", "tests/firmware", "h
 import mp_suite  # noqa: E402
 
 
-def passes(heap_k):
+def passes(heap_k, runs=3):
+    """The scenario completes `runs` times in a row at this per-node heap."""
     env = dict(os.environ, GWBOX_NODE_HEAP="%dK" % heap_k)
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                        os.path.join(ROOT, "tests/host/test_mp_two_node_scenario.py")],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    return r.returncode == 0
+    for _ in range(runs):
+        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                            os.path.join(ROOT, "tests/host/test_mp_two_node_scenario.py")],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        if r.returncode != 0:
+            return False
+    return True
 
 
 def import_heap():
     mp_suite.build_mpy()
     code = ("import gc\ngc.collect()\na=gc.mem_alloc()\nimport gwbox.port.pipe, gwbox.initiator\n"
             "gc.collect()\nprint(gc.mem_alloc()-a)")
-    env = dict(os.environ, MICROPYPATH=os.path.join(mp_suite.BUILD, "lib"))
+    env = dict(os.environ, MICROPYPATH="lib")  # as gwbox_tools.mp_node runs a node
     out = subprocess.run([mp_suite.micropython_binary(), "-X", "heapsize=256K", "-c", code],
-                         env=env, capture_output=True, text=True, check=True).stdout
+                         env=env, cwd=mp_suite.BUILD, capture_output=True, text=True, check=True).stdout
     return int(out.split()[-1])
 
 
 def main():
-    lo, hi = 56, 96  # K; bisect on 2K steps
+    lo, hi = 48, 80  # K; bisect on 1K steps, three runs per step
     assert passes(hi), "scenario fails even at %dK" % hi
-    while hi - lo > 2:
+    while hi - lo > 1:
         mid = (lo + hi) // 2
-        mid -= mid % 2
         if passes(mid):
             hi = mid
         else:

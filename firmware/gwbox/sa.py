@@ -6,6 +6,11 @@ SPI || seq || ciphertext. The nonce never repeats for a key because the sequence
 number strictly increases and the SA is rekeyed long before it could wrap.
 The receiver checks the MAC in constant time *before* anything else, then the
 anti-replay window, and only then decrypts.
+
+An SA keeps its 16-byte AES key and makes the ECB context (320 bytes, key schedule
+included) for each packet it protects: a microsecond of key expansion against 10
+contiguous heap blocks held per SA, of which a rekey needs eight at once on a 64 KB
+heap (docs/memory.md).
 """
 import struct
 
@@ -61,7 +66,7 @@ class OutboundSA:
     def __init__(self, spi, enc_key, mac_key):
         self.spi = spi
         self.seq = 0
-        self._ecb = aes.new(enc_key, aes.MODE_ECB)
+        self._key = bytes(enc_key)
         self._mac = hmac_key(mac_key)
         self.bytes = 0  # plaintext bytes protected, for rekey-by-volume
 
@@ -70,7 +75,7 @@ class OutboundSA:
             raise ProtocolError("sequence numbers exhausted: rekey overdue")
         self.seq += 1
         head = struct.pack(">II", self.spi, self.seq)
-        ct = aes.ctr_crypt(self._ecb, _nonce(head), plaintext)
+        ct = aes.ctr_crypt(aes.new(self._key, aes.MODE_ECB), _nonce(head), plaintext)
         self.bytes += len(plaintext)
         return head + ct + hmac_digest(self._mac, head, ct)[:ICV_LEN]
 
@@ -85,7 +90,7 @@ class InboundSA(ReplayWindow):
     def __init__(self, spi, enc_key, mac_key):
         ReplayWindow.__init__(self)
         self.spi = spi
-        self._ecb = aes.new(enc_key, aes.MODE_ECB)
+        self._key = bytes(enc_key)
         self._mac = hmac_key(mac_key)
         self.bytes = 0
 
@@ -103,7 +108,7 @@ class InboundSA(ReplayWindow):
         self.check(seq)
         self.accept(seq)
         self.bytes += len(ct)
-        return aes.ctr_crypt(self._ecb, _nonce(bytes(head)), ct)
+        return aes.ctr_crypt(aes.new(self._key, aes.MODE_ECB), _nonce(bytes(head)), ct)
 
 
 def packet_spi(packet):

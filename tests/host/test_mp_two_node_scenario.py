@@ -3,8 +3,8 @@
 Handshake, 1,000 data messages both ways, keepalives while idle, a rekey by time and
 one by bytes with no message lost, then the peer goes silent and is declared dead
 within KeepaliveIdle + (retries+1) x response time. Virtual time, started just before
-the tick wrap. Each node is a separate `micropython` process with its own heap
-(NODE_HEAP, see docs/memory.md for why it is not 64K on this 64-bit unix port).
+the tick wrap. Each node is a separate `micropython` process with its own 64 KB heap,
+as on a board (NODE_HEAP; docs/memory.md has what a node needs and why).
 """
 import hashlib
 import os
@@ -14,7 +14,7 @@ from gwbox import ticks
 from gwbox.config import LinkConfig
 from gwbox_tools.mp_node import MpNode
 
-NODE_HEAP = os.environ.get("GWBOX_NODE_HEAP", "72K")
+NODE_HEAP = os.environ.get("GWBOX_NODE_HEAP", "64K")
 SETTINGS = dict(keepalive_idle_ms=3000, response_ms=500, retries=2, rekey_ms=30000, rekey_bytes=6000)
 
 
