@@ -97,7 +97,9 @@ def run_module(module, timeout=300):
     """(passed, failed, output) for one module in its own interpreter."""
     build_mpy()
     proc = subprocess.run(
-        [micropython_binary(), "-X", "heapsize=" + declared_heap(module), os.path.join(ROOT, "tests", "mp_run.py"),
+        # A relative script path from the checkout root: every module's __file__ is interned
+        # in the heap, so the heap a test needs must not depend on where the checkout lives.
+        [micropython_binary(), "-X", "heapsize=" + declared_heap(module), "tests/mp_run.py",
          module], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     out = proc.stdout + proc.stderr
     totals = [l for l in out.splitlines() if l.startswith("micropython: ") and " passed, " in l]
