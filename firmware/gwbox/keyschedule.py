@@ -4,12 +4,8 @@ HKDF-SHA256 (RFC 5869). The salt carries both nonces (and, on rekey, the old SA'
 derivation key SK_d, so a rekey is bound to the authenticated SA it replaces);
 the info string binds all four SPIs. Each SA direction gets its own AES and MAC key.
 """
+from gwbox import const
 from gwbox.crypto.mac import HkdfStream, hkdf_expand, hkdf_extract
-try:
-    from micropython import const
-except ImportError:  # CPython: const() only marks a compile-time constant on MicroPython
-    def const(x):
-        return x
 
 _ENC_LEN = const(16)
 _MAC_LEN = const(32)

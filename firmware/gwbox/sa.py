@@ -14,15 +14,11 @@ heap (docs/memory.md).
 """
 import struct
 
+from gwbox import const
 from gwbox.crypto import aes
 from gwbox.crypto.mac import ct_equal, hmac_digest, hmac_key
 from gwbox.errors import ProtocolError
 from gwbox.wire import ICV_LEN, PROT_HEADER_LEN
-try:
-    from micropython import const
-except ImportError:  # CPython: const() only marks a compile-time constant on MicroPython
-    def const(x):
-        return x
 
 _SEQ_MAX = const(0xFFFFFFFF)
 REPLAY_WINDOW = const(64)

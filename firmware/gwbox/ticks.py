@@ -6,11 +6,7 @@ comparison goes through `diff`/`add`, mirroring MicroPython's ticks_diff/ticks_a
 A deadline may lie at most PERIOD/2 - 1 ms (~6.2 days) ahead.
 """
 
-try:
-    from micropython import const
-except ImportError:  # CPython: const() only marks a compile-time constant on MicroPython
-    def const(x):
-        return x
+from gwbox import const
 
 PERIOD = 1 << 30
 MASK = PERIOD - 1

@@ -14,12 +14,8 @@ Every decoder either returns a value or raises ProtocolError: never anything els
 """
 import struct
 
+from gwbox import const
 from gwbox.errors import ProtocolError
-try:
-    from micropython import const
-except ImportError:  # CPython: const() only marks a compile-time constant on MicroPython
-    def const(x):
-        return x
 
 _VERSION = const(0x10)  # major 1, minor 0
 

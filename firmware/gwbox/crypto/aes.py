@@ -4,11 +4,7 @@ Boards (ESP32, RP2) offer only ECB and CBC in cryptolib, so the link's CTR mode 
 made here from an ECB object. On CPython the same API is served by gwbox.port.host_aes.
 """
 
-try:
-    from micropython import const
-except ImportError:  # CPython: const() only marks a compile-time constant on MicroPython
-    def const(x):
-        return x
+from gwbox import const
 try:
     from cryptolib import aes as _aes
 except ImportError:

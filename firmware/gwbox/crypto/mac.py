@@ -5,11 +5,8 @@ key once so the per-packet MAC costs only the two hash passes; MicroPython's sha
 has no .copy(), so the padded key blocks (not hash states) are what gets cached.
 """
 import hashlib
-try:
-    from micropython import const
-except ImportError:  # CPython: const() only marks a compile-time constant on MicroPython
-    def const(x):
-        return x
+
+from gwbox import const
 
 BLOCK = const(64)
 _DIGEST = const(32)

@@ -4,13 +4,9 @@ Montgomery ladder over Curve25519 with Python integers. The conditional swap is 
 arithmetically (no branch on secret bits); bignum arithmetic itself is not guaranteed
 constant time, which we accept for ephemeral keys used once per (re)key.
 """
+from gwbox import const
 from gwbox.crypto.entropy import random_bytes
 from gwbox.errors import ProtocolError
-try:
-    from micropython import const
-except ImportError:  # CPython: const() only marks a compile-time constant on MicroPython
-    def const(x):
-        return x
 
 P = (1 << 255) - 19
 _A24 = const(121665)  # (486662 - 2) / 4, RFC 7748 section 5
