@@ -158,3 +158,19 @@ def test_relogin_replaces_the_stale_sa():
     deleted = [e for e in n2.events[id(n.b)] if e.name == "sa_deleted"]
     assert len(deleted) == 1 and deleted[0].get("reason") == "replaced"
     assert ticks.diff(n2.now, netsim.START) > 0
+
+
+def test_first_handshake_code_is_dropped_after_use_and_loaded_again():
+    import sys
+    n = netsim.pair()
+    n.connect()
+    # no handshake in progress: initiator.py and responder.py are not held (docs/memory.md)
+    assert "gwbox.initiator" not in sys.modules and "gwbox.responder" not in sys.modules
+    n.a.close(n.now)
+    n.run_for(100)
+    assert no_sessions(n)
+    n.a.connect(n.now)  # imports the initiator again; the SA_INIT brings the responder back
+    n.run_for(1000)
+    assert n.a.session() is not None and n.b.session() is not None
+    assert n.names(n.a).count("sa_established") == 2
+    assert "gwbox.initiator" not in sys.modules and "gwbox.responder" not in sys.modules
