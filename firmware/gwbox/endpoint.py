@@ -229,7 +229,7 @@ def _unload_role_code():
     """Drop the first-handshake code (initiator.py, responder.py) once no handshake runs.
 
     A session never needs it again (rekeys use handshake.py), and at a rekey, the heap's
-    busiest moment, those 5 KB are what a 64 KB device heap lacks (docs/memory.md). The
+    busiest moment, its 2-3 KB are what a 64 KB device heap lacks (docs/memory.md). The
     next connect or SA_INIT imports it again; frozen into flash, that costs no RAM at all.
     """
     pkg = sys.modules.get("gwbox")

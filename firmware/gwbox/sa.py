@@ -8,9 +8,9 @@ The receiver checks the MAC in constant time *before* anything else, then the
 anti-replay window, and only then decrypts.
 
 An SA keeps its 16-byte AES key and makes the ECB context (320 bytes, key schedule
-included) for each packet it protects: a microsecond of key expansion against 10
-contiguous heap blocks held per SA, of which a rekey needs eight at once on a 64 KB
-heap (docs/memory.md).
+included) for each packet it protects: a few microseconds of key expansion against 10
+contiguous heap blocks held per SA, and a rekey holds eight SAs at once on a 64 KB heap
+(docs/memory.md).
 """
 import struct
 
@@ -80,7 +80,7 @@ class InboundSA(ReplayWindow):
     """Verifies and decrypts packets from the peer; `spi` is our own inbound SPI.
 
     It *is* its replay window: one object and one attribute table instead of two, which
-    counts on a device heap that holds eight inbound SAs during a rekey.
+    counts on a device heap that holds four inbound SAs during a rekey.
     """
 
     def __init__(self, spi, enc_key, mac_key):
