@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [os.path.join(ROOT, p) for p in ("firmware", "tests/firmware", "host_tools", "tests")]
+sys.path[:0] = [os.path.join(ROOT, p) for p in ("firmware", "tests/firmware", "host_tools", "tests", "tests/host")]
 
 import mp_suite  # noqa: E402
 
@@ -44,7 +44,7 @@ def live_peak(heap="96K"):
     """Largest gc.mem_alloc() after gc.collect() of either node through the scenario."""
     import netsim
     from gwbox_tools.mp_node import MpNode
-    settings = dict(keepalive_idle_ms=3000, response_ms=500, retries=2, rekey_ms=30000, rekey_bytes=6000)
+    from test_mp_two_node_scenario import SETTINGS as settings  # the very scenario the test runs
     peak = 0
     with MpNode(b"box1", psk=netsim.PSK, expect_peer=b"gw1", settings=settings, heap=heap) as a, \
             MpNode(b"gw1", psks={b"box1": netsim.PSK}, settings=settings, heap=heap) as b:

@@ -200,9 +200,10 @@ class Endpoint:
                 self._event("handshake_failed", role="responder", reason=r.failed)
             else:
                 keep.append(r)
+        ended = (hs is not None and self.initiator is None) or len(keep) != len(self.half_open)
         self.half_open = keep
-        if self.initiator is None and not keep:
-            _unload_role_code()
+        if ended and self.initiator is None and not keep:
+            _unload_role_code()  # only when the last handshake just ended: not per packet
         live = []
         for s in self.sessions:
             self._drain(s)

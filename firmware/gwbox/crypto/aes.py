@@ -3,8 +3,8 @@
 Boards (ESP32, RP2) offer only ECB and CBC in cryptolib, so the link's CTR mode is
 made here from an ECB object. On CPython the same API is served by gwbox.port.host_aes.
 """
-
 from gwbox import const
+
 try:
     from cryptolib import aes as _aes
 except ImportError:
