@@ -1,39 +1,71 @@
-"""Link settings with embedded defaults; the policy file (a later layer) fills these in.
+"""Link settings with embedded defaults; the policy file fills them in (gwbox.policy).
 
-All durations are milliseconds so the state machines never convert units.
+All durations are milliseconds so the state machines never convert units. Every
+setting is checked when the config is built: a timer that is not a positive int below
+the 2**29 ms half-period of MicroPython ticks would compute deadlines in the past.
 """
 
-KEEPALIVE_ACK = "ack"  # protected INFO request answered by a protected INFO response
-KEEPALIVE_PROBE = "probe"  # seed claim 14: quick mode with an invalid proposal, answered NO-PROPOSAL-CHOSEN
+# Heartbeat modes (GB 2 363 548): when the gateway in use is probed.
+INSTANT = "INSTANT"  # after defer_ms without proof of life, payload or not
+DEFERRED = "DEFERRED"  # only while payload for that gateway waits for confirmation
+NONE = "NONE"  # never (a cached gateway, and gateways towards their boxes by default)
+MODES = (INSTANT, DEFERRED, NONE)
+
+# Heartbeat forms: what travels.
+PROTECTED = "PROTECTED"  # data-SA heartbeat request, answered by a protected ack (26 + 26 bytes)
+PROBE = "PROBE"  # EP 0 999 673 claim 14: control-SA quick mode with an invalid proposal
+SPI_ECHO = "SPI-ECHO"  # GB 2 363 548's unprotected SPI 0xFFFFFFFF echo: compatibility only, spoofable
+FORMS = (PROTECTED, PROBE, SPI_ECHO)
+
+TIMER_MAX_MS = (1 << 29) - 1  # a deadline may lie at most this far ahead (gwbox.ticks)
+
+# name: (default, low, high); None bounds mean "a mode/form" (checked by the lists above).
+_INT = {
+    "defer_ms": (5000, 1, TIMER_MAX_MS),  # HeartbeatDeferTime: no proof of life this long -> heartbeat
+    "response_ms": (1000, 1, TIMER_MAX_MS),  # HeartbeatResponseTime: wait for an answer before the next
+    # Heartbeats after the first before the gateway is declared dead (the seed's "second
+    # heartbeat" is 1). 5: at 5% loss each way a round fails with p = 0.0975, and six
+    # failed rounds in a row happen about once in 70 days of idle 5-second rounds
+    # (bench/false_teardowns.py), while the worst case stays at defer + 6 x response = 11 s.
+    "retries": (5, 0, 20),
+    "rekey_ms": (8 * 3600 * 1000, 1000, TIMER_MAX_MS),  # soft lifetime: rekey after Y hours ...
+    "rekey_bytes": (10 * 1024 * 1024, 1024, 1 << 40),  # ... or X kbytes of data-SA payload
+    "rekey_retry_ms": (10000, 100, TIMER_MAX_MS),  # a failed rekey is tried again after this
+    "handshake_retry_ms": (3000, 100, TIMER_MAX_MS),  # retransmit an unanswered handshake message
+    "handshake_retries": (3, 0, 10),
+    "half_open_max": (8, 1, 256),  # responder: handshakes in progress at once
+}
+_CHOICE = {
+    "heartbeat": (INSTANT, MODES),  # this side's mode towards the peer it uses
+    "gateway_heartbeat": (NONE, MODES),  # a responder's mode towards its boxes
+    "heartbeat_form": (PROTECTED, FORMS),
+}
 
 
 class LinkConfig:
-    """One box's view of its protected link. Attribute names say the behaviour they bound."""
-
-    keepalive_idle_ms = 10000  # no authenticated packet received for this long: probe the peer
-    response_ms = 2000  # wait this long for a keepalive ack / rekey response before retrying
-    # Retries after the first keepalive request before the peer is declared dead. 3, not 2:
-    # at 5% packet loss, 2 gave 6 false teardowns a day and 3 gave none (bench/false_teardowns.py),
-    # for 2 s more worst-case detection (18 s instead of 16 s).
-    retries = 3
-    keepalive_form = KEEPALIVE_ACK
-    rekey_ms = 8 * 3600 * 1000  # rekey after Y hours ...
-    rekey_bytes = 10 * 1024 * 1024  # ... or X kbytes of data-SA payload, whichever first
-    handshake_retry_ms = 3000  # retransmit an unanswered handshake message after this long
-    handshake_retries = 3
-    half_open_max = 8  # responder: handshakes in progress at once (bounds memory under a flood)
+    """One node's view of its protected links. Attribute names say the behaviour they bound."""
 
     def __init__(self, **overrides):
+        for k in _INT:
+            setattr(self, k, _INT[k][0])
+        for k in _CHOICE:
+            setattr(self, k, _CHOICE[k][0])
         for k in overrides:
-            if not hasattr(LinkConfig, k):
+            v = overrides[k]
+            if k in _INT:
+                lo, hi = _INT[k][1], _INT[k][2]
+                if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+                    raise ValueError("link setting %s must be an integer from %d to %d, not %r" % (k, lo, hi, v))
+            elif k in _CHOICE:
+                if v not in _CHOICE[k][1]:
+                    raise ValueError("link setting %s must be one of %s, not %r" % (k, "/".join(_CHOICE[k][1]), v))
+            else:
                 raise ValueError("unknown link setting %r" % k)
-            setattr(self, k, overrides[k])
-        if self.keepalive_form not in (KEEPALIVE_ACK, KEEPALIVE_PROBE):
-            raise ValueError("keepalive_form must be 'ack' or 'probe'")
+            setattr(self, k, v)
 
     def detect_bound_ms(self):
-        """Longest time from the last packet heard to peer_dead."""
-        return self.keepalive_idle_ms + (self.retries + 1) * self.response_ms
+        """Longest time from the last proof of life to the verdict `peer_dead`."""
+        return self.defer_ms + (self.retries + 1) * self.response_ms
 
     def rekey_grace_ms(self):
         """How long superseded SAs still accept inbound packets after a rekey."""

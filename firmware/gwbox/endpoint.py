@@ -1,74 +1,108 @@
 """Endpoint: one node's protocol engine, box or gateway alike (sans-I/O).
 
-Routes each incoming frame to a handshake in progress or an established session by
-its SPI, runs timers, and collects what the layers want sent. Every output packet
-is tagged with the link it belongs to (a gateway serves many), every problem with
-an input becomes a `dropped` event: nothing an attacker or line noise sends can
-raise out of `receive`.
+Owns every SA. Routes each incoming packet to a handshake in progress or an established
+session by its SPI, runs timers, and collects what the layers want sent. Every output
+packet is tagged with the link it belongs to (a gateway serves many boxes, a box talks to
+several gateways), every problem with an input becomes a `dropped` event: nothing an
+attacker or line noise sends can raise out of `receive`.
 
-A responder replaces the older session of an identity that authenticates again
-(EP 0 999 673 [0035]: a dead box must be able to log in again at once).
+A box (initiator) holds one session per gateway it has a key with: the cluster logic above
+decides which one carries payload. A gateway (responder) replaces the older session of an
+identity that authenticates again (EP 0 999 673 [0035]: a dead box must be able to log in
+again at once), and remembers per box which tunnel message numbers it has handed on.
 """
 import sys
 
 from gwbox import ticks, wire
+from gwbox.config import SPI_ECHO
 from gwbox.errors import ProtocolError
 from gwbox.events import Event
-from gwbox.sa import packet_spi
+from gwbox.sa import ReplayWindow, packet_spi
 from gwbox.session import Session
 
 
 class Endpoint:
-    def __init__(self, cfg, identity, psk=None, psks=None, expect_peer=None):
-        """`psk` for a box (its one gateway key); `psks` {identity: psk} for a gateway."""
+    def __init__(self, cfg, identity, psk=None, psks=None, expect_peer=None, initiator=None):
+        """A box: `psks` {gateway identity: psk} (or the one `psk` for `expect_peer`), initiator.
+        A gateway: `psks` {box identity: psk}, answers handshakes."""
         self.cfg = cfg
         self.identity = identity
-        self._psk = psk
-        self._psks = psks or {}
+        self._psks = dict(psks or {})
+        if psk is not None:
+            self._psks[expect_peer] = psk
         self.expect_peer = expect_peer
-        self.initiator = None  # InitiatorHandshake in progress, with its link
-        self.initiator_link = None
+        self.is_initiator = psk is not None if initiator is None else initiator
+        self.initiators = []  # InitiatorHandshake in progress, each with .link
         self.half_open = []  # ResponderHandshake, with .link
         self.sessions = []
+        self._windows = {}  # (peer identity, space) -> ReplayWindow of message numbers (gateway)
         self._out = []
         self._events = []
         self._received = []
+        self._messages = []
 
     # --- public API ------------------------------------------------------------------
 
-    def connect(self, now, link=None):
-        """Start a handshake toward the peer on `link` (the box side)."""
-        if self._psk is None:
+    def connect(self, now, peer=None, link=None):
+        """Start a handshake toward `peer` (default: the one expected gateway) on `link`."""
+        if peer is None:
+            peer = self.expect_peer
+        psk = self._psks.get(peer)
+        if psk is None:
             raise ProtocolError("no pre-shared key to connect with")
+        for hs in self.initiators:
+            if hs.expect_peer == peer:
+                return  # one handshake per gateway at a time
         from gwbox.initiator import InitiatorHandshake
-        self.initiator = InitiatorHandshake(self.cfg, self.identity, self._psk, now, self.expect_peer,
-                                            self._taken())
-        self.initiator_link = link
-        self._event("handshake_started", role="initiator", spi=self.initiator.spi_i)
+        hs = InitiatorHandshake(self.cfg, self.identity, psk, now, peer, self._taken())
+        hs.link = link
+        self.initiators.append(hs)
+        self._event("handshake_started", role="initiator", peer=peer, spi=hs.spi_i)
         self._collect(now)
 
+    def handshaking(self, peer):
+        for hs in self.initiators:
+            if hs.expect_peer == peer:
+                return True
+        return False
+
     def receive(self, packet, now, link=None):
-        """One frame's payload from `link`. Never raises for bad input."""
+        """One frame's payload from `link`. Never raises for bad input. Returns the identity
+        of the peer whose key authenticated the packet, else None."""
+        peer = None
         try:
             if packet and packet[0] == wire.MARKER:
                 self._on_cleartext(packet, now, link)
             else:
-                self._on_protected(packet, now, link)
+                peer = self._on_protected(packet, now, link)
         except ProtocolError as e:
             self._event("dropped", reason=str(e), bytes=len(packet))
         self._collect(now)
+        return peer
+
+    def abort_handshakes(self, now):
+        """The line they ran on is gone: drop our handshakes in progress without a verdict.
+        Returns the peers they were for."""
+        peers = [hs.expect_peer for hs in self.initiators]
+        self.initiators = []
+        if not self.half_open:
+            _unload_role_code()
+        return peers
 
     def send(self, payload, now, peer=None):
-        """Protect `payload` on the data SA toward `peer` (default: our only session)."""
+        """Protect raw `payload` (NH_DATA) on the data SA toward `peer` (default: our only session)."""
+        self.send_plain(bytes([wire.NH_DATA]) + payload, now, peer)
+
+    def send_plain(self, plaintext, now, peer=None):
+        """Protect a data-SA plaintext (next header first) toward `peer`."""
         s = self.session(peer)
         if s is None:
             raise ProtocolError("no security association")
-        s.send_data(payload, now)
+        s.send_plain(plaintext, now)
         self._collect(now)
 
     def tick(self, now):
-        hs = self.initiator
-        if hs is not None:
+        for hs in self.initiators:
             hs.poll(now)
         for r in self.half_open:
             r.poll(now)
@@ -79,8 +113,7 @@ class Endpoint:
     def next_deadline(self):
         ds = [s.next_deadline() for s in self.sessions]
         ds += [r.deadline for r in self.half_open]
-        if self.initiator is not None:
-            ds.append(self.initiator.deadline)
+        ds += [hs.deadline for hs in self.initiators]
         return ticks.earliest(*ds)
 
     def session(self, peer=None):
@@ -89,10 +122,10 @@ class Endpoint:
                 return s
         return None
 
-    def close(self, now, reason="closed", peer=None):
+    def close(self, now, reason="closed", peer=None, notify=True):
         for s in list(self.sessions):
             if peer is None or s.peer_id == peer:
-                s.close(reason, now, notify=True)
+                s.close(reason, now, notify)
         self._collect(now)
 
     def take_output(self):
@@ -105,9 +138,24 @@ class Endpoint:
         return ev
 
     def take_received(self):
-        """[(peer identity, payload)] delivered by the data SA, in order."""
+        """[(peer identity, payload)] of raw (NH_DATA) payload, in order."""
         r, self._received = self._received, []
         return r
+
+    def take_messages(self):
+        """[(peer identity, next header, body)] of tunnel traffic, in order: an NH_MSG decoded
+        (gwbox.tunnel.decode_msg), an NH_CONFIRM or NH_REPLY as its plaintext (decoded by the
+        box). An NH_MSG comes up until it was handed on: then the gateway calls
+        `handed_on`, which confirms it to the box."""
+        m, self._messages = self._messages, []
+        return m
+
+    def handed_on(self, peer, space, num, now):
+        """Gateway: message `num` of `space` from box `peer` reached its target host."""
+        s = self.session(peer)
+        if s is not None:
+            s.handed_on(space, num)
+            self._collect(now)
 
     # --- internals -----------------------------------------------------------------------
 
@@ -121,28 +169,37 @@ class Endpoint:
         for r in self.half_open:
             if r.sas is not None:
                 t += r.sas.inbound_spis()
-        if self.initiator is not None:
-            t += (self.initiator.spi_i, self.initiator.data_spi_i)
+        for hs in self.initiators:
+            t += (hs.spi_i, hs.data_spi_i)
         return t
 
     def _psk_for(self, identity):
         return self._psks.get(identity)
 
+    def _window(self, peer):
+        def window(space):
+            key = (peer, space)
+            w = self._windows.get(key)
+            if w is None:
+                w = self._windows[key] = ReplayWindow()
+            return w
+        return window
+
     def _on_cleartext(self, packet, now, link):
         msg = wire.decode(packet, True)
         if msg.is_response():
-            hs = self.initiator
-            if hs is None or hs.state != "sa_init":
-                raise ProtocolError("unexpected SA_INIT response")
-            hs.on_msg2(packet, msg, now)
-            return
+            for hs in self.initiators:
+                if hs.spi_i == msg.spi_i and hs.state == "sa_init":
+                    hs.on_msg2(packet, msg, now)
+                    return
+            raise ProtocolError("unexpected SA_INIT response")
         for r in self.half_open:
             if r.spi_i == msg.spi_i and r.on_msg1_again(packet):
                 return
         for s in self.sessions:
             if s.current is not None and s.current.ctl_out.spi == msg.spi_i:
                 raise ProtocolError("SA_INIT for an established SA")
-        if not self._psks:
+        if self.is_initiator:
             raise ProtocolError("not accepting handshakes")
         if len(self.half_open) >= self.cfg.half_open_max:
             raise ProtocolError("too many handshakes in progress")
@@ -153,37 +210,57 @@ class Endpoint:
         self._event("handshake_started", role="responder", spi=msg.spi_i)
 
     def _on_protected(self, packet, now, link):
+        if len(packet) == 8 and packet[:4] == b"\xff\xff\xff\xff":
+            self._on_echo(packet, now, link)
+            return
         spi = packet_spi(packet)
         for s in self.sessions:
             if s.owns(spi):
-                if link is not None:
-                    s.link = link
-                s.receive(packet, now)
-                return
-        hs = self.initiator
-        if hs is not None and hs.sas is not None and spi == hs.sas.ctl_in.spi:
-            hs.on_msg4(packet, now)
-            return
+                s.receive(packet, now, link)
+                return s.peer_id
+        for hs in self.initiators:
+            if hs.sas is not None and spi == hs.sas.ctl_in.spi:
+                hs.on_msg4(packet, now)
+                return hs.expect_peer if hs.done else None
         for r in self.half_open:
             if r.sas is not None and spi == r.sas.ctl_in.spi:
                 r.on_msg3(packet, now)
-                return
+                return r.peer_id if r.done else None
         raise ProtocolError("unknown SPI %08x" % spi)
+
+    def _on_echo(self, packet, now, link):
+        """GB 2 363 548's unprotected heartbeat (compatibility option, off by default)."""
+        if self.cfg.heartbeat_form != SPI_ECHO:
+            raise ProtocolError("SPI echo not enabled")
+        if not self.is_initiator:
+            self._out.append((link, bytes(packet)))  # the gateway echoes it unchanged
+            return
+        for s in self.sessions:
+            if s.link == link or link is None:
+                s.on_echo(packet[4:], now)
 
     def _collect(self, now):
         """Move outputs and results of every layer up, finish or drop handshakes."""
-        hs = self.initiator
-        if hs is not None:
+        ended = False
+        keep_i = []
+        for hs in self.initiators:
             for p in hs.out:
-                self._out.append((self.initiator_link, p))
+                self._out.append((hs.link, p))
             hs.out = []
             if hs.done:
-                s = Session(self.cfg, hs.peer_id, hs.sas, True, now, self.initiator_link)
+                for old in self.sessions:
+                    if old.peer_id == hs.peer_id:
+                        old.close("replaced", now, notify=False)
+                        self._drain(old)
+                s = Session(self.cfg, hs.peer_id, hs.sas, True, now, hs.link)
                 self._add_session(s, hs.sas)
-                self.initiator = None
+                ended = True
             elif hs.failed is not None:
-                self._event("handshake_failed", role="initiator", reason=hs.failed)
-                self.initiator = None
+                self._event("handshake_failed", role="initiator", peer=hs.expect_peer, reason=hs.failed)
+                ended = True
+            else:
+                keep_i.append(hs)
+        self.initiators = keep_i
         keep = []
         for r in self.half_open:
             for p in r.out:
@@ -194,15 +271,16 @@ class Endpoint:
                     if old.peer_id == r.peer_id:
                         old.close("replaced", now, notify=False)
                         self._drain(old)
-                s = Session(self.cfg, r.peer_id, r.sas, False, now, r.link, (1, r.response))
+                s = Session(self.cfg, r.peer_id, r.sas, False, now, r.link, (1, r.response), self._window(r.peer_id))
                 self._add_session(s, r.sas)
+                ended = True
             elif r.failed is not None:
                 self._event("handshake_failed", role="responder", reason=r.failed)
+                ended = True
             else:
                 keep.append(r)
-        ended = (hs is not None and self.initiator is None) or len(keep) != len(self.half_open)
         self.half_open = keep
-        if ended and self.initiator is None and not keep:
+        if ended and not self.initiators and not keep:
             _unload_role_code()  # only when the last handshake just ended: not per packet
         live = []
         for s in self.sessions:
@@ -224,6 +302,9 @@ class Endpoint:
         for d in s.received:
             self._received.append((s.peer_id, d))
         s.received = []
+        for m in s.messages:
+            self._messages.append((s.peer_id, m[0], m[1]))
+        s.messages = []
 
 
 def _unload_role_code():

@@ -27,10 +27,11 @@ ROLE_R = b"R"
 
 
 def new_spi(taken=()):
-    """A random SPI with a non-zero first byte (byte 0 tells packet shapes apart)."""
+    """A random SPI with a non-zero first byte (byte 0 tells packet shapes apart), never the
+    heartbeat-echo SPI 0xFFFFFFFF."""
     while True:
         spi = int.from_bytes(random_bytes(4), "big")
-        if spi >> 24 and spi not in taken:
+        if spi >> 24 and spi != wire.SPI_ECHO and spi not in taken:
             return spi
 
 

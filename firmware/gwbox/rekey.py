@@ -31,7 +31,8 @@ class Rekeying:
         reason = "time" if ticks.diff(now, c.created) >= self.cfg.rekey_ms else "bytes"
         offer = Offer(self.taken_spis())
         msg_id = self._new_msg_id()
-        self.rekey = {"msg_id": msg_id, "offer": offer, "attempt": 1, "deadline": ticks.add(now, self.cfg.response_ms)}
+        self.rekey = {"msg_id": msg_id, "offer": offer, "attempt": 1, "sent": now,
+                      "deadline": ticks.add(now, self.cfg.response_ms)}
         self._send_ctl(wire.EXCH_REKEY, 0, msg_id, offer.payloads)
         self._event("rekey_started", reason=reason, msg_id=msg_id)
 
@@ -63,7 +64,7 @@ class Rekeying:
         notify = msg.find(wire.PL_NOTIFY)
         if notify is not None:
             self.rekey = None
-            self.rekey_retry_at = ticks.add(now, self.cfg.keepalive_idle_ms)
+            self.rekey_retry_at = ticks.add(now, self.cfg.rekey_retry_ms)
             self._event("rekey_failed", reason="notify_%d" % wire.decode_notify(notify)[0])
             return
         new = complete(rk["offer"], msg, now, self.current.sk_d)
@@ -74,8 +75,8 @@ class Rekeying:
         self.previous_until = ticks.add(now, self.cfg.rekey_grace_ms())
         self.current = new
         self.out_sas = new
-        self.delete_pending = self._new_msg_id()
-        self._send_ctl(wire.EXCH_INFO, 0, self.delete_pending,
+        self.delete_pending = (self._new_msg_id(), now)
+        self._send_ctl(wire.EXCH_INFO, 0, self.delete_pending[0],
                        [(wire.PL_DELETE, wire.encode_delete(wire.PROTO_CONTROL, old.inbound_spis()))])
         self._event("rekeyed", ctl_spi=new.ctl_in.spi, data_spi=new.data_in.spi)
 

@@ -65,8 +65,15 @@ N_AUTHENTICATION_FAILED = const(24)
 PROTO_CONTROL = const(1)
 _PROTO_DATA = const(3)
 
-# data SA next-header values
-NH_DATA = const(1)
+# Data-SA next-header values: what follows in the plaintext (docs/protocol.md).
+NH_DATA = const(1)  # raw payload, best effort
+NH_MSG = const(2)  # box -> gateway: space(1) number(4) destination(4) port(2) payload; confirmed
+NH_CONFIRM = const(3)  # gateway -> box: space(1) top(4) bits(4): numbers handed on
+NH_REPLY = const(4)  # gateway -> box: source(4) port(2) payload, from a target host
+NH_HB = const(5)  # heartbeat request: id(1)
+NH_HB_ACK = const(6)  # heartbeat answer: the request's id(1)
+
+SPI_ECHO = const(0xFFFFFFFF)  # GB 2 363 548's unprotected heartbeat SPI (compatibility option)
 
 ID_KEY_ID = const(11)
 AUTH_PSK_MAC = const(2)

@@ -5,31 +5,26 @@ loaded as .mpy (as a device loads it) and forwards every call over the pipe. Bec
 offers the Endpoint interface, the same virtual-time harness drives it as drives an
 in-process Endpoint. Always use it as a context manager: the process ends with it.
 """
+import json
 import os
 import subprocess
-import sys
 
 from gwbox.events import Event
+from gwbox_tools import mpy_build
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _value(v):
-    return int(v) if v.isdigit() else v
-
-
 class MpNode:
     def __init__(self, identity, psk=None, expect_peer=None, psks=None, heap="64K", settings=None, micropython=None):
-        sys.path.insert(0, os.path.join(ROOT, "tests"))
-        import mp_suite  # builds the .mpy tree the interpreter loads
-        mp_suite.build_mpy()
-        exe = micropython or mp_suite.micropython_binary()
+        mpy_build.build_mpy()  # the .mpy tree the interpreter loads, as a device does
+        exe = micropython or mpy_build.micropython_binary()
         # Relative search path, as on a board ("/lib"): each module's __file__ is interned
         # in the heap, so its length must not depend on where the checkout lives.
         env = dict(os.environ, MICROPYPATH="lib")
         self.proc = subprocess.Popen([exe, "-X", "heapsize=" + heap, "-m", "gwbox.port.pipe"],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, bufsize=1, env=env, cwd=mp_suite.BUILD)
+                                     text=True, bufsize=1, env=env, cwd=mpy_build.BUILD)
         self.identity = identity
         self._out, self._events, self._received = [], [], []
         self._has_session = False
@@ -61,8 +56,11 @@ class MpNode:
             elif kind == "got":
                 self._received.append((None, bytes.fromhex(rest)))
             elif kind == "ev":
-                parts = rest.split()
-                self._events.append(Event(parts[0], **{k: _value(v) for k, v in (p.split("=", 1) for p in parts[1:])}))
+                d = json.loads(rest)
+                name = d.pop("event")
+                d.pop("t_ms", None)
+                d.pop("node", None)
+                self._events.append(Event(name, **d))
             elif kind == "st":
                 has, dl = rest.split()
                 self._has_session = has == "1"

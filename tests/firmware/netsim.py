@@ -16,9 +16,10 @@ PSK = b"\x11" * 32
 TAP_KEEP = 64  # a device-sized heap cannot keep every packet of a long test
 
 
-def pair(cfg=None, box_cfg=None, gw_cfg=None, psk=PSK, gw_psk=None, box_id=b"box1", gw_id=b"gw1"):
+def pair(cfg=None, box_cfg=None, gw_cfg=None, psk=PSK, gw_psk=None, box_id=b"box1", gw_id=b"gw1", expect=None):
+    """A box (initiator, expecting gateway `expect`, default `gw_id`) and a gateway."""
     cfg = cfg or LinkConfig()
-    box = Endpoint(box_cfg or cfg, box_id, psk=psk, expect_peer=gw_id)
+    box = Endpoint(box_cfg or cfg, box_id, psk=psk, expect_peer=expect or gw_id)
     gw = Endpoint(gw_cfg or cfg, gw_id, psks={box_id: gw_psk if gw_psk is not None else psk})
     return Net(box, gw)
 

@@ -56,8 +56,7 @@ def test_unknown_identity_fails_like_a_wrong_psk():
 
 
 def test_wrong_gateway_identity_is_refused_by_the_box():
-    n = netsim.pair()
-    n.a.expect_peer = b"gw-other"
+    n = netsim.pair(expect=b"gw-other")  # the box keys with gw-other; gw1 answers
     n.a.connect(n.now)
     n.run_for(1000)
     assert n.a.session() is None

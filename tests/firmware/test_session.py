@@ -1,12 +1,12 @@
-"""gwbox.session: protected keepalive, dead-peer teardown, make-before-break rekey."""
+"""gwbox.session: protected heartbeat, dead-peer teardown, tunnel messages, make-before-break rekey."""
 # mp-heap: 128K  (hosts both parties: two devices, two 64K device heaps, in one interpreter)
 import hashlib
 
 import netsim
-from gwbox import ticks
+from gwbox import ticks, tunnel, wire
 from gwbox.config import LinkConfig
 
-CFG = dict(keepalive_idle_ms=3000, response_ms=500, retries=2)
+CFG = dict(defer_ms=3000, response_ms=500, retries=2)
 
 
 def connected(**kw):
@@ -17,23 +17,25 @@ def connected(**kw):
     return n
 
 
-def test_idle_link_exchanges_protected_keepalives_of_31_bytes():
+def test_idle_link_exchanges_protected_heartbeats_of_26_bytes():
     n = connected()
     start = n.tapped
     n.run_for(10000)
-    ka = n.since(start)
-    assert [src for src, _ in ka] == ["a", "b"] * 3  # only the initiator probes on a quiet link
-    assert all(len(p) == 31 for _, p in ka)  # SPI 4 + seq 4 + inner 7 + ICV 16
-    assert n.names(n.a).count("keepalive_ack") == 3
-    assert "keepalive_sent" not in n.names(n.b)
+    hb = n.since(start)
+    assert [src for src, _ in hb] == ["a", "b"] * 3  # only the box probes: gateways default to NONE
+    assert all(len(p) == 26 for _, p in hb)  # SPI 4 + seq 4 + next header 1 + id 1 + ICV 16
+    assert n.names(n.a).count("heartbeat_ack") == 3
+    assert "heartbeat_sent" not in n.names(n.b)
 
 
-def test_traffic_defers_keepalive():
+def test_the_gateways_own_traffic_is_no_proof_of_life():
+    # Only an answer to something the box sent proves the gateway alive *now*: its data
+    # could have been held back by an attacker, so it does not postpone the heartbeat.
     n = connected()
-    for _ in range(20):
+    for _ in range(7):
         n.b.send(b"x", n.now)
         n.run_for(1000)
-    assert "keepalive_sent" not in n.names(n.a)
+    assert n.names(n.a).count("heartbeat_sent") == 2 and n.names(n.a).count("heartbeat_ack") == 2
 
 
 def test_silent_peer_declared_dead_then_sas_deleted_with_a_protected_delete():
@@ -44,16 +46,16 @@ def test_silent_peer_declared_dead_then_sas_deleted_with_a_protected_delete():
     n.run_for(20000)
     names = n.names(n.a)
     assert names[-2:] == ["peer_dead", "sa_deleted"]  # in that order, last
-    assert names.count("keepalive_sent") == 3  # the request and its 2 retries
+    assert names.count("heartbeat_sent") == 3  # the request and its 2 retries
     dead = [e for e in n.events[id(n.a)] if e.name == "peer_dead"][0]
-    assert dead.get("waited_ms") == 3 * 500  # from the first request to the verdict
+    assert dead.get("waited_ms") == 3 * 500  # from the first heartbeat to the verdict
     deleted = n.events[id(n.a)][-1]
     assert deleted.get("reason") == "peer_dead"
     assert n.a.session() is None and n.a.next_deadline() is None
-    # what box a put on the (cut) wire: 3 keepalive requests of 31 bytes, then a protected
-    # DELETE naming its two inbound SPIs (31 + 2 + 1 + 8 bytes)
+    # what the box put on the (cut) wire: 3 heartbeats of 26 bytes, then a protected
+    # DELETE naming its two inbound SPIs (8 + 7 + 2 + 1 + 8 + 16 bytes)
     sent = [p for src, p in n.since(mark) if src == "a"]
-    assert [len(p) for p in sent] == [31, 31, 31, 42]
+    assert [len(p) for p in sent] == [26, 26, 26, 42]
 
 
 def detect_time(n, ep):
@@ -66,21 +68,27 @@ def detect_time(n, ep):
     return None
 
 
-def test_detection_time_is_exactly_the_bound_for_either_side():
+def test_detection_time_is_exactly_the_bound_after_the_last_proof():
     n = connected()
-    n.b.send(b"last words", n.now)
-    n.run_for(20)  # delivered to the box exactly now: the box last heard the gateway now
+    n.run_for(3000 + 20)  # first heartbeat sent at +3000, its ack arrives at +3040
+    while "heartbeat_ack" not in n.names(n.a):
+        n.run_for(10)
+    proof = n.a.session().heartbeat.proven  # the tick the answered heartbeat was sent
     n.cut = True
-    assert detect_time(n, n.a) == 3000 + 3 * 500
-    n = connected()
-    n.a.send(b"last words", n.now)
-    n.run_for(20)
-    n.drop = lambda src, p: src == "a"  # the box goes silent: the gateway is the local box now
+    t = detect_time(n, n.a)
+    assert ticks.diff(ticks.add(n.now, 0), proof) - 10 < LinkConfig(**CFG).detect_bound_ms() <= \
+        ticks.diff(n.now, proof), t
+
+
+def test_gateway_probes_only_when_configured():
+    n = connected(gateway_heartbeat="INSTANT")
+    n.drop = lambda src, p: src == "a"  # the box goes silent: only the gateway can tell
     t = detect_time(n, n.b)
-    assert t == 3000 + 500 + 3 * 500, t  # the responder probes one response time later
+    assert t is not None and t <= LinkConfig(**CFG).detect_bound_ms()
+    assert "heartbeat_sent" in n.names(n.b)
 
 
-def test_forged_replayed_and_stale_acks_never_count():
+def test_forged_replayed_and_stale_answers_never_count():
     n = connected()
     held = []
 
@@ -92,34 +100,118 @@ def test_forged_replayed_and_stale_acks_never_count():
 
     n.drop = hold_first_ack
     n.run_for(3000 + 600)  # round 1: first ack held back, the retry's ack passes
-    assert n.names(n.a).count("keepalive_ack") == 1
+    assert n.names(n.a).count("heartbeat_ack") == 1
     delivered_ack = [p for s, p in n.tap if s == "b"][-1]
     n.drop = None
+    n.run_for(10)
     n.cut = True  # from now on the gateway is gone
     n.run_for(3000 + 100)  # round 2 has started
-    assert n.names(n.a)[-1] == "keepalive_sent"
+    assert n.names(n.a)[-1] == "heartbeat_sent"
     spi = delivered_ack[:4]
-    n.inject(n.a, spi + b"\x00\x00\x00\x63" + b"\x00" * 7 + b"\x5a" * 16)  # forged
+    n.inject(n.a, spi + b"\x00\x00\x00\x63" + b"\x00\x02" + b"\x5a" * 16)  # forged
     n.inject(n.a, delivered_ack)  # replayed
-    n.inject(n.a, held[0])  # stale: genuine, never seen, but answers round 1
-    assert n.names(n.a)[-3:] == ["dropped", "dropped", "dropped"]
-    assert "replayed" in n.events[id(n.a)][-2].get("reason")
-    assert "stale" in n.events[id(n.a)][-1].get("reason")
+    assert n.names(n.a)[-2:] == ["dropped", "dropped"]
+    assert "replayed" in n.events[id(n.a)][-1].get("reason")
+    before = len(n.names(n.a))
+    n.inject(n.a, held[0])  # genuine, never seen: answers round 1, which a later ack ended
+    assert len(n.names(n.a)) == before  # no news, no event, no liveness
     n.run_for(3 * 500)
     assert "peer_dead" in n.names(n.a)
 
 
+def test_a_held_back_answer_proves_only_when_its_heartbeat_was_sent():
+    # An attacker who holds the gateway's genuine answers and releases them late cannot
+    # keep a dead gateway alive beyond the detection bound counted from that heartbeat.
+    n = connected()
+    held = []
+    n.drop = lambda src, p: src == "b" and (held.append(p) or True)
+    n.run_for(3000 + 10)  # the first heartbeat of a round went out; its answer is held
+    sent_at = n.a.session().heartbeat.sent_ids[0][1]
+    n.run_for(400)
+    n.cut = True  # the gateway dies; the attacker still has its genuine answer
+    n.inject(n.a, held[0])
+    assert n.names(n.a)[-1] == "heartbeat_ack"
+    assert n.a.session().heartbeat.proven == sent_at
+    t0 = n.now
+    t = detect_time(n, n.a)
+    assert ticks.diff(ticks.add(t0, t), sent_at) <= LinkConfig(**CFG).detect_bound_ms()
+
+
 def test_probe_form_quick_mode_answered_by_no_proposal_chosen():
-    n = connected(keepalive_form="probe")
+    n = connected(heartbeat_form="PROBE")
     start = n.tapped
     n.run_for(7000)
-    assert n.names(n.a).count("keepalive_ack") == 2
+    assert n.names(n.a).count("heartbeat_ack") == 2
     probes = n.since(start)
     assert len(probes) == 4
     assert all(len(p) == (8 + 7 + 2 + 8 + 4 + 16 if s == "a" else 8 + 7 + 4 + 16) for s, p in probes)
     n.cut = True
     n.run_for(6000)
     assert "peer_dead" in n.names(n.a)
+
+
+def test_spi_echo_form_is_off_unless_both_ends_enable_it():
+    n = connected(heartbeat_form="SPI-ECHO")
+    start = n.tapped
+    n.run_for(3100)
+    echo = n.since(start)
+    assert [(s, len(p)) for s, p in echo] == [("a", 8), ("b", 8)] and echo[0][1] == echo[1][1]
+    assert echo[0][1][:4] == b"\xff\xff\xff\xff" and n.names(n.a).count("heartbeat_ack") == 1
+    n = connected()  # default form: an SPI-echo packet is dropped, never echoed
+    n.inject(n.b, b"\xff\xff\xff\xff\x01\x02\x03\x04")
+    assert n.names(n.b)[-1] == "dropped" and n.b.take_output() == []
+
+
+def hand_on(n):
+    """The gateway's LAN side: hand every new message on, and say so."""
+    got = n.b.take_messages()
+    for peer, nh, body in got:
+        n.b.handed_on(peer, body[0], body[1], n.now)
+    n.run_for(100)
+    return got
+
+
+def test_tunnel_messages_are_confirmed_only_once_handed_on_and_handed_on_once():
+    n = connected()
+    msg = tunnel.encode_msg(3, 7, 0x0A000001, 5000, b"reading 42")
+    n.a.send_plain(msg, n.now)
+    n.run_for(100)
+    assert [m[1] for m in n.a.take_messages()] == []  # not handed on yet: no confirmation
+    got = hand_on(n)
+    assert got == [(b"box1", wire.NH_MSG, (3, 7, 0x0A000001, 5000, b"reading 42"))]
+    n.a.send_plain(msg, n.now)  # a retransmission: its confirmation was lost, say
+    n.run_for(100)
+    assert hand_on(n) == []  # handed on once
+    confirms = [tunnel.decode_confirm(m[2]) for m in n.a.take_messages() if m[1] == wire.NH_CONFIRM]
+    assert confirms == [(3, 7, 0), (3, 7, 0)]  # confirmed every time
+    n.a.send_plain(tunnel.encode_msg(3, 9, 0x0A000001, 5000, b"later"), n.now)
+    n.run_for(100)
+    hand_on(n)
+    assert [tunnel.decode_confirm(m[2]) for m in n.a.take_messages()] == [(3, 9, 1 << 1)]  # 9, and 7 (two below)
+
+
+def test_a_message_that_cannot_be_handed_on_is_not_confirmed():
+    n = connected()
+    n.a.send_plain(tunnel.encode_msg(1, 1, 1, 1, b"nowhere"), n.now)
+    n.run_for(100)
+    assert len(n.b.take_messages()) == 1  # the gateway could not deliver it: says nothing
+    n.run_for(1000)
+    assert n.a.take_messages() == []
+
+
+def test_handed_on_numbers_survive_a_new_sa_with_the_same_box():
+    n = connected()
+    n.a.send_plain(tunnel.encode_msg(1, 5, 1, 1, b"m5"), n.now)
+    n.run_for(100)
+    assert len(hand_on(n)) == 1
+    n.a.close(n.now)
+    n.run_for(100)
+    n.a.connect(n.now)
+    n.run_for(200)
+    n.a.send_plain(tunnel.encode_msg(1, 5, 1, 1, b"m5"), n.now)  # resent after the re-key
+    n.run_for(100)
+    assert n.b.take_messages() == []
+    assert [tunnel.decode_confirm(m[2]) for m in n.a.take_messages() if m[1] == wire.NH_CONFIRM][-1] == (1, 5, 0)
 
 
 def test_rekey_by_time_loses_nothing_and_uses_new_spis():
@@ -167,7 +259,7 @@ def test_lost_rekey_response_is_answered_again_from_cache():
 
     def drop_first_rekey_response(src, p):
         # the first control packet the gateway sends after the rekey starts
-        if src == "b" and "rekey_started" in n.names(n.a) and not state["dropped"]:
+        if src == "b" and "rekey_started" in n.names(n.a) and not state["dropped"] and len(p) > 26:
             state["dropped"] = 1
             return True
         return False
@@ -181,10 +273,10 @@ def test_lost_rekey_response_is_answered_again_from_cache():
     assert n.got[id(n.b)] == [b"after"]
 
 
-def test_keepalive_timing_independent_of_rekey():
+def test_heartbeat_timing_independent_of_rekey():
     n = connected(rekey_ms=2900)
     n.run_for(3000 + 50)
-    # the rekey exchange (traffic) happened at 2.9 s, yet it resets only the idle timer
+    # the rekey answer (at 2.9 s) proves the gateway alive as of 2.9 s, nothing more
     assert "rekeyed" in n.names(n.a)
     n.cut = True
     t = detect_time(n, n.a)

@@ -6,7 +6,8 @@ interpreter at device heap size, one process per node, while the driver owns the
 
     init <identity> <psk hex|-> <expect peer|-> [<peer>=<psk hex> ...] [k=v settings]
     connect <now>      rx <now> <hex>      tx <now> <hex>      tick <now>      close <now>
-replies:  out <hex> | ev <name> [k=v ...] | got <hex> | mem <alloc> <free> | st <has session> <deadline|->
+replies:  out <hex> | ev <json line> | got <hex> | mem <alloc> <free> | st <has session> <deadline|->
+Events are gwbox.events.json_line, the one line format of every port.
 """
 import gc
 import sys
@@ -18,6 +19,7 @@ gc.threshold(2048)
 
 from gwbox.config import LinkConfig  # noqa: E402
 from gwbox.endpoint import Endpoint  # noqa: E402
+from gwbox.events import json_line  # noqa: E402
 
 
 def _setting(v):
@@ -40,16 +42,14 @@ def _init(args):
 
 
 def _field(v):
-    if isinstance(v, bytes):
-        return v.decode()
     return str(v).replace(" ", "_")
 
 
-def _report(ep, w):
+def _report(ep, w, now):
     for _link, p in ep.take_output():
         w("out " + p.hex() + "\n")
     for e in ep.take_events():
-        w("ev " + e.name + "".join(" %s=%s" % (k, _field(e.fields[k])) for k in e.fields) + "\n")
+        w("ev " + json_line(now, "node", e.name, e.fields) + "\n")
     for _peer, d in ep.take_received():
         w("got " + d.hex() + "\n")
     dl = ep.next_deadline()
@@ -82,7 +82,7 @@ def main():
                 gc.collect()
                 w("mem %d %d\n" % (gc.mem_alloc(), gc.mem_free()))
             if ep is not None and cmd != "mem":
-                _report(ep, w)
+                _report(ep, w, int(args[1]) if len(args) > 1 and args[1].isdigit() else 0)
         except Exception as e:  # report, keep serving: the driver decides what is fatal
             w("err %s %s\n" % (type(e).__name__, _field(str(e))))
         w(".\n")
