@@ -1,0 +1,383 @@
+"""Box: the whole branch box as one sans-I/O object, built from its policy.
+
+    LAN datagram -> [TUNNEL] route -> cluster -> outbox -> session of the gateway in use
+                 -> line (outer address, framing, modem) -> UART
+and back. Who owns what (docs/cluster.md): the clusters decide which gateway is in use;
+the endpoint owns every SA; the line owns the call; the outbox owns LAN payload until a
+gateway confirms it. The box glues them: it turns their events into each other's inputs,
+picks the dial number the clusters need, and keeps heartbeats to the gateways in use
+running only while a call reaches them.
+
+The port feeds UART bytes (`feed`) and LAN datagrams (`lan_send`), writes `take_uart()`
+and `take_lan()`, and calls `tick` at `next_deadline()`. Nothing here reads a clock.
+"""
+from gwbox import const, ipv4, ticks, tunnel, wire
+from gwbox.cluster import Cluster, gateway_order
+from gwbox.config import DEFERRED, NONE, LinkConfig
+from gwbox.crypto.entropy import random_bytes
+from gwbox.endpoint import Endpoint
+from gwbox.errors import ProtocolError
+from gwbox.events import Event
+from gwbox.link.line import DOWN, UP, Line
+from gwbox.outbox import Outbox
+
+
+_INFLIGHT_MIN = const(256)  # line bytes of messages in flight at least, however slow the line
+
+
+class Box:
+    def __init__(self, policy, modem, framer=None, rand_bytes=None, start=0):
+        p = policy  # not kept: its class would keep the parser's code on the heap (main.py drops it)
+        self.mode = p.heartbeat
+        self.idle_hangup_ms = p.idle_hangup_ms
+        self.response_ms = p.response_ms
+        self.started = start
+        self.cfg = LinkConfig(defer_ms=p.defer_ms, response_ms=p.response_ms, retries=p.retries,
+                              heartbeat=p.heartbeat, heartbeat_form=p.form, rekey_ms=p.rekey_ms,
+                              rekey_bytes=p.rekey_bytes, handshake_retry_ms=p.handshake_retry_ms,
+                              handshake_retries=p.handshake_retries)
+        self._addr = {}  # gateway identity (bytes) -> IPv4 address int
+        self._number = {}  # gateway identity -> dial number
+        psks = {}
+        for gw in p.gateways:
+            g = gw.encode()
+            self._addr[g] = ipv4.ip_to_int(gw)
+            self._number[g] = p.dial_numbers[gw]
+            psks[g] = p.keys[gw]
+        self.endpoint = Endpoint(self.cfg, p.identity, psks=psks, initiator=True)
+        self.line = Line(modem, framer, p.retry_ms, p.retry_max_ms)
+        self.outbox = Outbox(p.outbox_bytes, 2 * p.response_ms)
+        rand = rand_bytes or random_bytes
+        self.clusters = []
+        by_nr = {}
+        for nr in sorted(p.clusters):
+            ids = [g.encode() for g in p.clusters[nr]]
+            pref = p.preferred.get(nr)
+            by_nr[nr] = self._cluster(p, "Cluster%d" % nr, gateway_order(ids, pref.encode() if pref else None,
+                                                                      p.randomize, rand), pref)
+        single = {}
+        self._routes = []  # (start, end, cluster), policy order
+        for _nr, start_ip, end_ip, kind, target in p.tunnels:
+            if kind == "auto":
+                kind, target = _redirect(p, p.access_server)
+            if kind == "cluster":
+                c = by_nr[target]
+            else:
+                c = single.get(target)
+                if c is None:
+                    c = single[target] = self._cluster(p, target, [target.encode()], None)
+            self._routes.append((start_ip, end_ip, c))
+        self._pending = []  # gateways to start a handshake with once the call reaches them
+        self._verify = []  # gateways whose cached key must answer before it is trusted
+        self._lan_out = []
+        self._events = []
+        self._idle_since = start  # DEFERRED: since when nothing needed the line
+        self.lan_refused = 0
+
+    def _cluster(self, p, name, order, preferred):
+        c = Cluster(name, len(self.clusters) + 1, order, preferred.encode() if preferred else None, self,
+                    p.retry_ms, p.retry_max_ms, p.failback_ms)
+        self.clusters.append(c)
+        return c
+
+    # --- the port's API ------------------------------------------------------------------
+
+    def start(self, now):
+        if self.mode != DEFERRED:  # DEFERRED: nothing happens before payload does
+            for c in self.clusters:
+                c.begin(now)
+        self._pump(now)
+
+    def feed(self, data, now):
+        """UART bytes in. Bad frames are counted by the framer, bad packets are `dropped` events."""
+        for pkt in self.line.feed(data, now):
+            peer = self.endpoint.receive(pkt, now)
+            if peer is not None:
+                self.line.authenticated(self._addr[peer])
+        self._pump(now)
+
+    def lan_send(self, dst, port, payload, now):
+        """A LAN datagram for target `dst` (IPv4 int): True if the outbox took it."""
+        c = self.route(dst)
+        if c is None:
+            self.lan_refused += 1
+            self._event("lan_refused", reason="no_tunnel", dst=dst, bytes=len(payload))
+            return False
+        if self.outbox.put(c.space, dst, port, payload) is None:
+            self.lan_refused += 1
+            self._event("lan_refused", reason="outbox_full", dst=dst, bytes=len(payload),
+                        queued=self.outbox.used)
+            return False
+        c.begin(now)  # dial on demand (DEFERRED), or nothing: the cluster is busy already
+        self._pump(now)
+        return True
+
+    def take_lan(self):
+        """[(source IPv4 int, port, payload)] from target hosts, in order."""
+        out, self._lan_out = self._lan_out, []
+        return out
+
+    def tick(self, now):
+        self.line.tick(now)
+        self.endpoint.tick(now)
+        for c in self.clusters:
+            c.tick(now)
+        self._pump(now)
+
+    def next_deadline(self):
+        ds = [self.line.next_deadline(), self.endpoint.next_deadline()]
+        for c in self.clusters:
+            ds.append(c.next_deadline())
+            if c.in_use is not None:
+                ds.append(self.outbox.next_deadline(c.space, c.in_use))
+        if self.mode == DEFERRED and self.line.wanted and self.idle_hangup_ms:
+            ds.append(ticks.add(self._idle_since, self.idle_hangup_ms))
+        return ticks.earliest(*ds)
+
+    def carrier(self, up, now):
+        """DCD from the port (where the board wires it)."""
+        self.line.carrier(up, now)
+        self._pump(now)
+
+    def carrying(self):
+        """True while payload can flow: a call up and a confirmed gateway in use."""
+        if self.line.state != UP:
+            return False
+        for c in self.clusters:
+            if c.in_use is not None and not c.verifying:
+                return True
+        return False
+
+    def take_uart(self):
+        return self.line.take_uart()
+
+    def take_events(self):
+        ev, self._events = self._events, []
+        return ev
+
+    def route(self, dst):
+        for start_ip, end_ip, c in self._routes:
+            if start_ip <= dst <= end_ip:
+                return c
+        return None
+
+    def status(self, now):
+        """What the monitor shows: gateway in use per cluster, SAs, heartbeats, outbox, counters."""
+        ob = self.outbox
+        sas = []
+        for s in self.endpoint.sessions:
+            hb = s.heartbeat
+            sas.append({"peer": s.peer_id, "age_s": ticks.diff(now, s.current.created) // 1000,
+                        "hb": hb.mode, "proof_ms": ticks.diff(now, hb.proven), "attempt": hb.attempt})
+        return {"uptime_s": ticks.diff(now, self.started) // 1000, "line": self.line.state,
+                "number": self.line.number, "calls": self.line.calls,
+                "clusters": [{"name": c.name, "in_use": c.in_use, "verifying": c.verifying,
+                              "trying": c.trying} for c in self.clusters],
+                "sas": sas, "outbox": ob.depth(), "outbox_bytes": ob.used, "accepted": ob.accepted,
+                "confirmed": ob.confirmed, "retransmitted": ob.retransmitted, "rerouted": ob.rerouted,
+                "refused": self.lan_refused, "frames_in": self.line.framer.frames_in,
+                "bad_fcs": self.line.framer.bad_fcs}
+
+    # --- the clusters' driver (gwbox.cluster) ---------------------------------------------
+
+    def has_key(self, gw):
+        return self.endpoint.session(gw) is not None
+
+    def connect(self, gw, now):
+        if gw not in self._pending:
+            self._pending.append(gw)
+
+    def use(self, gw, now, verify):
+        if verify and gw not in self._verify:
+            self._verify.append(gw)
+
+    def drop(self, gw, now):
+        for c in self.clusters:
+            if gw in c.order:
+                self.outbox.reroute(c.space, gw)
+        if self.endpoint.session(gw) is not None:
+            self.endpoint.close(now, "gateway_dead", peer=gw)
+
+    def event(self, name, **fields):
+        self._event(name, **fields)
+
+    # --- internals -------------------------------------------------------------------
+
+    def _event(self, name, **fields):
+        self._events.append(Event(name, **fields))
+
+    def _clusters_of(self, gw):
+        return [c for c in self.clusters if gw in c.order]
+
+    def _pump(self, now):
+        """Move every layer's output down and its events up, until all is quiet."""
+        ep = self.endpoint
+        line = self.line
+        for _ in range(16):
+            self._plan(now)
+            busy = False
+            for link, pkt in ep.take_output():
+                busy = True
+                line.send(self._addr[link], pkt, now)
+            for peer, nh, body in ep.take_messages():
+                self._on_message(peer, nh, body, now)
+            for _peer, payload in ep.take_received():
+                self._lan_out.append((0, 0, payload))
+            evs = line.take_events() + ep.take_events()
+            for e in evs:
+                self._events.append(e)
+                self._react(e, now)
+            if not busy and not evs:
+                break
+
+    def _on_message(self, peer, nh, body, now):
+        try:
+            body = tunnel.decode_confirm(body) if nh == wire.NH_CONFIRM else tunnel.decode_reply(body)
+        except ProtocolError as e:
+            self._event("dropped", reason=str(e), bytes=len(body), peer=peer)
+            return
+        if nh == wire.NH_CONFIRM:
+            proof = self.outbox.confirm(peer, body[0], body[1], body[2])
+            if proof is not None:
+                s = self.endpoint.session(peer)
+                if s is not None:
+                    s.heartbeat.proof(proof, now)
+                for c in self._clusters_of(peer):
+                    c.verified(peer, now)
+        elif nh == wire.NH_REPLY:
+            self._lan_out.append(body)
+
+    def _react(self, e, now):
+        n = e.name
+        if n == "sa_established":
+            for c in self._clusters_of(e.get("peer")):
+                c.established(e.get("peer"), now)
+        elif n == "handshake_failed" and e.get("role") == "initiator":
+            for c in self._clusters_of(e.get("peer")):
+                c.failed(e.get("peer"), now)
+        elif n == "sa_deleted" and e.get("reason") != "replaced":
+            for c in self._clusters_of(e.get("peer")):
+                c.dead(e.get("peer"), now, e.get("reason"))
+        elif n == "heartbeat_ack":
+            for c in self._clusters_of(e.get("peer")):
+                c.verified(e.get("peer"), now)
+        elif n == "link_up":
+            for c in self.clusters:
+                c.resume(now)
+        elif n == "link_down" or n == "line_switch":
+            for gw in self.endpoint.abort_handshakes(now):
+                if gw not in self._pending:
+                    self._pending.append(gw)  # keyed again once a call reaches it
+        elif n == "call_failed":
+            self._call_failed(e.get("number"), now)
+
+    def _call_failed(self, number, now):
+        """A dial failed: a gateway being keyed there failed; a gateway in use there that has
+        a colleague on another number is given up; otherwise the line just dials again."""
+        for c in self.clusters:
+            gw = c.wants()
+            if gw is None or self._number[gw] != number:
+                continue
+            if gw == c.trying or (c.fb_trying and gw == c.preferred):
+                if gw in self._pending:
+                    self._pending.remove(gw)
+                c.failed(gw, now)
+            elif gw == c.in_use:
+                for other in c.order:
+                    if self._number[other] != number:
+                        c.dead(gw, now, "unreachable")
+                        break
+
+    def _needed(self):
+        """[(cluster, gateway)] the clusters need a call for now."""
+        need = []
+        deferred = self.mode == DEFERRED
+        for c in self.clusters:
+            gw = c.wants()
+            if gw is None:
+                continue
+            if deferred and not self.outbox.pending(c.space) and (gw == c.in_use or self.line.state == DOWN):
+                continue  # dial on demand: without payload no call is placed
+            need.append((c, gw))
+        return need
+
+    def _plan(self, now):
+        """Pick the call the clusters need, then let whatever that call reaches run."""
+        line = self.line
+        need = self._needed()
+        number = None
+        for _c, gw in need:
+            if line.state != DOWN and self._number[gw] == line.number:
+                number = line.number
+                break
+        if number is None and need:
+            number = self._number[need[0][1]]
+        if need:
+            self._idle_since = now
+        if number is not None:
+            line.want(number, now)
+        elif line.wanted:
+            if self.mode != DEFERRED:
+                line.want(line.number, now)
+            elif self.idle_hangup_ms and ticks.diff(now, self._idle_since) >= self.idle_hangup_ms:
+                self._event("idle_hangup", idle_ms=self.idle_hangup_ms)
+                line.release(now)
+        up = line.state == UP
+        on_call = line.number
+        ep = self.endpoint
+        for gw in list(self._pending):
+            if up and self._number[gw] == on_call:
+                self._pending.remove(gw)
+                if not ep.handshaking(gw):
+                    ep.connect(now, gw, gw)
+        mode = self.mode
+        for s in ep.sessions:
+            gw = s.peer_id
+            in_use = False
+            for c in self.clusters:
+                if c.in_use == gw:
+                    in_use = True
+                    if up and self._number[gw] == on_call:
+                        self._send_outbox(c, gw, now)
+            reach = in_use and up and self._number[gw] == on_call
+            hb = s.heartbeat
+            want = mode if reach else NONE
+            if hb.mode != want:
+                hb.set_mode(want, now)
+            if reach and gw in self._verify:
+                self._verify.remove(gw)
+                hb.check_now(now)
+            if want == DEFERRED:
+                hb.set_payload(self._payload_for(gw), now)
+            hb.expect(self._awaiting(gw) if reach else None)
+
+    def _awaiting(self, gw):
+        for c in self.clusters:
+            if c.in_use == gw:
+                t = self.outbox.awaiting(c.space, gw)
+                if t is not None:
+                    return t
+        return None
+
+    def _payload_for(self, gw):
+        for c in self.clusters:
+            if c.in_use == gw and self.outbox.pending(c.space):
+                return True
+        return False
+
+    def _send_outbox(self, c, gw, now):
+        ob = self.outbox
+        m = self.line.modem
+        rate = m.rate or m.baud or 9600
+        ob.inflight_bytes = max(_INFLIGHT_MIN, rate // 10 * self.response_ms // 2000)
+        ep = self.endpoint
+        for e in ob.due(c.space, gw, now):
+            ep.send_plain(tunnel.encode_msg(c.space, e[1], e[2], e[3], e[4]), now, gw)
+            ob.sent(e, gw, now)
+
+
+def _redirect(p, server):
+    for _nr, srv, kind, target in p.redirects:
+        if srv == server:
+            return kind, target
+    raise ValueError("AUTO tunnel without a redirect")  # the policy parser refuses this

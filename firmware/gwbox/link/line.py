@@ -1,0 +1,178 @@
+"""The box's line: modem + framing + outer address, kept up while wanted (sans-I/O).
+
+One call at a time, to one dial number: the head-office access server (then every
+gateway behind it is reachable on the same call) or a gateway's own number. `want`
+keeps a call to a number up: it dials, and after a failed dial or a carrier loss dials
+again after a back-off that doubles up to a cap, forever, until `release`. Asking for
+another number hangs up and dials that one.
+
+Every frame the box sends names the gateway it is for (tunnel.encode_outer): the long form
+binds a context number to the gateway's address, the short one (1 byte) uses it. Per
+call, a gateway's frames use the long form until an authenticated packet from that
+gateway arrived on this call (`authenticated`), so the access server has seen the
+binding before any short frame depends on it. Frames towards the box carry no header.
+"""
+from gwbox import const, ticks, tunnel
+from gwbox.events import Event
+from gwbox.link.framing import Framer
+
+DOWN = "down"  # no call
+DIALING = "dialing"  # a call is wanted: the modem initialises, dials or backs off
+UP = "up"  # in data mode on `number`
+_STABLE_MS = const(30000)  # a call that held this long and dropped is redialled at once
+
+
+class Line:
+    def __init__(self, modem, framer=None, retry_ms=5000, retry_max_ms=300000):
+        self.modem = modem
+        self.framer = framer or Framer()
+        self.retry_ms = retry_ms
+        self.retry_max_ms = retry_max_ms
+        self.state = DOWN
+        self.number = None  # the number of the call we have or want
+        self.wanted = False
+        self.backoff = retry_ms
+        self.redial_at = None
+        self.calls = 0  # calls that came up
+        self._up_at = None
+        self.tx_refused = 0  # packets that could not be sent (no call, or too big)
+        self._ctx = {}  # gateway address int -> context number, this call
+        self._bound = set()  # contexts the access server has certainly seen bound
+        self._uart = bytearray()
+        self._events = []
+
+    # --- what the box wants ----------------------------------------------------------
+
+    def want(self, number, now):
+        """Keep a call to `number` up (dial now, or hang up a call to another number first)."""
+        self.wanted = True
+        if number == self.number and self.state != DOWN:
+            return
+        m = self.modem
+        if self.state == UP:
+            self._event("line_switch", old=self.number, new=number)
+            m.hangup(now)
+            self._down(now, "switch")
+        self.number = number
+        self.redial_at = None
+        self.state = DIALING
+        m.request_link(now, number)
+        self._pump(now)
+
+    def release(self, now):
+        """No call wanted any more: hang up (or stop dialing)."""
+        self.wanted = False
+        self.redial_at = None
+        if self.state != DOWN:
+            self.modem.release_link(now)
+            if self.state == UP:
+                self._down(now, "released")
+            self.state = DOWN
+        self._pump(now)
+
+    # --- traffic -----------------------------------------------------------------------
+
+    def send(self, gw, packet, now):
+        """Frame `packet` for gateway `gw` (IPv4 address as int); False if it cannot go."""
+        if self.state != UP:
+            self.tx_refused += 1
+            return False
+        ctx = self._ctx.get(gw)
+        if ctx is None:
+            ctx = len(self._ctx) % 127 + 1
+            self._ctx[gw] = ctx
+        head = tunnel.encode_outer(ctx, None if ctx in self._bound else gw)
+        try:
+            frame = self.framer.encode(head + packet)
+        except ValueError:
+            self.tx_refused += 1
+            return False
+        self.modem.send(frame, now)
+        self._pump(now)
+        return True
+
+    def authenticated(self, gw):
+        """An authenticated packet from `gw` arrived on this call: short headers from now on."""
+        ctx = self._ctx.get(gw)
+        if ctx is not None and self.state == UP:
+            self._bound.add(ctx)
+
+    def feed(self, data, now):
+        """UART bytes in; the packets they completed out (frames towards the box: no header)."""
+        payload = self.modem.receive(data, now)
+        packets = self.framer.feed(payload) if payload else []
+        self._pump(now)
+        return packets
+
+    def carrier(self, up, now):
+        """DCD from the port, where the board wires it."""
+        self.modem.set_dcd(up, now)
+        self._pump(now)
+
+    def tick(self, now):
+        self.modem.tick(now)
+        if self.redial_at is not None and ticks.reached(now, self.redial_at):
+            self.redial_at = None
+            if self.wanted and self.state == DIALING:
+                self.modem.request_link(now, self.number)
+        self._pump(now)
+
+    def next_deadline(self):
+        return ticks.earliest(self.modem.next_deadline(), self.redial_at)
+
+    def take_uart(self):
+        out = bytes(self._uart)
+        self._uart = bytearray()
+        return out
+
+    def take_events(self):
+        ev, self._events = self._events, []
+        return ev
+
+    # --- internals -------------------------------------------------------------------
+
+    def _event(self, name, **fields):
+        self._events.append(Event(name, **fields))
+
+    def _down(self, now, reason):
+        self._ctx = {}
+        self._bound = set()
+        self.state = DOWN
+
+    def _redial_later(self, now):
+        self.redial_at = ticks.add(now, self.backoff)
+        self._event("redial", number=self.number, delay_ms=self.backoff)
+        self.backoff = min(self.backoff * 2, self.retry_max_ms)
+
+    def _pump(self, now):
+        m = self.modem
+        for e in m.take_events():
+            self._events.append(e)
+            n = e.name
+            if n == "link_up":
+                self.state = UP
+                self.calls += 1
+                self._up_at = now
+                self._ctx = {}
+                self._bound = set()
+            elif n == "link_down" and e.get("reason") != "hangup":  # our own hang-ups: want/release
+                was_up = self.state == UP
+                if was_up:
+                    self._down(now, e.get("reason"))
+                if self.wanted:
+                    self.state = DIALING
+                    if was_up and ticks.diff(now, self._up_at) >= _STABLE_MS:
+                        self.backoff = self.retry_ms
+                        m.request_link(now, self.number)  # a call that held dropped: dial again at once
+                    else:
+                        self._redial_later(now)
+            elif n == "dial_failed" or n == "modem_failed":
+                if self.wanted:
+                    self.state = DIALING
+                    self._event("call_failed", number=self.number)
+                    self._redial_later(now)
+                else:
+                    self.state = DOWN
+        out = m.take_output()
+        if out:
+            self._uart.extend(out)

@@ -1,0 +1,163 @@
+"""Outbox: LAN payload the box owns until a gateway confirms it was handed on (sans-I/O).
+
+Each message gets a number in its cluster's number space (`space`), is sent through the
+gateway in use, and stays here until that gateway confirms it; unconfirmed messages are
+sent again after a retransmission timeout, and after a failover every unconfirmed
+message of that cluster goes out again through the new gateway, in order. Delivery is
+at least once: a gateway hands each number on once (it remembers them per box), so a
+duplicate can only come from a message whose confirmation died with a gateway; those are
+counted (`maybe_duplicated`). The outbox is bounded in payload bytes; a message that does
+not fit is refused (put returns None), never dropped silently later.
+
+A confirmation also proves the gateway alive, but only as of when the box first sent the
+message through it: a confirmation that an attacker held back proves nothing newer.
+"""
+from gwbox import const, ticks
+
+WINDOW = const(32)  # messages in flight per cluster: the confirmation bitmap covers 32 below top
+LINE_OVERHEAD = const(42)  # line bytes a message costs besides its payload (headers, ICV, framing)
+
+# entry fields (a list per message: compact on a device heap)
+_SPACE = const(0)
+_NUM = const(1)
+_DST = const(2)
+_PORT = const(3)
+_PAYLOAD = const(4)
+_GW = const(5)  # gateway it was last sent through, or None (not sent through the one in use)
+_FIRST = const(6)  # tick of the first send through _GW
+_DUE = const(7)  # tick of the next retransmission
+_TRIES = const(8)
+
+
+class Outbox:
+    def __init__(self, max_bytes, rto_ms, inflight_bytes=2048):
+        self.max_bytes = max_bytes
+        self.rto_ms = rto_ms
+        # Line bytes in flight per cluster: the box sets it to about half a response time
+        # of line, so neither a confirmation nor a heartbeat waits behind more than
+        # that of our own data (a busy line must not look like a dead gateway).
+        self.inflight_bytes = inflight_bytes
+        self.used = 0
+        self.entries = []
+        self._next = {}
+        self.accepted = 0
+        self.refused = 0
+        self.confirmed = 0
+        self.retransmitted = 0
+        self.rerouted = 0
+        self.maybe_duplicated = 0
+
+    def put(self, space, dst, port, payload):
+        """Take a message; its number, or None if it does not fit (the caller reports it)."""
+        n = len(payload)
+        if self.used + n > self.max_bytes:
+            self.refused += 1
+            return None
+        num = self._next.get(space, 1)
+        self._next[space] = num + 1 if num < 0xFFFFFFFF else 1
+        self.entries.append([space, num, dst, port, bytes(payload), None, None, None, 0])
+        self.used += n
+        self.accepted += 1
+        return num
+
+    def pending(self, space):
+        for e in self.entries:
+            if e[_SPACE] == space:
+                return True
+        return False
+
+    def depth(self):
+        return len(self.entries)
+
+    def due(self, space, gw, now):
+        """Messages of `space` to send through `gw` now, oldest first, within the window.
+        One still in flight through another (live) gateway waits until it is due again."""
+        out = []
+        count = 0
+        size = 0
+        for e in self.entries:
+            if e[_SPACE] != space:
+                continue
+            count += 1
+            size += len(e[_PAYLOAD]) + LINE_OVERHEAD
+            if count > WINDOW or (size > self.inflight_bytes and count > 1):
+                break
+            if e[_GW] is None or ticks.reached(now, e[_DUE]):
+                out.append(e)  # never sent, rerouted, or due again (through whichever is in use)
+        return out
+
+    def sent(self, e, gw, now):
+        """Record a (re)transmission of entry `e` through `gw`."""
+        if e[_GW] != gw:
+            e[_GW] = gw
+            e[_FIRST] = now
+            e[_TRIES] = 0
+        else:
+            self.retransmitted += 1
+        e[_TRIES] += 1
+        backoff = self.rto_ms << min(e[_TRIES] - 1, 4)
+        e[_DUE] = ticks.add(now, backoff)
+
+    def confirm(self, gw, space, top, bits):
+        """Drop every message `gw` confirms; returns the tick of the latest first send through
+        `gw` among them (proof of life as of then), or None."""
+        proof = None
+        keep = []
+        for e in self.entries:
+            if e[_SPACE] == space and _named(e[_NUM], top, bits):
+                self.used -= len(e[_PAYLOAD])
+                self.confirmed += 1
+                if e[_GW] == gw and (proof is None or ticks.diff(e[_FIRST], proof) > 0):
+                    proof = e[_FIRST]
+            else:
+                keep.append(e)
+        self.entries = keep
+        return proof
+
+    def reroute(self, space, gw):
+        """`gw` is gone: its unconfirmed messages of `space` go out again through the next one."""
+        for e in self.entries:
+            if e[_SPACE] == space and e[_GW] == gw:
+                e[_GW] = None
+                self.rerouted += 1
+                self.maybe_duplicated += 1  # it may have been handed on, its confirmation lost
+
+    def next_deadline(self, space, gw):
+        """When the next message of `space` in flight through `gw` is due again, or None."""
+        best = None
+        count = 0
+        for e in self.entries:
+            if e[_SPACE] != space:
+                continue
+            count += 1
+            if count > WINDOW:
+                break
+            if e[_GW] == gw:
+                best = ticks.earliest(best, e[_DUE])
+        return best
+
+    def awaiting(self, space, gw):
+        """Tick of the first sending of the oldest message in flight through `gw`, or None."""
+        for e in self.entries:
+            if e[_SPACE] == space and e[_GW] == gw:
+                return e[_FIRST]
+        return None
+
+    def unsent(self, space, gw):
+        """True if a message of `space` within the window has not gone through `gw` yet."""
+        count = 0
+        for e in self.entries:
+            if e[_SPACE] == space:
+                count += 1
+                if count > WINDOW:
+                    return False
+                if e[_GW] != gw:
+                    return True
+        return False
+
+
+def _named(num, top, bits):
+    if num == top:
+        return True
+    off = (top - num) & 0xFFFFFFFF
+    return 1 <= off <= 32 and (bits >> (off - 1)) & 1

@@ -1,0 +1,312 @@
+"""gwbox.box: the whole box against a virtual head office (GB 2 363 548 behaviours, end to end)."""
+# mp-heap: 256K  (the box and three gateways: four devices, four 64K device heaps, in one interpreter)
+# One named test per seed behaviour, in virtual time: a box with a real Modem driver and
+# framing dials a fake Hayes modem that reaches an access server with a three-gateway
+# cluster behind it, or gateways with their own numbers (tests/firmware/clustersim.py).
+import clustersim
+from gwbox.box import Box
+from gwbox.link.modem import Modem
+from gwbox.policy import parse
+
+G1, G2, G3 = "143.1.0.64", "143.1.1.157", "143.1.0.63"
+PSK = b"\x5a" * 32
+DST = (10 << 24) | 5  # 10.0.0.5, behind the cluster
+
+
+def policy_text(mode="INSTANT", dial="Dial = ras", numbers="", extra="", preferred=G1, randomize="OFF"):
+    return """
+[GENERAL]
+Identity = branch-7
+Heartbeat = %s
+HeartbeatDeferTime = 2
+HeartbeatResponseTime = 0.5
+HeartbeatRetries = 2
+RandomizeOrder = %s
+RetryTime = 2
+RetryMaxTime = 8
+FailbackTime = 10
+IdleHangupTime = 20
+HandshakeRetryTime = 1
+HandshakeRetries = 1
+%s
+%s
+[CLUSTER]
+Cluster1 = %s %s %s
+%s
+[TUNNEL]
+Tunnel1 = 10.0.0.1 - 10.0.0.9 Cluster 1
+[KEYS]
+Default = hex:%s
+%s
+""" % (mode, randomize, dial, extra, G1, G2, G3, "Preferred1 = %s" % preferred if preferred else "",
+       PSK.hex(), "[DIAL]\n" + numbers if numbers else "")
+
+
+def sim(text=None, numbers=None, **kw):
+    pol = parse(text or policy_text())
+
+    def factory(now):
+        return Box(pol, Modem(guard_ms=clustersim.GUARD, baud=9600, max_attempts=2), rand_bytes=clustersim.Rand(7).bytes,
+                   start=now)
+
+    return clustersim.Sim(factory, {G1: PSK, G2: PSK, G3: PSK}, numbers or {"ras": "ras"}, **kw)
+
+
+def send(s, n, start=0, spacing=100):
+    for i in range(start, start + n):
+        assert s.box.lan_send(DST, 5000, b"msg %d" % i, s.now)
+        s.run(spacing)
+
+
+def test_boot_dials_the_access_server_and_keys_with_the_first_gateway_in_order():
+    s = sim()
+    s.run(3000)
+    assert s.calls == ["ras"]
+    assert s.in_use() == G1.encode()
+    assert s.find("gateway_in_use", how="authenticated")[0].get("gateway") == G1.encode()
+    send(s, 5)
+    s.run(500)
+    assert sorted(s.delivered()) == [(1, n) for n in range(1, 6)]
+    assert s.box.outbox.depth() == 0  # every message confirmed
+
+
+def test_order_is_randomized_each_time_the_policy_is_read():
+    orders = set()
+    for seed in range(6):
+        pol = parse(policy_text(randomize="ON", preferred=None))
+        b = Box(pol, Modem(), rand_bytes=clustersim.Rand(seed).bytes)
+        orders.add(tuple(b.clusters[0].order))
+    assert len(orders) > 1
+
+
+def test_outer_address_long_until_the_gateway_answered_on_this_call_then_one_byte():
+    s = sim()
+    s.run(3000)
+    framer = s.box.line.framer
+    before = framer.frames_out
+    send(s, 1)
+    assert framer.frames_out > before
+    assert s.box.line._bound  # the access server has seen the binding: short headers now
+    assert s.bad_outer == 0 and s.unroutable == 0
+
+
+def test_heartbeats_only_to_the_gateway_in_use_after_defer_time_without_proof():
+    s = sim()
+    s.run(3000)
+    s.box.connect(G2.encode(), s.now)  # a second key, cached (as after a failback try)
+    s.run(2000)
+    assert s.box.has_key(G2.encode())
+    mark = len(s.events)
+    s.run(10000)
+    hbs = s.find("heartbeat_sent", mark)
+    assert hbs and all(e.get("peer") == G1.encode() for e in hbs)
+    assert len(s.find("heartbeat_ack", mark, peer=G1.encode())) == len(hbs)
+
+
+def test_confirmations_are_proof_of_life_so_a_busy_link_needs_no_heartbeat():
+    s = sim()
+    s.run(3000)
+    mark = len(s.events)
+    send(s, 60, spacing=250)  # 15 s of payload, each confirmed
+    assert s.find("heartbeat_sent", mark) == []
+
+
+def test_no_answer_then_second_heartbeat_then_failover_to_the_next_gateway_authenticated():
+    s = sim()
+    s.run(3000)
+    mark = len(s.events)
+    s.gateways[G1].frozen = True  # carrier stays up; G1 neither hears nor answers
+    t_dead = s.run_until_event("gateway_dead", 10000)
+    assert t_dead is not None
+    sent = s.find("heartbeat_sent", mark)
+    assert [e.get("attempt") for e in sent] == [1, 2, 3]
+    assert s.find("gateway_trying", mark)[0].get("gateway") == G2.encode()
+    s.run(3000)
+    assert s.in_use() == G2.encode() and s.calls == ["ras"]  # one call reaches the cluster: no redial
+    assert not s.box.has_key(G1.encode())  # the dead gateway's key is dropped
+
+
+def test_failover_uses_a_gateway_that_already_has_a_key_without_a_handshake():
+    s = sim()
+    s.run(3000)
+    s.box.connect(G3.encode(), s.now)  # cached key with G3
+    s.run(2000)
+    mark = len(s.events)
+    s.gateways[G1].frozen = True
+    s.run_until_event("gateway_dead", 10000)
+    s.run(2000)
+    assert s.in_use() == G3.encode()
+    assert s.find("gateway_in_use", 0, how="cached_key")[0].get("gateway") == G3.encode()
+    assert s.find("handshake_started", mark) == []
+    assert s.find("gateway_verified", mark, gateway=G3.encode())  # its first reply confirms it
+
+
+def test_no_payload_lost_across_a_failover_and_duplicates_only_from_the_dead_gateway():
+    s = sim()
+    s.run(3000)
+    for i in range(200):
+        assert s.box.lan_send(DST, 5000, b"m%d" % i, s.now)
+        if i == 60:
+            s.gateways[G1].frozen = True
+        s.run(120)
+    s.run(20000)
+    got = s.delivered()
+    assert sorted(set(got)) == [(1, n) for n in range(1, 201)]  # nothing lost
+    dups = len(got) - len(set(got))
+    assert dups <= s.box.outbox.maybe_duplicated
+    assert s.box.outbox.depth() == 0 and s.in_use() == G2.encode()
+
+
+def test_when_every_gateway_refuses_the_key_request_is_rejected_and_tried_again_forever():
+    s = sim()
+    for g in s.gateways.values():
+        g.frozen = True
+    s.run(60000)
+    rejected = s.find("key_request_rejected")
+    assert len(rejected) >= 3
+    assert [e.get("retry_ms") for e in rejected[:3]] == [2000, 4000, 8000]
+    s.gateways[G3].frozen = False  # one comes up: the box gets there by itself
+    s.run(40000)
+    assert s.in_use() == G3.encode()
+    send(s, 3)
+    s.run(1000)
+    assert len(s.delivered()) == 3
+
+
+def test_preferred_gateway_gets_the_traffic_back_when_it_returns():
+    s = sim()
+    s.run(3000)
+    s.gateways[G1].frozen = True
+    s.run_until_event("gateway_in_use", 15000, gateway=G2.encode())
+    s.gateways[G1].frozen = False
+    s.gateways[G1].reboot()  # it comes back without its old state
+    t = s.run_until_event("failback", 30000, gateway=G1.encode())
+    assert t is not None and s.in_use() == G1.encode()
+    mark = len(s.gateways[G1].handed_on)
+    send(s, 5)
+    s.run(1000)
+    assert len(s.gateways[G1].handed_on) - mark == 5
+
+
+def test_a_preferred_gateway_that_dies_again_is_not_chased():
+    s = sim()
+    s.run(3000)
+    s.gateways[G1].frozen = True
+    s.run_until_event("gateway_in_use", 15000, gateway=G2.encode())
+    s.run(60000)  # G1 stays away: failback tries back off
+    tries = s.find("failback_trying")
+    assert 2 <= len(tries) <= 4  # 10 s, 20 s, 40 s apart, not every 10 s
+    assert s.in_use() == G2.encode()
+
+
+def test_carrier_loss_redials_and_resumes_with_the_cached_key():
+    s = sim()
+    s.run(3000)
+    send(s, 3)
+    mark = len(s.events)
+    s.modem.drop()
+    s.run(8000)
+    assert s.calls == ["ras", "ras"]
+    assert s.find("handshake_started", mark) == []  # the key outlived the call
+    assert s.find("gateway_verified", mark, gateway=G1.encode())
+    send(s, 3, start=3)
+    s.run(1000)
+    assert sorted(s.delivered()) == [(1, n) for n in range(1, 7)]
+
+
+def test_redial_backs_off_while_the_access_server_cannot_be_reached():
+    s = sim()
+    s.run(3000)
+    s.unreachable.add("ras")
+    s.modem.drop()
+    s.run(40000)
+    delays = [e.get("delay_ms") for e in s.find("redial")]
+    assert delays[:3] == [2000, 4000, 8000] and max(delays) == 8000
+    s.unreachable.discard("ras")
+    s.run(20000)
+    assert s.box.line.state == "up" and s.in_use() == G1.encode()
+
+
+def test_gateways_with_their_own_numbers_fail_over_by_dialling_the_next():
+    numbers = "%s = gw1\n%s = gw2\n%s = gw3\n" % (G1, G2, G3)
+    s = sim(policy_text(dial="", numbers=numbers), {"gw1": G1, "gw2": G2, "gw3": G3})
+    s.run(3000)
+    assert s.calls == ["gw1"] and s.in_use() == G1.encode()
+    send(s, 10)
+    s.gateways[G1].frozen = True
+    send(s, 10, start=10)
+    s.run(20000)
+    assert s.calls[:2] == ["gw1", "gw2"] and s.in_use() == G2.encode()
+    assert sorted(set(s.delivered())) == [(1, n) for n in range(1, 21)]
+
+
+def test_deferred_mode_places_no_call_while_idle_and_dials_on_demand():
+    s = sim(policy_text(mode="DEFERRED"))
+    s.run(10000)
+    assert s.calls == []  # nothing to send, nothing to check: no call
+    send(s, 2)
+    s.run(3000)
+    assert s.calls == ["ras"] and sorted(s.delivered()) == [(1, 1), (1, 2)]
+    s.run(25000)  # idle: hang up after IdleHangupTime
+    assert s.find("idle_hangup") and s.box.line.state == "down"
+    send(s, 1, start=2)
+    s.run(3000)
+    assert s.calls == ["ras", "ras"] and len(s.delivered()) == 3
+    assert len(s.find("sa_established")) == 1  # the key survived the idle hang-up
+
+
+def test_deferred_mode_heartbeats_only_while_payload_waits():
+    s = sim(policy_text(mode="DEFERRED"))
+    send(s, 1)
+    s.run(3000)
+    mark = len(s.events)
+    s.run(15000)
+    assert s.find("heartbeat_sent", mark) == []  # idle: no heartbeats
+    s.gateways[G1].frozen = True
+    send(s, 1, start=1)
+    assert s.run_until_event("gateway_dead", 10000) is not None
+
+
+def test_mode_none_sends_no_heartbeats():
+    s = sim(policy_text(mode="NONE"))
+    s.run(30000)
+    assert s.in_use() == G1.encode() and s.find("heartbeat_sent") == []
+
+
+def test_a_full_outbox_refuses_with_an_event_and_loses_nothing_it_took():
+    s = sim(policy_text(extra="OutboxBytes = 256"))
+    s.gateways[G1].frozen = s.gateways[G2].frozen = s.gateways[G3].frozen = True
+    took = 0
+    for i in range(40):
+        if s.box.lan_send(DST, 5000, b"x" * 20 + b"%02d" % i, s.now):
+            took += 1
+    s.settle()
+    assert took == 11 and len(s.find("lan_refused", reason="outbox_full")) == 29
+    s.gateways[G2].frozen = False
+    s.run(60000)
+    assert len(set(s.delivered())) == took
+
+
+def test_payload_outside_every_tunnel_is_refused():
+    s = sim()
+    assert not s.box.lan_send((192 << 24) | 1, 53, b"?", s.now)
+    s.settle()
+    assert s.find("lan_refused", reason="no_tunnel")
+
+
+def test_replies_from_targets_come_back_to_the_lan():
+    s = sim()
+    s.run(3000)
+    s.gateways[G1].reply = True
+    send(s, 2)
+    s.run(500)
+    assert s.lan_in == [(DST, 5000, b"re:msg 0"), (DST, 5000, b"re:msg 1")]
+
+
+def test_five_percent_loss_loses_no_message_and_tears_nothing_down():
+    s = sim(loss=0.05, seed=3)
+    s.run(5000)
+    send(s, 150, spacing=200)
+    s.run(20000)
+    assert sorted(set(s.delivered())) == [(1, n) for n in range(1, 151)]
+    assert s.find("gateway_dead") == [] and s.lost > 0
