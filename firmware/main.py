@@ -1,39 +1,49 @@
-"""Device entry point: build the node from the board file and the box settings, run it.
+"""Device entry point: the policy file -> a box on the board's UART (gwbox.port.device).
 
-`board.py` (from boards/<board>/, frozen or copied to the device) names the pins;
-`/gwbox.json` holds this box's settings: identity, the hex PSK, the gateway's identity
-and dial target, and optional LinkConfig overrides. (The policy-file format of the
-cluster work will replace this file.) Nothing secret is ever printed.
+`board.py` (boards/<board>/, frozen or copied to the device) names the pins and where the
+policy file lives; the policy (docs/policy.md) says everything else. The parser is needed
+once: it leaves the heap before the box is built. Nothing secret is ever printed.
 """
 import gc
-import json
-
-import machine
-
-import board
-from gwbox.config import LinkConfig
-from gwbox.endpoint import Endpoint
-from gwbox.link.modem import Modem
-from gwbox.node import Node
-from gwbox.port.device import DevicePort
 
 gc.threshold(2048)  # collect early: see docs/memory.md
 
-with open("/gwbox.json") as f:
-    settings = json.load(f)
-cfg = LinkConfig(**settings.get("link", {}))
-endpoint = Endpoint(cfg, settings["identity"].encode(), psk=bytes.fromhex(settings["psk"]),
-                    expect_peer=settings["gateway"].encode())
-modem = Modem(dial_target=settings["dial"], baud=board.BAUD)
-uart = machine.UART(board.UART_ID, baudrate=board.BAUD, tx=machine.Pin(board.TX), rx=machine.Pin(board.RX),
-                    rxbuf=board.RXBUF)
+import sys  # noqa: E402
+
+import board  # noqa: E402
+import machine  # noqa: E402
+
+
+def load_policy(path):
+    from gwbox.policy import parse
+    with open(path) as f:
+        text = f.read()
+    p = parse(text)
+    sys.modules.pop("gwbox.policy", None)
+    gc.collect()
+    return p
 
 
 def pin(name, mode):
     return None if name is None else machine.Pin(name, mode)
 
 
-port = DevicePort(Node(endpoint, modem), uart, dcd=pin(board.DCD, machine.Pin.IN),
-                  dtr=pin(board.DTR, machine.Pin.OUT), led=pin(board.LED, machine.Pin.OUT),
-                  wdt=machine.WDT(timeout=board.WDT_MS) if board.WDT_MS else None, log=print)
-port.run()
+def main():
+    policy = load_policy(board.POLICY)
+    from gwbox.box import Box
+    from gwbox.link.modem import Modem
+    from gwbox.port.device import DevicePort
+    import time
+    uart = machine.UART(board.UART_ID, baudrate=board.BAUD, tx=pin(board.TX, machine.Pin.OUT),
+                        rx=pin(board.RX, machine.Pin.IN), rxbuf=board.RXBUF)
+    modem = Modem(init=policy.modem_init, baud=board.BAUD, max_attempts=2, use_dtr=board.DTR is not None)
+    box = Box(policy, modem, start=time.ticks_ms() & 0x3FFFFFFF)
+    lan = board.lan() if hasattr(board, "lan") else None
+    port = DevicePort(box, uart, dcd=pin(board.DCD, machine.Pin.IN), dtr=pin(board.DTR, machine.Pin.OUT),
+                      led=pin(board.LED, machine.Pin.OUT), lan=lan, log=print,
+                      wdt=machine.WDT(timeout=board.WDT_MS) if board.WDT_MS else None,
+                      name=getattr(board, "NAME", "box"), status_ms=policy.status_ms)
+    port.run()
+
+
+main()
