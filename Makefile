@@ -1,6 +1,6 @@
 # gwbox: every target sets itself up; nothing relies on what happens to be installed.
 PYTHON ?= python3
-VENV   := .venv
+VENV   ?= .venv
 PY     := $(VENV)/bin/python
 MP     := $(VENV)/bin/micropython
 STAMP  := $(VENV)/.installed
@@ -11,12 +11,27 @@ export PYTHONPATH := $(CURDIR)/firmware:$(CURDIR)/host_tools
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
 
-$(STAMP): requirements.txt
+# Set-up never half-fails. $(PYTHON) (>= 3.11) is checked before anything is created, in
+# one line; a $(VENV) without its stamp is what an interrupted set-up leaves, so it is
+# rebuilt from scratch, and the stamp is written only once everything is installed.
+# The check runs only when $(VENV) is (re)built: a complete $(VENV) does not need $(PYTHON).
+define check_python
+$(eval PYTHON_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null))
+$(if $(PYTHON_VERSION),,$(error gwbox needs Python >= 3.11; $(PYTHON) was not found or did not run (use make PYTHON=python3.11)))
+$(if $(shell echo '$(PYTHON_VERSION)' | awk -F. '$$1 > 3 || $$1 == 3 && $$2 >= 11 { print "ok" }'),,$(error gwbox needs Python >= 3.11; $(PYTHON) is $(PYTHON_VERSION) (use make PYTHON=python3.11)))
+endef
+
+$(STAMP): requirements.txt pyproject.toml
+	$(check_python)
+	@if [ -d $(VENV) ] && [ ! -f $(STAMP) ]; then \
+	    echo "$(VENV) is incomplete (an earlier set-up was interrupted): rebuilding it"; rm -rf $(VENV); fi
+	rm -f $(STAMP)
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
-venv: $(STAMP)  ## create .venv and install pinned dependencies
+venv: $(STAMP)  ## create .venv: pinned dependencies and the gwbox command (.venv/bin/gwbox)
 
 test: $(STAMP)  ## every test: pytest on CPython, which also runs the MicroPython suite
 	$(PY) -m pytest -q tests
@@ -36,5 +51,5 @@ lint: $(STAMP)  ## pyflakes over firmware, host tools, tests and benchmarks
 bench: $(STAMP)  ## run benchmarks, write bench/results.json
 	$(PY) bench/run.py
 
-clean:  ## remove the virtual environment and caches
-	rm -rf $(VENV) .pytest_cache .hypothesis bench/out
+clean:  ## remove the virtual environment, build/ and caches
+	rm -rf $(VENV) build .pytest_cache .hypothesis bench/out

