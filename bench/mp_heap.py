@@ -15,7 +15,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [os.path.join(ROOT, p) for p in ("firmware", "tests/firmware", "host_tools", "tests", "tests/host")]
 
-import mp_suite  # noqa: E402
+from gwbox_tools import mpy_build  # noqa: E402
 
 
 def passes(heap_k, runs=3):
@@ -31,12 +31,12 @@ def passes(heap_k, runs=3):
 
 
 def import_heap():
-    mp_suite.build_mpy()
+    mpy_build.build_mpy()
     code = ("import gc\ngc.collect()\na=gc.mem_alloc()\nimport gwbox.port.pipe, gwbox.initiator\n"
             "gc.collect()\nprint(gc.mem_alloc()-a)")
     env = dict(os.environ, MICROPYPATH="lib")  # as gwbox_tools.mp_node runs a node
-    out = subprocess.run([mp_suite.micropython_binary(), "-X", "heapsize=256K", "-c", code],
-                         env=env, cwd=mp_suite.BUILD, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([mpy_build.micropython_binary(), "-X", "heapsize=256K", "-c", code],
+                         env=env, cwd=mpy_build.BUILD, capture_output=True, text=True, check=True).stdout
     return int(out.split()[-1])
 
 

@@ -11,9 +11,9 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(ROOT, "tests"))
+sys.path[:0] = [os.path.join(ROOT, "firmware"), os.path.join(ROOT, "host_tools")]
 
-import mp_suite  # noqa: E402
+from gwbox_tools import mpy_build  # noqa: E402
 
 CPYTHON = ["protocol_bytes.py", "false_teardowns.py", "framing_overhead.py", "goodput.py", "detect.py", "mp_heap.py"]
 MICROPYTHON = [("mp_cpu.py", "128K")]
@@ -33,9 +33,9 @@ def main():
         path = os.path.join(HERE, script)
         if os.path.exists(path):
             results.update(run([sys.executable, path]))
-    mp_suite.build_mpy()
+    mpy_build.build_mpy()
     for script, heap in MICROPYTHON:
-        results.update(run([mp_suite.micropython_binary(), "-X", "heapsize=" + heap, os.path.join(HERE, script)]))
+        results.update(run([mpy_build.micropython_binary(), "-X", "heapsize=" + heap, os.path.join(HERE, script)]))
     numbers = {k: v for k, v in results.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     with open(os.path.join(HERE, "results.json"), "w") as f:
         json.dump(numbers, f, indent=1, sort_keys=True)
