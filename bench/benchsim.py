@@ -11,6 +11,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [os.path.join(ROOT, "firmware"), os.path.join(ROOT, "tests", "firmware")]
 
 import clustersim  # noqa: E402
+from gwbox.port import host_aes  # noqa: E402
+
+host_aes.install()
 from gwbox.box import Box  # noqa: E402
 from gwbox.link.modem import Modem  # noqa: E402
 from gwbox.policy import parse  # noqa: E402

@@ -8,6 +8,10 @@ for p in (os.path.join(ROOT, "firmware"), os.path.join(ROOT, "tests", "firmware"
     if p not in sys.path:
         sys.path.insert(0, p)
 
+from gwbox.port import host_aes  # noqa: E402  (CPython is a port: it hands the firmware its AES)
+
+host_aes.install()
+
 
 def pytest_terminal_summary(terminalreporter):
     """Print the MicroPython suite's own totals (its tests are counted inside one pytest item

@@ -46,6 +46,9 @@ class Box:
             psks[g] = p.keys[gw]
         self.endpoint = Endpoint(self.cfg, p.identity, psks=psks, initiator=True)
         self.line = Line(modem, framer, p.retry_ms, p.retry_max_ms)
+        # An in-band NO CARRIER must be disproved by an answer to a heartbeat sent at once,
+        # well before that heartbeat's own retries could end in a verdict on the gateway.
+        modem.doubt_ms = min(modem.doubt_ms, max(200, p.response_ms * (p.retries + 1) // 2))
         self.outbox = Outbox(p.outbox_bytes, 2 * p.response_ms)
         rand = rand_bytes or random_bytes
         self.clusters = []
@@ -93,7 +96,7 @@ class Box:
         for pkt in self.line.feed(data, now):
             peer = self.endpoint.receive(pkt, now)
             if peer is not None:
-                self.line.authenticated(self._addr[peer])
+                self.line.authenticated(self._addr[peer], now)
         self._pump(now)
 
     def lan_send(self, dst, port, payload, now):
@@ -206,6 +209,9 @@ class Box:
     def _event(self, name, **fields):
         self._events.append(Event(name, **fields))
 
+    def _in_use(self):
+        return [c.in_use for c in self.clusters if c.in_use is not None]
+
     def _clusters_of(self, gw):
         return [c for c in self.clusters if gw in c.order]
 
@@ -270,6 +276,10 @@ class Box:
                     self._pending.append(gw)  # keyed again once a call reaches it
         elif n == "call_failed":
             self._call_failed(e.get("number"), now)
+        elif n == "carrier_doubt":
+            for gw in self._in_use():  # ask at once: an answer disproves a forged NO CARRIER
+                if gw not in self._verify:
+                    self._verify.append(gw)
 
     def _call_failed(self, number, now):
         """A dial failed: a gateway being keyed there failed; a gateway in use there that has

@@ -13,12 +13,16 @@ again at once), and remembers per box which tunnel message numbers it has handed
 """
 import sys
 
-from gwbox import ticks, wire
+from gwbox import const, ticks, wire
 from gwbox.config import SPI_ECHO
+from gwbox.crypto.mac import ct_equal, hmac_digest, hmac_key
 from gwbox.errors import ProtocolError
 from gwbox.events import Event
 from gwbox.sa import ReplayWindow, packet_spi
 from gwbox.session import Session
+
+_HALF_OPEN_PER_LINK = const(2)  # handshakes in progress per link (a box has one at a time)
+_COOKIE_SECRET_MS = const(60000)  # the cookie secret changes this often (the last one still counts)
 
 
 class Endpoint:
@@ -36,6 +40,11 @@ class Endpoint:
         self.half_open = []  # ResponderHandshake, with .link
         self.sessions = []
         self._windows = {}  # (peer identity, space) -> ReplayWindow of message numbers (gateway)
+        self._secret = self._old_secret = None  # cookie secrets: current and the one before
+        self._secret_at = 0
+        self.cookies_sent = 0  # counters of what unauthenticated SA_INITs cost (nothing more)
+        self.refused = 0
+        self.evicted = 0
         self._out = []
         self._events = []
         self._received = []
@@ -86,20 +95,27 @@ class Endpoint:
         peers = [hs.expect_peer for hs in self.initiators]
         self.initiators = []
         if not self.half_open:
-            _unload_role_code()
+            _unload_key_exchange()
         return peers
 
     def send(self, payload, now, peer=None):
         """Protect raw `payload` (NH_DATA) on the data SA toward `peer` (default: our only session)."""
-        self.send_plain(bytes([wire.NH_DATA]) + payload, now, peer)
+        return self.send_plain(bytes([wire.NH_DATA]) + payload, now, peer)
 
     def send_plain(self, plaintext, now, peer=None):
-        """Protect a data-SA plaintext (next header first) toward `peer`."""
+        """Protect a data-SA plaintext (next header first) toward `peer`. False (and an
+        event) if it cannot go: no SA, or one that may not protect any more. Never raises."""
         s = self.session(peer)
-        if s is None:
-            raise ProtocolError("no security association")
-        s.send_plain(plaintext, now)
+        try:
+            if s is None:
+                raise ProtocolError("no security association")
+            s.send_plain(plaintext, now)
+            ok = True
+        except ProtocolError as e:
+            self._event("send_failed", reason=str(e), peer=peer, bytes=len(plaintext))
+            ok = False
         self._collect(now)
+        return ok
 
     def tick(self, now):
         for hs in self.initiators:
@@ -107,7 +123,11 @@ class Endpoint:
         for r in self.half_open:
             r.poll(now)
         for s in self.sessions:
-            s.tick(now)
+            try:
+                s.tick(now)
+            except ProtocolError as e:  # a state no input should reach: reported, the SA ended
+                self._event("session_error", reason=str(e), peer=s.peer_id)
+                s.close("error", now, notify=False)
         self._collect(now)
 
     def next_deadline(self):
@@ -186,28 +206,95 @@ class Endpoint:
         return window
 
     def _on_cleartext(self, packet, now, link):
-        msg = wire.decode(packet, True)
+        from gwbox import message  # handshakes only
+        msg = message.decode(packet, True)
         if msg.is_response():
             for hs in self.initiators:
-                if hs.spi_i == msg.spi_i and hs.state == "sa_init":
+                if hs.spi_i == msg.spi_i:
                     hs.on_msg2(packet, msg, now)
                     return
             raise ProtocolError("unexpected SA_INIT response")
+        if self.is_initiator:
+            raise ProtocolError("not accepting handshakes")
         for r in self.half_open:
-            if r.spi_i == msg.spi_i and r.on_msg1_again(packet):
+            if r.spi_i == msg.spi_i and r.link == link and r.on_msg1_again(packet):
                 return
         for s in self.sessions:
             if s.current is not None and s.current.ctl_out.spi == msg.spi_i:
                 raise ProtocolError("SA_INIT for an established SA")
-        if self.is_initiator:
-            raise ProtocolError("not accepting handshakes")
-        if len(self.half_open) >= self.cfg.half_open_max:
-            raise ProtocolError("too many handshakes in progress")
+        self._accept(message, msg, packet, now, link)
+
+    def _accept(self, message, msg, packet, now, link):
+        """A new SA_INIT request: the cheap checks first, statelessly; state and an X25519
+        computation only for one that passes them (RFC 7296 §2.6, WireGuard's cookie reply).
+
+        A link with a handshake in progress must prove it receives our answers: it gets a
+        COOKIE (an HMAC of its link, SPI and nonce under a rotating secret) and only a
+        msg1 that returns it is taken. Half-open state is bounded per link and overall;
+        a full table makes room by dropping the oldest entry of that link (else overall),
+        so a flood cannot lock a real box out, and all of a link's state goes with it."""
+        if msg.exch != wire.EXCH_SA_INIT or msg.msg_id != 0 or msg.spi_r != 0:
+            raise ProtocolError("not an SA_INIT request")
+        cookie = None
+        payloads = msg.payloads
+        if payloads and payloads[0][0] == wire.PL_NOTIFY:
+            ntype, cookie = message.decode_notify(payloads[0][1])
+            if ntype != wire.N_COOKIE:
+                raise ProtocolError("unexpected notify %d in SA_INIT" % ntype)
+            msg.payloads = payloads = payloads[1:]  # the transcript is msg1 without it
+        ctl, _data, props = message.decode_sa(msg.require(wire.PL_SA))
+        if ctl != msg.spi_i:
+            raise ProtocolError("SA payload SPI differs from header")
+        nonce = msg.require(wire.PL_NONCE)
+        if message.choose_proposal(props) is None:
+            self.refused += 1  # answered statelessly: no state, no key, no responder code
+            self._out.append((link, message.encode(message.Message(
+                wire.EXCH_SA_INIT, wire.FLAG_RESPONSE, 0,
+                [(wire.PL_NOTIFY, message.encode_notify(wire.N_NO_PROPOSAL_CHOSEN))], msg.spi_i, 0), True)))
+            return
+        mine = [r for r in self.half_open if r.link == link]
+        if mine and not self._cookie_ok(cookie, link, msg.spi_i, nonce, now):
+            self.cookies_sent += 1
+            self._out.append((link, message.encode(message.Message(
+                wire.EXCH_SA_INIT, wire.FLAG_RESPONSE, 0,
+                [(wire.PL_NOTIFY, message.encode_notify(wire.N_COOKIE, self._cookie(link, msg.spi_i, nonce, now)))],
+                msg.spi_i, 0), True)))
+            return
+        from gwbox.crypto.x25519 import low_order
+        if low_order(message.untag(msg.require(wire.PL_KE), wire.DH_X25519, wire.KE_LEN)):
+            raise ProtocolError("low-order public key")
+        if len(mine) >= _HALF_OPEN_PER_LINK or len(self.half_open) >= self.cfg.half_open_max:
+            self.evicted += 1
+            self.half_open.remove(mine[0] if mine else self.half_open[0])
         from gwbox.responder import ResponderHandshake
-        r = ResponderHandshake(self.cfg, self.identity, self._psk_for, packet, msg, now, self._taken())
+        transcript = message.encode(msg, True) if cookie is not None else packet
+        r = ResponderHandshake(self.cfg, self.identity, self._psk_for, transcript, msg, now, self._taken())
         r.link = link
+        r.wire1 = bytes(packet)
         self.half_open.append(r)
         self._event("handshake_started", role="responder", spi=msg.spi_i)
+
+    def _cookie(self, link, spi, nonce, now, previous=False):
+        if self._secret is None or ticks.diff(now, self._secret_at) >= _COOKIE_SECRET_MS:
+            self._old_secret = self._secret
+            from gwbox.crypto.entropy import random_bytes
+            self._secret = random_bytes(16)
+            self._secret_at = now
+        key = self._old_secret if previous else self._secret
+        if key is None:
+            return None
+        return hmac_digest(hmac_key(key), repr(link).encode(), spi.to_bytes(4, "big"), nonce)[:16]
+
+    def _cookie_ok(self, cookie, link, spi, nonce, now):
+        if cookie is None or len(cookie) != 16:
+            return False
+        return ct_equal(cookie, self._cookie(link, spi, nonce, now)) or \
+            ct_equal(cookie, self._cookie(link, spi, nonce, now, True) or b"")
+
+    def release(self, link, now):
+        """The link is gone (a call ended): its half-open handshakes go with it."""
+        self.half_open = [r for r in self.half_open if r.link != link]
+        self._collect(now)
 
     def _on_protected(self, packet, now, link):
         if len(packet) == 8 and packet[:4] == b"\xff\xff\xff\xff":
@@ -219,7 +306,7 @@ class Endpoint:
                 s.receive(packet, now, link)
                 return s.peer_id
         for hs in self.initiators:
-            if hs.sas is not None and spi == hs.sas.ctl_in.spi:
+            if hs.owns(spi):
                 hs.on_msg4(packet, now)
                 return hs.expect_peer if hs.done else None
         for r in self.half_open:
@@ -280,14 +367,20 @@ class Endpoint:
             else:
                 keep.append(r)
         self.half_open = keep
-        if ended and not self.initiators and not keep:
-            _unload_role_code()  # only when the last handshake just ended: not per packet
         live = []
         for s in self.sessions:
             self._drain(s)
+            if s.exchange_ended:
+                s.exchange_ended = False
+                ended = True
             if not s.closed:
                 live.append(s)
         self.sessions = live
+        if ended and not self.initiators and not keep:
+            for s in live:
+                if s.rekey is not None:
+                    return
+            _unload_key_exchange()  # only when an exchange just ended: not per packet
 
     def _add_session(self, s, sas):
         self.sessions.append(s)
@@ -307,14 +400,20 @@ class Endpoint:
         s.messages = []
 
 
-def _unload_role_code():
-    """Drop the first-handshake code (initiator.py, responder.py) once no handshake runs.
+def _unload_key_exchange():
+    """Drop the key-exchange code once no exchange runs: the first-handshake roles
+    (initiator.py, responder.py), the rekey exchange and what only an exchange needs
+    (handshake.py, keyschedule.py, X25519, the message codec, the control channel).
 
-    A session never needs it again (rekeys use handshake.py), and at a rekey, the heap's
-    busiest moment, its 2-3 KB are what a 64 KB device heap lacks (docs/memory.md). The
-    next connect or SA_INIT imports it again; frozen into flash, that costs no RAM at all.
+    An established session never needs them between exchanges (its SAs are in sa.py), and
+    a device heap is better spent on payload: they are about 10 KB on a 32-bit board
+    (docs/memory.md). The next connect, SA_INIT or rekey imports them again; frozen into
+    flash, that costs no RAM at all. gwbox.crypto.entropy stays: it holds the entropy pool.
     """
-    pkg = sys.modules.get("gwbox")
-    for name in ("initiator", "responder"):
-        if sys.modules.pop("gwbox." + name, None) is not None and hasattr(pkg, name):
-            delattr(pkg, name)
+    for full in ("gwbox.initiator", "gwbox.responder", "gwbox.rekey", "gwbox.handshake", "gwbox.keyschedule",
+                 "gwbox.crypto.x25519", "gwbox.message", "gwbox.control"):
+        if sys.modules.pop(full, None) is not None:
+            pkg, _, name = full.rpartition(".")
+            owner = sys.modules.get(pkg)
+            if owner is not None and hasattr(owner, name):
+                delattr(owner, name)

@@ -14,13 +14,13 @@ never loads responder code and a gateway never loads initiator code.
 """
 import hashlib
 
-from gwbox import wire
+from gwbox import message, wire
 from gwbox.crypto.entropy import random_bytes
 from gwbox.crypto.mac import hmac_digest, hmac_key
 from gwbox.crypto.x25519 import generate_keypair, shared_secret
 from gwbox.errors import ProtocolError
 from gwbox.keyschedule import derive, psk_auth_key
-from gwbox.sa import InboundSA, OutboundSA
+from gwbox.sa import SASet
 
 ROLE_I = b"I"
 ROLE_R = b"R"
@@ -35,49 +35,15 @@ def new_spi(taken=()):
             return spi
 
 
-SUITE = wire.transforms(wire.DEFAULT_PROPOSAL)  # the one suite this firmware speaks
-
-
-def supported(proposal):
-    return wire.transforms(proposal) == SUITE
-
-
-def choose_proposal(proposals):
-    for p in proposals:
-        if supported(p):
-            return p
-    return None
+SUITE = message.SUITE
+supported = message.supported
+choose_proposal = message.choose_proposal
 
 
 def auth_mac(psk, role, msg1, msg2, id_body):
     h = hashlib.sha256(msg1)
     h.update(msg2)
     return hmac_digest(hmac_key(psk_auth_key(psk)), role, h.digest(), id_body)
-
-
-class SASet:
-    """The four SAs of one keying: control and data, each inbound and outbound."""
-
-    def __init__(self, keys, spis, we_initiated, now):
-        ctl_i, ctl_r, data_i, data_r = spis
-        if we_initiated:
-            self.ctl_out = OutboundSA(ctl_r, keys.ctl_i2r[0], keys.ctl_i2r[1])
-            self.ctl_in = InboundSA(ctl_i, keys.ctl_r2i[0], keys.ctl_r2i[1])
-            self.data_out = OutboundSA(data_r, keys.data_i2r[0], keys.data_i2r[1])
-            self.data_in = InboundSA(data_i, keys.data_r2i[0], keys.data_r2i[1])
-        else:
-            self.ctl_out = OutboundSA(ctl_i, keys.ctl_r2i[0], keys.ctl_r2i[1])
-            self.ctl_in = InboundSA(ctl_r, keys.ctl_i2r[0], keys.ctl_i2r[1])
-            self.data_out = OutboundSA(data_i, keys.data_r2i[0], keys.data_r2i[1])
-            self.data_in = InboundSA(data_r, keys.data_i2r[0], keys.data_i2r[1])
-        self.sk_d = keys.sk_d
-        self.created = now
-
-    def inbound_spis(self):
-        return (self.ctl_in.spi, self.data_in.spi)
-
-    def data_bytes(self):
-        return self.data_in.bytes + self.data_out.bytes
 
 
 # --- one key exchange, shared by the initial handshake and every rekey ---------------
@@ -91,19 +57,19 @@ class Offer:
         self.priv, pub = generate_keypair()
         self.nonce = random_bytes(wire.NONCE_LEN)
         self.payloads = [
-            (wire.PL_SA, wire.encode_sa(self.ctl_spi, self.data_spi, [proposal or wire.DEFAULT_PROPOSAL])),
-            (wire.PL_KE, wire.tagged(wire.DH_X25519, pub)), (wire.PL_NONCE, self.nonce)]
+            (wire.PL_SA, message.encode_sa(self.ctl_spi, self.data_spi, [proposal or message.DEFAULT_PROPOSAL])),
+            (wire.PL_KE, message.tagged(wire.DH_X25519, pub)), (wire.PL_NONCE, self.nonce)]
 
 
 def _peer_half(msg):
     """(control SPI, data SPI, proposals, public key, nonce) the peer sent in `msg`."""
-    ctl, data, props = wire.decode_sa(msg.require(wire.PL_SA))
-    wire.check_spi(ctl)
-    wire.check_spi(data)
+    ctl, data, props = message.decode_sa(msg.require(wire.PL_SA))
+    message.check_spi(ctl)
+    message.check_spi(data)
     nonce = msg.require(wire.PL_NONCE)
     if len(nonce) != wire.NONCE_LEN:
         raise ProtocolError("bad nonce length %d" % len(nonce))
-    return ctl, data, props, wire.untag(msg.require(wire.PL_KE), wire.DH_X25519, wire.KE_LEN), nonce
+    return ctl, data, props, message.untag(msg.require(wire.PL_KE), wire.DH_X25519, wire.KE_LEN), nonce
 
 
 def answer(msg, taken, now, sk_d=b""):
@@ -118,12 +84,14 @@ def answer(msg, taken, now, sk_d=b""):
     return mine.payloads, SASet(derive(shared_secret(mine.priv, xi), ni, mine.nonce, spis, sk_d), spis, False, now)
 
 
-def complete(offer, msg, now, sk_d=b""):
-    """Initiator side: the new SASet from the peer's answer to `offer`."""
+def complete(offer, msg, now, sk_d=b"", keep=False):
+    """Initiator side: the new SASet from the peer's answer to `offer`. `keep`: the
+    ephemeral key may answer other candidate responses (the caller forgets it later)."""
     ctl_r, data_r, props, xr, nr = _peer_half(msg)
     if len(props) != 1 or not supported(props[0]):
         raise ProtocolError("peer chose a proposal we did not offer")
     spis = (offer.ctl_spi, ctl_r, offer.data_spi, data_r)
     sas = SASet(derive(shared_secret(offer.priv, xr), offer.nonce, nr, spis, sk_d), spis, True, now)
-    offer.priv = None  # forward secrecy: the ephemeral key is used once
+    if not keep:
+        offer.priv = None  # forward secrecy: the ephemeral key is used once
     return sas

@@ -1,9 +1,31 @@
-"""Handshake, initiator role (the box): sends msg1, answers msg2 with msg3, completes on msg4."""
-from gwbox import ticks, wire
+"""Handshake, initiator role (the box): sends msg1, answers msg2 with msg3, completes on msg4.
+
+Everything before msg4's AUTH verifies is unauthenticated, so nothing before it may end
+the attempt (RFC 7296 §2.4): a cleartext NO_PROPOSAL_CHOSEN is noted and the box keeps
+listening until its own timer; an SA_INIT response is a *candidate* (up to CANDIDATES of
+them, each with its own DH result and msg3), and the first msg4 that authenticates wins,
+so a forged response carrying an attacker's key cannot push the genuine one out; a
+notify inside a candidate's SA only ends that candidate. A COOKIE (the responder under
+load, §2.6) makes the box send msg1 again with the cookie in front; the AUTH transcript
+covers msg1 without it, so it does not matter which copy the responder answered.
+"""
+from gwbox import const, message, ticks, wire
 from gwbox.crypto.mac import ct_equal
 from gwbox.errors import ProtocolError
 from gwbox.handshake import ROLE_I, ROLE_R, Offer, auth_mac, complete
-from gwbox.wire import Message
+from gwbox.message import Message
+
+CANDIDATES = const(3)  # SA_INIT responses answered at once, the genuine one among them
+_COOKIE_RETRIES = const(3)  # cookies followed per attempt (a forged one costs one more msg1)
+
+
+class _Candidate:
+    """One SA_INIT response we answered: its SAs and our msg3 under them."""
+
+    def __init__(self, msg2, sas, msg3_inner):
+        self.msg2 = msg2
+        self.sas = sas
+        self.msg3_inner = msg3_inner
 
 
 class InitiatorHandshake:
@@ -15,15 +37,20 @@ class InitiatorHandshake:
         self._offer = Offer(taken)
         self.spi_i = self._offer.ctl_spi
         self.data_spi_i = self._offer.data_spi
-        self.msg1 = wire.encode(Message(
+        # what AUTH covers (no cookie), and what goes on the wire (with the last cookie)
+        self.msg1 = message.encode(Message(
             wire.EXCH_SA_INIT, wire.FLAG_INITIATOR, 0, self._offer.payloads, self.spi_i, 0), True)
+        self._wire1 = self.msg1
+        self._cookies = 0
         self.state = "sa_init"
         self.out = [self.msg1]
         self.attempts = 1
         self.deadline = ticks.add(now, cfg.handshake_retry_ms)
-        self.sas = None  # SASet once msg2 is processed
+        self.candidates = []
+        self.sas = None  # the SASet of the candidate that authenticated
         self.peer_id = None
         self.failed = None
+        self.refused = None  # the last unauthenticated refusal seen: the verdict if nothing better comes
         self.done = False
 
     def _fail(self, reason):
@@ -31,6 +58,11 @@ class InitiatorHandshake:
         self.state = "failed"
         self.deadline = None
         self._offer = None
+        self.candidates = []
+
+    def owns(self, spi):
+        """True if `spi` is our control SPI (every candidate shares it: their keys differ)."""
+        return spi == self.spi_i and bool(self.candidates)
 
     def on_msg2(self, raw, msg, now):
         """Cleartext SA_INIT response. Raises ProtocolError for a message to drop."""
@@ -40,60 +72,94 @@ class InitiatorHandshake:
             raise ProtocolError("SA_INIT response for another exchange")
         notify = msg.find(wire.PL_NOTIFY)
         if notify is not None:
-            ntype, _ = wire.decode_notify(notify)
+            ntype, data = message.decode_notify(notify)
+            if ntype == wire.N_COOKIE and 1 <= len(data) <= 64 and self._cookies < _COOKIE_RETRIES:
+                self._cookies += 1
+                self._wire1 = message.encode(Message(
+                    wire.EXCH_SA_INIT, wire.FLAG_INITIATOR, 0, [(wire.PL_NOTIFY, notify)] + self._offer.payloads,
+                    self.spi_i, 0), True)
+                self.out.append(self._wire1)
+                return
             if ntype == wire.N_NO_PROPOSAL_CHOSEN:
-                self._fail("no_proposal_chosen")
+                self.refused = "no_proposal_chosen"  # unauthenticated: noted, not obeyed
                 return
             raise ProtocolError("unexpected notify %d" % ntype)
-        if wire.decode_sa(msg.require(wire.PL_SA))[0] != msg.spi_r:
+        if message.decode_sa(msg.require(wire.PL_SA))[0] != msg.spi_r:
             raise ProtocolError("SA payload SPI differs from header")
-        self.sas = complete(self._offer, msg, now)
-        self._msg2 = bytes(raw)
-        id_body = wire.tagged(wire.ID_KEY_ID, self.identity)
-        mac = auth_mac(self.psk, ROLE_I, self.msg1, self._msg2, id_body)
-        self._msg3_inner = wire.encode(Message(
-            wire.EXCH_AUTH, wire.FLAG_INITIATOR, 1, [(wire.PL_ID, id_body), (wire.PL_AUTH, wire.tagged(wire.AUTH_PSK_MAC, mac))]), False)
-        self.state = "auth"
-        self.attempts = 1
-        self.out.append(self.sas.ctl_out.protect(self._msg3_inner))
-        self.deadline = ticks.add(now, self.cfg.handshake_retry_ms)
+        for c in self.candidates:
+            if c.sas.ctl_out.spi == msg.spi_r:
+                raise ProtocolError("SA_INIT response answered already")
+        if len(self.candidates) >= CANDIDATES:
+            raise ProtocolError("too many SA_INIT responses")
+        sas = complete(self._offer, msg, now, keep=True)
+        msg2 = bytes(raw)
+        id_body = message.tagged(wire.ID_KEY_ID, self.identity)
+        mac = auth_mac(self.psk, ROLE_I, self.msg1, msg2, id_body)
+        inner = message.encode(Message(
+            wire.EXCH_AUTH, wire.FLAG_INITIATOR, 1, [(wire.PL_ID, id_body), (wire.PL_AUTH, message.tagged(wire.AUTH_PSK_MAC, mac))]), False)
+        c = _Candidate(msg2, sas, inner)
+        self.candidates.append(c)
+        self.out.append(sas.ctl_out.protect(inner))
+        if len(self.candidates) == 1:
+            self.attempts = 1
+            self.deadline = ticks.add(now, self.cfg.handshake_retry_ms)
 
     def on_msg4(self, packet, now):
-        """Protected AUTH response on our new control SA. Raises ProtocolError to drop."""
-        if self.state != "auth":
-            raise ProtocolError("unexpected AUTH response")
-        msg = wire.decode(self.sas.ctl_in.unprotect(packet), False)
+        """Protected AUTH response: the candidate whose keys it verifies under answers it.
+        Raises ProtocolError to drop."""
+        for c in self.candidates:
+            try:
+                plain = c.sas.ctl_in.unprotect(packet)
+            except ProtocolError:
+                continue
+            self._on_msg4(c, plain, now)
+            return
+        raise ProtocolError("AUTH response under no candidate's keys")
+
+    def _on_msg4(self, c, plain, now):
+        msg = message.decode(plain, False)
         if msg.exch != wire.EXCH_AUTH or not msg.is_response() or msg.msg_id != 1:
             raise ProtocolError("unexpected message during AUTH")
         notify = msg.find(wire.PL_NOTIFY)
         if notify is not None:
-            ntype, _ = wire.decode_notify(notify)
-            self._fail("authentication_failed" if ntype == wire.N_AUTHENTICATION_FAILED else "notify_%d" % ntype)
+            ntype, _ = message.decode_notify(notify)
+            # Under this candidate's keys, which a man in the middle may hold too: it ends
+            # this candidate, not the attempt.
+            self._drop(c, "authentication_failed" if ntype == wire.N_AUTHENTICATION_FAILED else "notify_%d" % ntype)
             return
         id_body = msg.require(wire.PL_ID)
-        peer = wire.untag(id_body, wire.ID_KEY_ID)
-        mac = wire.untag(msg.require(wire.PL_AUTH), wire.AUTH_PSK_MAC, 32)
-        if not ct_equal(mac, auth_mac(self.psk, ROLE_R, self.msg1, self._msg2, id_body)):
-            self._fail("authentication_failed")
+        peer = message.untag(id_body, wire.ID_KEY_ID)
+        mac = message.untag(msg.require(wire.PL_AUTH), wire.AUTH_PSK_MAC, 32)
+        if not ct_equal(mac, auth_mac(self.psk, ROLE_R, self.msg1, c.msg2, id_body)):
+            self._drop(c, "authentication_failed")
             return
         if self.expect_peer is not None and peer != self.expect_peer:
-            self._fail("wrong_peer_identity")
+            self._fail("wrong_peer_identity")  # authenticated: the gateway really is another one
             return
         self.peer_id = peer
+        self.sas = c.sas
+        self.candidates = []
+        self._offer = None
         self.state = "done"
         self.done = True
         self.deadline = None
 
+    def _drop(self, c, reason):
+        self.candidates.remove(c)
+        self.refused = reason
+
     def poll(self, now):
-        """Retransmit the unanswered message, or give up."""
+        """Retransmit what is unanswered, or give up (with the last refusal seen, if any)."""
         if not ticks.reached(now, self.deadline):
             return
-        if self.attempts > self.cfg.handshake_retries:
-            self._fail("timeout")
+        if self.attempts > self.cfg.handshake_retries or (self.refused and not self.candidates):
+            # (after a refusal we listened one more retry interval: nothing better came)
+            self._fail(self.refused or "timeout")
             return
         self.attempts += 1
-        if self.state == "sa_init":
-            self.out.append(self.msg1)
-        else:  # AUTH: re-protected with a fresh sequence number, same message id
-            self.out.append(self.sas.ctl_out.protect(self._msg3_inner))
+        if self.candidates:  # AUTH: re-protected with a fresh sequence number, same message id
+            for c in self.candidates:
+                self.out.append(c.sas.ctl_out.protect(c.msg3_inner))
+        else:
+            self.out.append(self._wire1)
         self.deadline = ticks.add(now, self.cfg.handshake_retry_ms)

@@ -1,87 +1,85 @@
-"""The rekey exchange of a session (EP 0 999 673 claims 2, 9-11, 17), as a mixin of Session.
+"""The rekey exchange of a session (EP 0 999 673 claims 2, 9-11, 17): loaded only while it runs.
 
-Make-before-break, initiated by the original initiator only (no collisions to resolve):
+Make-before-break, started by the original initiator only (no collisions to resolve):
 
     I -> R  REKEY req  (old ctl SA)  SA(new SPIs) KE NONCE
     R -> I  REKEY resp (old ctl SA)  SA(new SPIs) KE NONCE     R now accepts old+new, sends on old
     I -> R  INFO req   (new ctl SA)  DELETE(old inbound SPIs)  I sends on new from here
     R -> I  INFO resp  (new ctl SA)                            R switches to new
-Superseded SAs keep accepting inbound packets for a grace period, so nothing in flight
-is lost. It uses the session's state and helpers (current, previous, out_sas, _send_ctl,
-_new_msg_id, _event, cfg); the key exchange itself is handshake.Offer/answer/complete.
+The initiator keeps accepting on the superseded SAs until its DELETE is answered (it sends
+it again, like any request, until then) and a grace period after; the responder switches
+on the first packet it gets on the new SAs. So a lost DELETE loses nothing: the responder
+still sends on the old SAs, which the initiator still accepts.
+
+A `Rekey` is one request in flight and owns its retries and deadline; `answer` is the
+responder's side. Both work on the session's state and helpers (current, previous,
+out_sas, _new_msg_id, _event, cfg; messages go out through gwbox.control). The session imports this module only when
+a rekey starts or a REKEY request arrives; the endpoint drops it again afterwards.
 """
-from gwbox import ticks, wire
+from gwbox import control, message, ticks, wire
 from gwbox.errors import ProtocolError
-from gwbox.handshake import Offer, answer, complete
+from gwbox.handshake import Offer, answer as _answer, complete
 
 
-class Rekeying:
-    def rekey_due(self, now):
-        c = self.current
-        return ticks.diff(now, c.created) >= self.cfg.rekey_ms or c.data_bytes() >= self.cfg.rekey_bytes
+class Rekey:
+    """Our rekey request in flight: its offer, its retries and its deadline."""
 
-    def _maybe_rekey(self, now):
-        if (self.initiator and self.rekey is None and self.previous is None and not self.closed
-                and (self.rekey_retry_at is None or ticks.reached(now, self.rekey_retry_at))
-                and self.rekey_due(now)):
-            self.start_rekey(now)
+    def __init__(self, s, now, reason):
+        self.offer = Offer(s.taken_spis())
+        self.msg_id = s._new_msg_id()
+        self.attempt = 1
+        self.sent = now
+        self.deadline = ticks.add(now, s.cfg.response_ms)
+        control.send(s, wire.EXCH_REKEY, 0, self.msg_id, self.offer.payloads)
+        s._event("rekey_started", reason=reason, msg_id=self.msg_id)
 
-    def start_rekey(self, now):
-        c = self.current
-        reason = "time" if ticks.diff(now, c.created) >= self.cfg.rekey_ms else "bytes"
-        offer = Offer(self.taken_spis())
-        msg_id = self._new_msg_id()
-        self.rekey = {"msg_id": msg_id, "offer": offer, "attempt": 1, "sent": now,
-                      "deadline": ticks.add(now, self.cfg.response_ms)}
-        self._send_ctl(wire.EXCH_REKEY, 0, msg_id, offer.payloads)
-        self._event("rekey_started", reason=reason, msg_id=msg_id)
+    def poll(self, s, now):
+        """At the deadline: send the request again, or give up (True)."""
+        if not ticks.reached(now, self.deadline):
+            return False
+        if self.attempt > s.cfg.retries:
+            return True
+        self.attempt += 1
+        self.deadline = ticks.add(now, s.cfg.response_ms)
+        control.send(s, wire.EXCH_REKEY, 0, self.msg_id, self.offer.payloads)
+        return False
 
-    def _on_rekey_request(self, msg, now):
-        if self.initiator:
-            raise ProtocolError("rekey request to the original initiator")
-        if self.previous is not None:
-            if self.out_sas is not self.current:
-                # The initiator abandoned our last answer unused: forget those keys.
-                self.current = self.out_sas
-            # Either way the superseded set is finished with: the initiator moved on.
-            self.previous = None
-            self.previous_until = None
-        payloads, new = answer(msg, self.taken_spis(), now, self.current.sk_d)
-        if payloads is None:
-            payloads = [(wire.PL_NOTIFY, wire.encode_notify(wire.N_NO_PROPOSAL_CHOSEN))]
-        pkt = self._send_ctl(wire.EXCH_REKEY, wire.FLAG_RESPONSE, msg.msg_id, payloads)
-        self.cached = (msg.msg_id, pkt)
-        if new is None:
-            return
-        # Make before break: accept on both, keep sending on the old set until the
-        # initiator is seen using the new one.
-        self.previous = self.current
-        self.previous_until = None
-        self.current = new
-
-    def _on_rekey_response(self, msg, now):
-        rk = self.rekey
+    def on_response(self, s, msg, now):
+        """The peer's answer: switch to the new SAs (or report the refusal)."""
         notify = msg.find(wire.PL_NOTIFY)
         if notify is not None:
-            self.rekey = None
-            self.rekey_retry_at = ticks.add(now, self.cfg.rekey_retry_ms)
-            self._event("rekey_failed", reason="notify_%d" % wire.decode_notify(notify)[0])
+            s.rekey_ended(now, "notify_%d" % message.decode_notify(notify)[0])
             return
-        new = complete(rk["offer"], msg, now, self.current.sk_d)
-        old = self.current
-        self.rekey = None
-        self.rekey_retry_at = None
-        self.previous = old
-        self.previous_until = ticks.add(now, self.cfg.rekey_grace_ms())
-        self.current = new
-        self.out_sas = new
-        self.delete_pending = (self._new_msg_id(), now)
-        self._send_ctl(wire.EXCH_INFO, 0, self.delete_pending[0],
-                       [(wire.PL_DELETE, wire.encode_delete(wire.PROTO_CONTROL, old.inbound_spis()))])
-        self._event("rekeyed", ctl_spi=new.ctl_in.spi, data_spi=new.data_in.spi)
+        new = complete(self.offer, msg, now, s.current.sk_d)
+        old = s.current
+        s.rekey_ended(now, None)
+        s.previous = old
+        s.previous_until = None  # kept until our DELETE is answered, then a grace period
+        s.current = new
+        s.out_sas = new
+        s.delete_pending = [s._new_msg_id(), now, 1, ticks.add(now, s.cfg.response_ms)]
+        control.send_delete(s, s.delete_pending[0], old)
+        s._event("rekeyed", ctl_spi=new.ctl_in.spi, data_spi=new.data_in.spi)
 
-    def _switch_to_current(self, now):
-        """Responder side: the initiator uses the new SAs, so do we; old ones expire soon."""
-        self.out_sas = self.current
-        self.previous_until = ticks.add(now, self.cfg.rekey_grace_ms())
-        self._event("rekeyed", ctl_spi=self.current.ctl_in.spi, data_spi=self.current.data_in.spi)
+
+def answer(s, msg, now):
+    """Responder: answer a REKEY request; accept on old and new, send on old until switched."""
+    if s.initiator:
+        raise ProtocolError("rekey request to the original initiator")
+    if s.previous is not None:
+        if s.out_sas is not s.current:
+            # The initiator abandoned our last answer unused: forget those keys.
+            s.current = s.out_sas
+        # Either way the superseded set is finished with: the initiator moved on.
+        s.previous = None
+        s.previous_until = None
+    payloads, new = _answer(msg, s.taken_spis(), now, s.current.sk_d)
+    if payloads is None:
+        payloads = [(wire.PL_NOTIFY, message.encode_notify(wire.N_NO_PROPOSAL_CHOSEN))]
+    pkt = control.send(s, wire.EXCH_REKEY, wire.FLAG_RESPONSE, msg.msg_id, payloads)
+    s.cached = (msg.msg_id, pkt)
+    if new is None:
+        return
+    s.previous = s.current
+    s.previous_until = None
+    s.current = new

@@ -112,3 +112,28 @@ def packet_spi(packet):
     if len(packet) < PROT_HEADER_LEN + ICV_LEN:
         raise ProtocolError("truncated protected packet")
     return struct.unpack_from(">I", packet, 0)[0]
+
+
+class SASet:
+    """The four SAs of one keying: control and data, each inbound and outbound."""
+
+    def __init__(self, keys, spis, we_initiated, now):
+        ctl_i, ctl_r, data_i, data_r = spis
+        if we_initiated:
+            self.ctl_out = OutboundSA(ctl_r, keys.ctl_i2r[0], keys.ctl_i2r[1])
+            self.ctl_in = InboundSA(ctl_i, keys.ctl_r2i[0], keys.ctl_r2i[1])
+            self.data_out = OutboundSA(data_r, keys.data_i2r[0], keys.data_i2r[1])
+            self.data_in = InboundSA(data_i, keys.data_r2i[0], keys.data_r2i[1])
+        else:
+            self.ctl_out = OutboundSA(ctl_i, keys.ctl_r2i[0], keys.ctl_r2i[1])
+            self.ctl_in = InboundSA(ctl_r, keys.ctl_i2r[0], keys.ctl_i2r[1])
+            self.data_out = OutboundSA(data_i, keys.data_r2i[0], keys.data_r2i[1])
+            self.data_in = InboundSA(data_r, keys.data_i2r[0], keys.data_i2r[1])
+        self.sk_d = keys.sk_d
+        self.created = now
+
+    def inbound_spis(self):
+        return (self.ctl_in.spi, self.data_in.spi)
+
+    def data_bytes(self):
+        return self.data_in.bytes + self.data_out.bytes

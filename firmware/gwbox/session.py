@@ -3,31 +3,32 @@
 The control SA carries rekey, delete and the probe-form heartbeat; the data SA carries
 tunnel traffic and the protected heartbeat ("encapsulated like data", GB 2 363 548),
 each plaintext starting with a next-header byte (wire.NH_*). The rekey exchange lives in
-rekey.py (a mixin of Session): make-before-break, so a session may hold a superseded SA
-set (`previous`) that still accepts inbound packets for a grace period.
+rekey.py, imported only while a rekey runs: make-before-break, so a session may hold a
+superseded SA set (`previous`) that still accepts inbound packets for a while.
+
+Lifetimes (RFC 4301 soft and hard): the original initiator starts a rekey after rekey_ms,
+rekey_bytes or SOFT_PACKETS on an SA, whichever first; an SA that reaches lifetime_ms,
+twice rekey_bytes or HARD_PACKETS without a successful rekey is deleted, on either side.
+So no sequence number ever nears 2**32 and no SA ages past the tick half-period.
 
 A gateway confirms a tunnel message (NH_MSG) once the layer above has handed it on
 (`Endpoint.handed_on`), and hands each number on once: the per-box window that remembers
 them belongs to the endpoint (`dedup`), so it survives a new SA with the same box. A
 message that cannot be handed on is not confirmed: the box keeps it and sends it again.
 """
-from gwbox import ticks, wire
+from gwbox import const, ticks, wire
 from gwbox.config import PROBE, SPI_ECHO
 from gwbox.crypto.entropy import random_bytes
 from gwbox.errors import ProtocolError
 from gwbox.events import Event
-from gwbox.handshake import choose_proposal
 from gwbox.heartbeat import DEAD, SEND, Heartbeat
-from gwbox.rekey import Rekeying
 from gwbox.sa import packet_spi
-from gwbox.wire import Message
 
-# The seed's probe (claim 14): a quick-mode proposal nobody can accept
-# (proposal 1, one transform: TF_ENCR with the unassigned id 0xFF).
-_INVALID_PROPOSAL = b"\x01\x01\x01\xff"
+SOFT_PACKETS = const(1 << 30)  # packets on one SA before a rekey, whatever time and bytes say
+HARD_PACKETS = const(1 << 31)  # ... and before it is deleted if no rekey succeeded
 
 
-class Session(Rekeying):
+class Session:
     def __init__(self, cfg, peer_id, sas, original_initiator, now, link=None, cached_response=None, dedup=None):
         self.cfg = cfg
         self.peer_id = peer_id
@@ -43,9 +44,10 @@ class Session(Rekeying):
         self.dedup = dedup  # fn(space) -> ReplayWindow of tunnel message numbers (gateway)
         mode = cfg.heartbeat if original_initiator else cfg.gateway_heartbeat
         self.heartbeat = Heartbeat(mode, cfg.defer_ms, cfg.response_ms, cfg.retries, now)
-        self.rekey = None  # our outstanding rekey request: dict
+        self.rekey = None  # our rekey request in flight: a rekey.Rekey
         self.rekey_retry_at = None
-        self.delete_pending = None  # (msg_id, tick sent) of our DELETE(old) after a rekey
+        self.exchange_ended = False  # a control exchange ended: the endpoint may drop its code again
+        self.delete_pending = None  # [msg_id, first sent, attempt, deadline] of our DELETE(old)
         self.closed = False
         self.out = []
         self.events = []
@@ -62,11 +64,6 @@ class Session(Rekeying):
         m = self.next_msg_id
         self.next_msg_id = (m + 1) & 0xFFFFFFFF
         return m
-
-    def _send_ctl(self, exch, flags, msg_id, payloads, sas=None):
-        pkt = (sas or self.out_sas).ctl_out.protect(wire.encode(Message(exch, self.flags | flags, msg_id, payloads), False))
-        self.out.append(pkt)
-        return pkt
 
     def _send_data(self, plaintext):
         self.out.append(self.out_sas.data_out.protect(plaintext))
@@ -113,9 +110,9 @@ class Session(Rekeying):
                 self._maybe_rekey(now)
                 return
             if spi == sas.ctl_in.spi:
-                msg = wire.decode(sas.ctl_in.unprotect(packet), False)
-                self._authenticated(sas, link, now, not msg.is_response())
-                self._on_control(msg, now)
+                pt = sas.ctl_in.unprotect(packet)
+                from gwbox import control  # control messages only: heartbeats and data never load it
+                control.receive(self, pt, sas, link, now)
                 return
         raise ProtocolError("no SA for SPI")
 
@@ -138,7 +135,7 @@ class Session(Rekeying):
         elif nh == wire.NH_HB_ACK:
             if len(pt) != 2:
                 raise ProtocolError("bad heartbeat ack length")
-            self._on_heartbeat_answer(pt[1], now)
+            self.on_heartbeat_answer(pt[1], now)
         elif nh == wire.NH_CONFIRM or nh == wire.NH_REPLY:
             self.messages.append((nh, bytes(pt)))  # the box's outbox and LAN side decode them
         else:
@@ -173,7 +170,7 @@ class Session(Rekeying):
         from gwbox import tunnel
         self._send_data(tunnel.encode_confirm(space, win.top, (win.bits >> 1) & 0xFFFFFFFF))
 
-    def _on_heartbeat_answer(self, hb_id, now):
+    def on_heartbeat_answer(self, hb_id, now):
         hb = self.heartbeat
         verdict = hb.acked(hb_id, now)
         if verdict:
@@ -187,55 +184,14 @@ class Session(Rekeying):
         if hb.acked(int.from_bytes(nonce, "big"), now):
             self._event("heartbeat_ack", id=0, rtt_ms=hb.rtt, form=SPI_ECHO)
 
-    def _on_control(self, msg, now):
-        if msg.is_response():
-            self._on_response(msg, now)
-            return
-        if self.cached is not None and msg.msg_id == self.cached[0]:
-            self.out.append(self.cached[1])  # a retransmitted request: same answer again
-            return
-        if msg.exch == wire.EXCH_INFO:
-            deleted = msg.find(wire.PL_DELETE)
-            if deleted is not None and self._on_delete(deleted, now):
-                return  # the peer already dropped this SA: an answer could not be read
-            self._send_ctl(wire.EXCH_INFO, wire.FLAG_RESPONSE, msg.msg_id, [])
-        elif msg.exch == wire.EXCH_QUICK:
-            _, _, props = wire.decode_sa(msg.require(wire.PL_SA))
-            if choose_proposal(props) is not None:
-                raise ProtocolError("quick mode child SAs are not supported")
-            self._send_ctl(wire.EXCH_QUICK, wire.FLAG_RESPONSE, msg.msg_id,
-                           [(wire.PL_NOTIFY, wire.encode_notify(wire.N_NO_PROPOSAL_CHOSEN))])
-        elif msg.exch == wire.EXCH_REKEY:
-            self._on_rekey_request(msg, now)
-        else:
-            raise ProtocolError("unexpected request exchange %d" % msg.exch)
-
-    def _on_response(self, msg, now):
-        if msg.exch == wire.EXCH_QUICK:
-            ntype, _ = wire.decode_notify(msg.require(wire.PL_NOTIFY))
-            if ntype != wire.N_NO_PROPOSAL_CHOSEN:
-                raise ProtocolError("probe answered with notify %d" % ntype)
-            self._on_heartbeat_answer(msg.msg_id, now)
-            return
-        if msg.exch == wire.EXCH_REKEY and self.rekey is not None and msg.msg_id == self.rekey["msg_id"]:
-            self.heartbeat.proof(self.rekey["sent"], now)
-            self._on_rekey_response(msg, now)
-            return
-        dp = self.delete_pending
-        if msg.exch == wire.EXCH_INFO and dp is not None and msg.msg_id == dp[0]:
-            self.delete_pending = None
-            self.heartbeat.proof(dp[1], now)
-            return
-        raise ProtocolError("stale or unexpected response id %d" % msg.msg_id)
-
     # --- heartbeat ---------------------------------------------------------------------
 
     def _send_heartbeat(self, now):
         hb = self.heartbeat
         form = self.cfg.heartbeat_form
         if form == PROBE:
-            hb_id = self._new_msg_id()
-            self._send_ctl(wire.EXCH_QUICK, 0, hb_id, [(wire.PL_SA, wire.encode_sa(0x01000000, 0x01000000, [_INVALID_PROPOSAL]))])
+            from gwbox import control
+            hb_id = control.send_probe(self)
         elif form == SPI_ECHO:
             nonce = random_bytes(4)
             hb_id = int.from_bytes(nonce, "big")
@@ -245,17 +201,6 @@ class Session(Rekeying):
             self._send_data(bytes([wire.NH_HB, hb_id]))
         hb.sent(hb_id, now)
         self._event("heartbeat_sent", id=hb_id, attempt=hb.attempt)
-
-    def _on_delete(self, body, now):
-        """True if the DELETE named our current SAs and the session is now closed."""
-        _, spis = wire.decode_delete(body)
-        prev = self.previous
-        if prev is not None and prev.ctl_out.spi in spis:
-            return False  # the initiator retired the superseded SAs; grace timer drops them
-        if self.current.ctl_out.spi in spis or self.current.data_out.spi in spis:
-            self.close("peer_deleted", now, notify=False)
-            return True
-        raise ProtocolError("DELETE names no SA of ours")
 
     # --- timers ------------------------------------------------------------------------
 
@@ -270,19 +215,25 @@ class Session(Rekeying):
             self._event("peer_dead", waited_ms=self.cfg.response_ms * (self.cfg.retries + 1))
             self.close("peer_dead", now, notify=True)
             return
+        if self._expired(now):
+            self.close("expired", now, notify=True)
+            return
         if self.previous is not None and ticks.reached(now, self.previous_until):
             self.previous = None
             self.previous_until = None
         rk = self.rekey
-        if rk is not None and ticks.reached(now, rk["deadline"]):
-            if rk["attempt"] > self.cfg.retries:
-                self.rekey = None
-                self.rekey_retry_at = ticks.add(now, self.cfg.rekey_retry_ms)
-                self._event("rekey_failed", reason="timeout")
+        if rk is not None and rk.poll(self, now):
+            self.rekey_ended(now, "timeout")
+        dp = self.delete_pending
+        if dp is not None and ticks.reached(now, dp[3]):
+            if dp[2] > self.cfg.retries or self.previous is None:
+                self.delete_pending = None  # never answered: the heartbeat judges the peer
+                self.previous_until = ticks.add(now, self.cfg.rekey_grace_ms())
             else:
-                rk["attempt"] += 1
-                rk["deadline"] = ticks.add(now, self.cfg.response_ms)
-                self._send_ctl(wire.EXCH_REKEY, 0, rk["msg_id"], rk["offer"].payloads)
+                dp[2] += 1
+                dp[3] = ticks.add(now, self.cfg.response_ms)
+                from gwbox import control
+                control.send_delete(self, dp[0], self.previous)
         self._maybe_rekey(now)
 
     def next_deadline(self):
@@ -294,22 +245,67 @@ class Session(Rekeying):
             rekey_at = self.rekey_retry_at
             if rekey_at is None:
                 rekey_at = ticks.add(self.current.created, self.cfg.rekey_ms)
+        dp = self.delete_pending
         return ticks.earliest(self.heartbeat.next_deadline(), self.previous_until,
-                              rk["deadline"] if rk else None, rekey_at)
+                              rk.deadline if rk else None, rekey_at, dp[3] if dp else None,
+                              ticks.add(self.current.created, self.cfg.lifetime_ms))
+
+    # --- lifetimes and rekey ---------------------------------------------------------
+
+    def _soft_reason(self, now):
+        c = self.current
+        if ticks.diff(now, c.created) >= self.cfg.rekey_ms:
+            return "time"
+        if c.data_bytes() >= self.cfg.rekey_bytes:
+            return "bytes"
+        if max(c.ctl_out.seq, c.data_out.seq) >= SOFT_PACKETS:
+            return "packets"
+        return None
+
+    def _expired(self, now):
+        c = self.current
+        return (ticks.diff(now, c.created) >= self.cfg.lifetime_ms or c.data_bytes() >= 2 * self.cfg.rekey_bytes
+                or max(c.ctl_out.seq, c.data_out.seq) >= HARD_PACKETS)
+
+    def _maybe_rekey(self, now):
+        if (self.initiator and self.rekey is None and self.previous is None and not self.closed
+                and (self.rekey_retry_at is None or ticks.reached(now, self.rekey_retry_at))):
+            reason = self._soft_reason(now)
+            if reason is not None:
+                from gwbox import rekey
+                self.rekey = rekey.Rekey(self, now, reason)
+
+    def rekey_ended(self, now, failure):
+        """Our rekey request is over: succeeded (failure None) or failed with that reason."""
+        self.rekey = None
+        self.exchange_ended = True
+        if failure is None:
+            self.rekey_retry_at = None
+            return
+        self.rekey_retry_at = ticks.add(now, self.cfg.rekey_retry_ms)
+        self._event("rekey_failed", reason=failure)
+
+    def _switch_to_current(self, now):
+        """Responder side: the initiator uses the new SAs, so do we; old ones expire soon."""
+        self.out_sas = self.current
+        self.previous_until = ticks.add(now, self.cfg.rekey_grace_ms())
+        self.exchange_ended = True
+        self._event("rekeyed", ctl_spi=self.current.ctl_in.spi, data_spi=self.current.data_in.spi)
 
     def close(self, reason, now, notify=True):
         """Delete every SA of this peer; with notify, tell the peer (best effort, protected)."""
         if self.closed:
             return
         if notify:
+            from gwbox import control
             try:
-                self._send_ctl(wire.EXCH_INFO, 0, self._new_msg_id(),
-                               [(wire.PL_DELETE, wire.encode_delete(wire.PROTO_CONTROL, self.current.inbound_spis()))])
+                control.send_delete(self, self._new_msg_id(), self.current)
             except ProtocolError:
                 pass
         spis = self.current.inbound_spis()
         self.current = self.previous = self.out_sas = None
         self.rekey = None
+        self.delete_pending = None
         self.closed = True
         self.heartbeat.set_mode("NONE", now)
         self._event("sa_deleted", reason=reason, ctl_spi=spis[0], data_spi=spis[1])

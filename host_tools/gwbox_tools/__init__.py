@@ -13,3 +13,7 @@ _FIRMWARE = _os.path.join(_os.path.dirname(_os.path.dirname(_os.path.dirname(_os
                           "firmware")
 if _FIRMWARE not in _sys.path:
     _sys.path.append(_FIRMWARE)
+
+from gwbox.port import host_aes as _host_aes  # noqa: E402  (the firmware's AES on CPython)
+
+_host_aes.install()

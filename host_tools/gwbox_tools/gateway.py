@@ -43,7 +43,7 @@ import time
 import traceback
 
 from gwbox import ticks, tunnel, wire
-from gwbox.config import MODES, LinkConfig
+from gwbox.config import DEFERRED, INSTANT, NONE, LinkConfig
 from gwbox.endpoint import Endpoint
 from gwbox.link.framing import Framer
 
@@ -530,7 +530,7 @@ def main(argv=None):
     p.add_argument("--baud", type=int, default=9600, help="baud rate for --serial")
     p.add_argument("--events", default=None, help="JSON-lines event file (appended); default stdout")
     p.add_argument("--ready-file", default=None, help="JSON {address, pid, lan, tcp_port, serial} once ready")
-    p.add_argument("--heartbeat", default=None, choices=MODES, help="gateway_heartbeat towards boxes")
+    p.add_argument("--heartbeat", default=None, choices=(NONE, DEFERRED, INSTANT), help="gateway_heartbeat towards boxes")
     p.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
                    help="a LinkConfig setting (repeatable), e.g. defer_ms=2000")
     p.add_argument("--t0", type=float, default=None, help="time.monotonic() value that t_ms counts from")

@@ -91,8 +91,12 @@ class FakeModem:
             if b != 13:
                 self.line += bytes([b])
                 continue
-            cmd = self.line.decode().upper()
+            cmd = self.line.decode("latin-1").upper()  # a modem in command mode sees any byte
             self.line = b""
+            at = cmd.find("AT")
+            if at < 0:
+                continue  # a Hayes modem ignores everything up to "AT"
+            cmd = cmd[at:].strip()
             self.cmds.append(cmd)
             if cmd.startswith("ATD"):
                 number = cmd[3:].strip().lower()

@@ -310,3 +310,17 @@ def test_five_percent_loss_loses_no_message_and_tears_nothing_down():
     s.run(20000)
     assert sorted(set(s.delivered())) == [(1, n) for n in range(1, 151)]
     assert s.find("gateway_dead") == [] and s.lost > 0
+
+
+def test_a_forged_in_band_no_carrier_does_not_drop_the_call():
+    s = sim()
+    s.run(3000)
+    mark = len(s.events)
+    s.modem.to_box += b"\r\nNO CARRIER\r\n"  # 14 bytes injected on the line: the carrier stays up
+    s.run(5000)
+    names = s.names(mark)
+    assert names[0] == "carrier_doubt" and "carrier_confirmed" in names
+    assert "link_down" not in names and s.calls == ["ras"] and s.in_use() == G1.encode()
+    send(s, 2)
+    s.run(500)
+    assert len(s.delivered()) == 2

@@ -35,12 +35,18 @@ def test_handshake_bytes_are_bounded():
     assert sum(sizes) < 400
 
 
+# A refusal reaches the box before anything authenticates (a notify under keys a man in
+# the middle may hold too): the box notes it and gives up only at its own timer, the next
+# retransmission time (handshake_retry_ms, 3 s), having listened for a better answer.
+
 def test_wrong_psk_fails_cleanly_on_both_sides():
     n = netsim.pair(gw_psk=b"\x22" * 32)
     n.a.connect(n.now)
     n.run_for(1000)
     assert no_sessions(n)
     assert n.first(n.b, "handshake_failed").get("reason") == "authentication_failed"
+    assert n.first(n.a, "handshake_failed") is None  # still listening
+    n.run_for(2500)
     assert n.first(n.a, "handshake_failed").get("reason") == "authentication_failed"
     assert "sa_established" not in n.names(n.a) + n.names(n.b)
 
@@ -49,7 +55,7 @@ def test_unknown_identity_fails_like_a_wrong_psk():
     n = netsim.pair(box_id=b"intruder")
     n.b._psks = {b"box1": netsim.PSK}
     n.a.connect(n.now)
-    n.run_for(1000)
+    n.run_for(3500)
     assert no_sessions(n)
     assert n.first(n.b, "handshake_failed").get("reason") == "unknown_identity"
     assert n.first(n.a, "handshake_failed").get("reason") == "authentication_failed"
@@ -64,16 +70,20 @@ def test_wrong_gateway_identity_is_refused_by_the_box():
 
 
 def test_unsupported_proposal_gets_no_proposal_chosen():
-    saved = wire.DEFAULT_PROPOSAL
-    wire.DEFAULT_PROPOSAL = bytes([1, 3, wire.TF_ENCR, 99, wire.TF_INTEG, 1, wire.TF_DH, 31])
+    # The key-exchange code is loaded now (the suite it speaks is the real one), and the
+    # codec patched is the very module it uses (it is dropped and reloaded between exchanges).
+    from gwbox.handshake import SUITE, message as codec
+    assert SUITE
+    saved = codec.DEFAULT_PROPOSAL
+    codec.DEFAULT_PROPOSAL = bytes([1, 3, wire.TF_ENCR, 99, wire.TF_INTEG, 1, wire.TF_DH, 31])
     try:
         n = netsim.pair()
         n.a.connect(n.now)
     finally:
-        wire.DEFAULT_PROPOSAL = saved
-    n.run_for(1000)
+        codec.DEFAULT_PROPOSAL = saved
+    n.run_for(3500)
     assert no_sessions(n)
-    assert n.first(n.b, "handshake_failed").get("reason") == "no_proposal_chosen"
+    assert n.b.refused == 1 and n.b.half_open == [] and n.names(n.b) == []  # answered statelessly
     assert n.first(n.a, "handshake_failed").get("reason") == "no_proposal_chosen"
 
 
@@ -173,3 +183,97 @@ def test_first_handshake_code_is_dropped_after_use_and_loaded_again():
     assert n.a.session() is not None and n.b.session() is not None
     assert n.names(n.a).count("sa_established") == 2
     assert "gwbox.initiator" not in sys.modules and "gwbox.responder" not in sys.modules
+
+
+# --- an active attacker on the line (issue 8) ---------------------------------------------
+
+def forged_msg1(seed):
+    """A well-formed SA_INIT from someone who has no key (each with its own SPI and X25519 key)."""
+    atk = Endpoint(LinkConfig(), b"atk%d" % seed, psk=b"\x01" * 32, expect_peer=b"gw1")
+    atk.connect(netsim.START)
+    return atk.take_output()[0][1]
+
+
+def test_a_flood_of_sa_inits_cannot_lock_the_box_out():
+    n = netsim.pair()
+    flood = [forged_msg1(i) for i in range(12)]
+    for p in flood:
+        n.inject(n.b, p)  # on the box's own line
+    assert len(n.b.half_open) <= 2 and n.b.cookies_sent >= 10  # cookies, not state
+    n.a.connect(n.now)
+    for p in flood[:4]:
+        n.inject(n.b, p)  # the flood goes on while the box logs in
+    n.run_for(500)
+    assert n.a.session() is not None and n.b.session() is not None  # within one round trip of a cookie
+    assert n.first(n.a, "handshake_failed") is None
+
+
+def test_half_open_state_goes_with_its_link():
+    n = netsim.pair()
+    n.b.receive(forged_msg1(1), n.now, "call-1")
+    n.b.receive(forged_msg1(2), n.now, "call-2")
+    assert len(n.b.half_open) == 2
+    n.b.release("call-1", n.now)
+    assert [r.link for r in n.b.half_open] == ["call-2"]
+
+
+def test_a_low_order_key_costs_no_state_and_no_x25519():
+    from gwbox import message
+    msg = message.decode(forged_msg1(3), True)
+    msg.payloads = [(t, b if t != wire.PL_KE else bytes([wire.DH_X25519]) + bytes(32)) for t, b in msg.payloads]
+    n = netsim.pair()
+    n.inject(n.b, message.encode(msg, True))
+    assert n.b.half_open == [] and "low-order" in n.events[id(n.b)][-1].get("reason")
+
+
+def test_unsupported_transforms_are_refused_without_loading_the_responder():
+    import sys
+    from gwbox import message
+    msg = message.decode(forged_msg1(4), True)
+    msg.payloads = [(t, b if t != wire.PL_SA else b[:8] + bytes([1, 1, wire.TF_ENCR, 99])) for t, b in msg.payloads]
+    n = netsim.pair()
+    sys.modules.pop("gwbox.responder", None)  # whatever an earlier test left loaded
+    n.inject(n.b, message.encode(msg, True))
+    assert n.b.refused == 1 and "gwbox.responder" not in sys.modules and n.b.half_open == []
+
+
+def test_a_forged_refusal_does_not_end_the_box_s_handshake():
+    from gwbox import message
+    n = netsim.pair()
+    n.a.connect(n.now)
+    n.run_for(0)
+    spi_i = n.a.initiators[0].spi_i
+    forged = message.encode(message.Message(wire.EXCH_SA_INIT, wire.FLAG_RESPONSE, 0,
+                                            [(wire.PL_NOTIFY, message.encode_notify(wire.N_NO_PROPOSAL_CHOSEN))],
+                                            spi_i, 0), True)
+    n.inject(n.a, forged)  # 23 bytes, ahead of the genuine answer
+    assert n.first(n.a, "handshake_failed") is None
+    n.run_for(500)
+    assert n.a.session() is not None and n.b.session() is not None
+
+
+def test_a_forged_response_with_the_attacker_s_own_key_does_not_end_it_either():
+    n = netsim.pair()
+    mitm = Endpoint(LinkConfig(), b"gw1", psks={b"box1": b"\x02" * 32})  # wrong key: can't sign AUTH
+    n.a.connect(n.now)
+    msg1 = n.a.take_output()[0][1]
+    n.b.receive(msg1, n.now)  # the genuine gateway gets it too
+    n.run_for(0)
+    mitm.receive(msg1, n.now)
+    n.inject(n.a, mitm.take_output()[0][1])  # the forged msg2 arrives first
+    n.run_for(500)
+    assert n.a.session() is not None and n.a.session().peer_id == b"gw1"
+    assert n.b.session() is not None
+
+
+def test_an_unauthenticated_packet_never_re_points_a_session_s_link():
+    n = netsim.pair()
+    n.a.connect(n.now)
+    n.run_for(200)
+    s = n.b.session()
+    s.link = "call-1"
+    good = s.out_sas.data_out.protect(b"\x01x")  # any genuine-looking header, bad ICV for the gateway
+    forged = good[:8] + bytes(len(good) - 8)
+    spi = s.current.data_in.spi.to_bytes(4, "big")
+    n.b.receive(spi + forged[4:], n.now, "attacker-link")
+    assert s.link == "call-1" and [e.name for e in n.b.take_events()] == ["dropped"]

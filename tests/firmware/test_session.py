@@ -290,3 +290,76 @@ def test_close_sends_protected_delete_and_peer_tears_down():
     assert n.names(n.a)[-1] == "sa_deleted" and n.events[id(n.a)][-1].get("reason") == "operator"
     assert n.names(n.b)[-1] == "sa_deleted" and n.events[id(n.b)][-1].get("reason") == "peer_deleted"
     assert n.a.session() is None and n.b.session() is None
+
+
+def test_a_lost_delete_after_a_rekey_is_sent_again_and_loses_nothing():
+    n = connected(rekey_ms=4000)
+    state = {"dropped": 0}
+
+    def drop_first_delete(src, p):
+        # the box's first control packet on the NEW SAs after rekeyed: its DELETE(old)
+        if src == "a" and "rekeyed" in n.names(n.a) and not state["dropped"] and len(p) > 26:
+            state["dropped"] = 1
+            return True
+        return False
+
+    n.drop = drop_first_delete
+    n.keep_payloads = False
+    sent = hashlib.sha256()
+    for i in range(100):  # the gateway keeps talking through the rekey, on whatever it uses
+        m = b"gw %03d" % i
+        n.b.send(m, n.now)
+        sent.update(m)
+        n.run_for(80)
+    n.run_for(3000)
+    assert state["dropped"] == 1
+    assert n.count[id(n.a)] == 100 and n.stream[id(n.a)].digest() == sent.digest()
+    assert n.a.session().delete_pending is None and n.a.session().previous is None
+    assert "dropped" not in n.names(n.a)
+
+
+def test_suppressed_rekeys_end_in_a_hard_expiry_never_a_spinning_timer():
+    n = connected(rekey_ms=3000, lifetime_ms=8000, rekey_retry_ms=1000)
+    n.drop = lambda src, p: len(p) > 60  # an attacker drops only the REKEY frames (the big ones)
+    for _ in range(12):
+        n.run_for(1000)
+        for ep in (n.a, n.b):
+            dl = ep.next_deadline()
+            assert dl is None or ticks.diff(dl, n.now) >= 0  # no deadline ever in the past
+    assert "rekey_failed" in n.names(n.a)
+    # the gateway, keyed last, reaches the hard limit first: it deletes and says so
+    assert [e.get("reason") for e in n.events[id(n.b)] if e.name == "sa_deleted"] == ["expired"]
+    assert [e.get("reason") for e in n.events[id(n.a)] if e.name == "sa_deleted"] in (["expired"], ["peer_deleted"])
+    assert n.a.session() is None and n.b.session() is None
+
+
+def test_rekey_by_packet_count_long_before_sequence_numbers_run_out():
+    from gwbox.session import SOFT_PACKETS
+    n = connected()
+    n.a.session().current.data_out.seq = SOFT_PACKETS
+    n.a.send(b"x", n.now)
+    n.run_for(500)
+    assert n.first(n.a, "rekey_started").get("reason") == "packets"
+    assert n.a.session().current.data_out.seq < 10
+
+
+def test_lifetime_settings_are_checked():
+    for bad in (dict(lifetime_ms=1 << 29), dict(rekey_ms=5000, lifetime_ms=5000), dict(rekey_retry_ms=0)):
+        try:
+            LinkConfig(**bad)
+            assert False, bad
+        except ValueError:
+            pass
+    assert LinkConfig(rekey_ms=8000).lifetime_ms > 8000  # derived when not given
+
+
+def test_key_exchange_code_is_dropped_after_a_rekey_and_loaded_again():
+    import sys
+    n = connected(rekey_ms=3000)
+    assert "gwbox.handshake" not in sys.modules and "gwbox.rekey" not in sys.modules
+    n.run_for(3500)
+    assert n.names(n.a).count("rekeyed") == 1
+    for m in ("gwbox.handshake", "gwbox.rekey", "gwbox.crypto.x25519", "gwbox.message", "gwbox.control"):
+        assert m not in sys.modules, m
+    n.run_for(3000)
+    assert n.names(n.a).count("rekeyed") == 2

@@ -3,7 +3,7 @@ import netsim
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gwbox import wire
+from gwbox import message, wire
 from gwbox.errors import ProtocolError
 from gwbox.sa import InboundSA
 
@@ -20,30 +20,30 @@ def decodes_or_protocol_error(fn, data):
 @FAST
 @given(st.binary(max_size=300))
 def test_cleartext_decoder_total(data):
-    m = decodes_or_protocol_error(lambda b: wire.decode(b, True), data)
+    m = decodes_or_protocol_error(lambda b: message.decode(b, True), data)
     if m is not None:  # whatever decodes re-encodes to the same bytes
-        assert wire.encode(m, True) == data
+        assert message.encode(m, True) == data
 
 
 @FAST
 @given(st.binary(max_size=300))
 def test_inner_decoder_total(data):
-    m = decodes_or_protocol_error(lambda b: wire.decode(b, False), data)
+    m = decodes_or_protocol_error(lambda b: message.decode(b, False), data)
     if m is not None:
-        assert wire.encode(m, False) == data
+        assert message.encode(m, False) == data
 
 
 @FAST
 @given(st.binary(max_size=80))
 def test_body_decoders_total(data):
-    for fn in (wire.decode_sa, wire.decode_notify, wire.decode_delete,
-               lambda b: wire.untag(b, wire.DH_X25519, wire.KE_LEN), lambda b: wire.untag(b, wire.ID_KEY_ID)):
+    for fn in (message.decode_sa, message.decode_notify, message.decode_delete,
+               lambda b: message.untag(b, wire.DH_X25519, wire.KE_LEN), lambda b: message.untag(b, wire.ID_KEY_ID)):
         decodes_or_protocol_error(fn, data)
 
 
 def valid_message():
     payload = st.tuples(st.sampled_from(wire.PAYLOAD_TYPES), st.binary(max_size=40))
-    return st.builds(wire.Message, st.sampled_from(wire.EXCHANGES),
+    return st.builds(message.Message, st.sampled_from(wire.EXCHANGES),
                      st.sampled_from([0, wire.FLAG_INITIATOR, wire.FLAG_RESPONSE, wire.FLAG_INITIATOR | wire.FLAG_RESPONSE]),
                      st.integers(0, 2 ** 32 - 1), st.lists(payload, max_size=6),
                      st.integers(1, 2 ** 32 - 1), st.integers(0, 2 ** 32 - 1))
@@ -52,15 +52,15 @@ def valid_message():
 @FAST
 @given(valid_message(), st.data())
 def test_round_trip_and_every_mutation_is_handled(msg, data):
-    raw = wire.encode(msg, True)
-    back = wire.decode(raw, True)
+    raw = message.encode(msg, True)
+    back = message.decode(raw, True)
     assert (back.spi_i, back.spi_r, back.exch, back.flags, back.msg_id, back.payloads) == (
         msg.spi_i, msg.spi_r, msg.exch, msg.flags, msg.msg_id, msg.payloads)
     pos = data.draw(st.integers(0, len(raw) - 1))
     bad = bytearray(raw)
     bad[pos] ^= data.draw(st.integers(1, 255))
-    decodes_or_protocol_error(lambda b: wire.decode(b, True), bytes(bad))
-    decodes_or_protocol_error(lambda b: wire.decode(b, True), raw[:pos])
+    decodes_or_protocol_error(lambda b: message.decode(b, True), bytes(bad))
+    decodes_or_protocol_error(lambda b: message.decode(b, True), raw[:pos])
 
 
 @FAST

@@ -1,19 +1,27 @@
 """AES with MicroPython's `cryptolib` API on every runtime, plus CTR built from ECB.
 
 Boards (ESP32, RP2) offer only ECB and CBC in cryptolib, so the link's CTR mode is
-made here from an ECB object. On CPython the same API is served by gwbox.port.host_aes.
+made here from an ECB object. The cipher is the port's business: on MicroPython it is
+cryptolib; a port without it hands one in with `use` (on CPython, gwbox.port.host_aes,
+installed by the host tools and the test set-up). This module never imports a port.
 """
 from gwbox import const
 
 try:
     from cryptolib import aes as _aes
 except ImportError:
-    from gwbox.port.host_aes import aes as _aes
+    _aes = None
 
 MODE_ECB = const(1)
 MODE_CBC = const(2)
 BLOCK = const(16)
 _CHUNK = const(256)  # CTR works this many bytes at a time to keep heap peaks small
+
+
+def use(backend):
+    """The port hands in its AES class (cryptolib's constructor signature and behaviour)."""
+    global _aes
+    _aes = backend
 
 
 def new(key, mode, iv=None):
@@ -22,6 +30,8 @@ def new(key, mode, iv=None):
     Like cryptolib, one object is for encrypting or for decrypting, and a CBC object
     carries its chaining state from one call to the next.
     """
+    if _aes is None:
+        raise RuntimeError("no AES: this runtime has no cryptolib and the port handed in none (gwbox.crypto.aes.use)")
     if iv is None:
         return _aes(key, mode)
     return _aes(key, mode, iv)

@@ -86,3 +86,18 @@ def shared_secret(private, peer_public):
     if acc == 0:
         raise ProtocolError("X25519 shared secret is all zero (low-order peer key)")
     return s
+
+
+# u-coordinates of the points of small order (RFC 7748 section 7; the list libsodium
+# rejects), reduced: a peer key equal to one of these (mod p, top bit cleared) would give
+# a predictable shared secret, so it is refused before any arithmetic is spent on it.
+_LOW_ORDER = (0, 1, 325606250916557431795983626356110631294008115727848805560023387167927233504,
+              39382357235489614581723060781553021112529911719440698176882885853963445705823, P - 1)
+
+
+def low_order(pub):
+    """True if the 32-byte public key is a small-order point (or not 32 bytes)."""
+    if len(pub) != 32:
+        return True
+    u = (int.from_bytes(pub, "little") & ((1 << 255) - 1)) % P
+    return u in _LOW_ORDER

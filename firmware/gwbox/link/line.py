@@ -15,6 +15,7 @@ binding before any short frame depends on it. Frames towards the box carry no he
 from gwbox import const, ticks, tunnel
 from gwbox.events import Event
 from gwbox.link.framing import Framer
+from gwbox.link.modem import unload_command_mode
 
 DOWN = "down"  # no call
 DIALING = "dialing"  # a call is wanted: the modem initialises, dials or backs off
@@ -91,11 +92,14 @@ class Line:
         self._pump(now)
         return True
 
-    def authenticated(self, gw):
-        """An authenticated packet from `gw` arrived on this call: short headers from now on."""
+    def authenticated(self, gw, now):
+        """An authenticated packet from `gw` arrived on this call: short headers from now on,
+        and any in-band NO CARRIER before it was forged."""
         ctx = self._ctx.get(gw)
         if ctx is not None and self.state == UP:
             self._bound.add(ctx)
+        self.modem.authentic(now)
+        self._pump(now)
 
     def feed(self, data, now):
         """UART bytes in; the packets they completed out (frames towards the box: no header)."""
@@ -149,6 +153,8 @@ class Line:
         for e in m.take_events():
             self._events.append(e)
             n = e.name
+            if n == "link_up" or (n == "hangup_done" and not self.wanted):
+                unload_command_mode()  # a call is up, or none is wanted: the AT half can go
             if n == "link_up":
                 self.state = UP
                 self.calls += 1

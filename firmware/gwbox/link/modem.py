@@ -4,7 +4,14 @@ Bytes and `now` in; bytes for the UART, events and one deadline out. The driver
 never reads a clock, sleeps or touches a pin: the port writes `take_output()`,
 feeds `receive()`, reports DCD with `set_dcd()`, drives DTR from `dtr`, and
 calls `tick()` at `next_deadline()`. States and timings: docs/modem.md.
+
+Two halves: this module holds the state and the data-mode path (payload through,
+NO CARRIER spotted, DCD), which a call needs all the time; gwbox.link.hayes holds the
+command mode (init, dial, result codes, +++, hang-up, back-off), imported when needed
+and dropped again (`unload_command_mode`) once a call is up.
 """
+import sys
+
 from gwbox import ticks
 from gwbox.events import Event
 
@@ -23,68 +30,20 @@ BACKOFF = "backoff"    # waiting before the next attempt
 # carrier), &D2 (DTR drop hangs up and returns to command mode).
 DEFAULT_INIT = ("ATZ", "ATE0V1Q0&C1&D2")
 
-OK = "OK"
-CONNECT = "CONNECT"
-RING = "RING"
-NO_CARRIER = "NO CARRIER"
-ERROR = "ERROR"
-NO_DIALTONE = "NO DIALTONE"
-BUSY = "BUSY"
-NO_ANSWER = "NO ANSWER"
-TIMEOUT = "TIMEOUT"        # driver verdicts, reported like result codes
-UNEXPECTED = "UNEXPECTED"
-
-WORDS = (OK, RING, NO_CARRIER, ERROR, NO_DIALTONE, BUSY, NO_ANSWER)
-DIAL_FAILURES = (BUSY, NO_DIALTONE, NO_ANSWER, NO_CARRIER, ERROR)
-# V.250 numeric codes, plus the Hayes CONNECT-rate codes that all vendors share
-# (above 12 they disagree, so a numeric rate there is not guessed).
-NUMERIC = {0: OK, 1: CONNECT, 2: RING, 3: NO_CARRIER, 4: ERROR, 5: "CONNECT 1200",
-           6: NO_DIALTONE, 7: BUSY, 8: NO_ANSWER, 10: "CONNECT 2400",
-           11: "CONNECT 4800", 12: "CONNECT 9600"}
-
 # What a verbose modem sends after losing carrier in data mode (see docs/modem.md).
 NO_CARRIER_MARK = b"\r\nNO CARRIER\r\n"
-MAX_LINE = 80   # a longer "line" is garbage: counted as junk, memory stays bounded
 
 
-def _printable(raw):
+def printable(raw):
     """Bytes as safe ASCII text, for parsing and for error reasons."""
     return "".join(chr(b) if 32 <= b < 127 else "?" for b in raw)
-
-
-def _rate(rest):
-    """Leading digits of a CONNECT suffix (' 115200/ARQ' -> 115200), else None."""
-    rest = rest.strip()
-    n = 0
-    while n < len(rest) and "0" <= rest[n] <= "9":
-        n += 1
-    return int(rest[:n]) if n else None
-
-
-def parse_result(text):
-    """(word, rate) for a verbose or numeric result-code line; None for anything else."""
-    s = text.strip().upper()
-    if s.isdigit():
-        s = NUMERIC.get(int(s))
-        if s is None:
-            return None
-    if s.startswith(CONNECT):
-        rest = s[len(CONNECT):]
-        if rest and rest[0] not in " /":
-            return None  # "CONNECTED" and the like are not result codes
-        return CONNECT, _rate(rest)
-    if s == "NO DIAL TONE":
-        s = NO_DIALTONE
-    if s in WORDS:
-        return s, None
-    return None
 
 
 class Modem:
     def __init__(self, init=DEFAULT_INIT, dial_target=None, guard_ms=1000,
                  init_timeout_ms=2000, dial_timeout_ms=60000, escape_timeout_ms=2000,
                  hangup_timeout_ms=5000, backoff_base_ms=2000, backoff_cap_ms=60000,
-                 max_attempts=5, max_junk=8, use_dtr=False, dtr_drop_ms=500, baud=None):
+                 max_attempts=5, max_junk=8, use_dtr=False, dtr_drop_ms=500, baud=None, doubt_ms=3000):
         self.init = (init,) if isinstance(init, str) else tuple(init)
         self.target = dial_target
         self.guard_ms = guard_ms
@@ -99,6 +58,7 @@ class Modem:
         self.use_dtr = use_dtr
         self.dtr_drop_ms = dtr_drop_ms
         self.baud = baud
+        self.doubt_ms = doubt_ms  # an in-band NO CARRIER must be followed by silence this long
 
         self.state = IDLE
         self.want_link = False
@@ -110,6 +70,8 @@ class Modem:
         self.unsolicited = 0    # result codes nobody was waiting for
         self.rings = 0
         self.tx_dropped = 0     # payload bytes refused outside data mode
+        self.marks = 0          # in-band NO CARRIER marks seen in data mode
+        self._doubt = None      # tick by which an in-band NO CARRIER must be disproved
 
         self._out = bytearray()
         self._events = []
@@ -136,26 +98,16 @@ class Modem:
 
     def start(self, now):
         """Begin (or repeat) initialisation; harmless while already busy."""
-        self._clock(now)
-        if self.state in (IDLE, READY):
-            self.attempts = 0
-            self._begin_init(now, False)
+        _hayes().start(self, now)
 
     def request_link(self, now, target=None):
         """Latch a wish for the link (dial on demand): init and dial as needed."""
-        self._clock(now)
-        if target is not None:
-            self.target = target
-        if self.state == DATA:
+        if self.state == DATA:  # nothing to do: the call is up (no need to load command mode)
+            self._clock(now)
+            if target is not None:
+                self.target = target
             return
-        fresh = not self.want_link
-        self.want_link = True
-        if fresh and self.state in (IDLE, READY):
-            self.attempts = 0
-        if self.state == IDLE:
-            self._begin_init(now, False)
-        elif self.state == READY:
-            self._dial(now)
+        _hayes().request_link(self, now, target)
 
     def release_link(self, now):
         """The node has nothing to send: drop the wish and go on hook."""
@@ -164,20 +116,7 @@ class Modem:
 
     def hangup(self, now):
         """Go on hook: +++/ATH (or a DTR pulse) from data mode; abort a dial."""
-        self._clock(now)
-        st = self.state
-        if st == DATA:
-            self._held = b""
-            self._emit("link_down", reason="hangup")
-            self._drop_line(now, "hangup")
-        elif st == DIALING:
-            self._write(b"\r", now)  # any character aborts a dial in progress
-            self.state = HANGUP
-            self._wait(now, None, "dial abort", self.hangup_timeout_ms)
-        elif st == BACKOFF and not self._retry_init:
-            self.state = READY
-            self._deadline = None
-            self.attempts = 0
+        _hayes().hangup(self, now)
 
     def receive(self, data, now):
         """Bytes from the UART; returns the payload part (data mode only)."""
@@ -189,10 +128,10 @@ class Modem:
         n = len(data)
         while i < n:
             if self.state == DATA:
-                p, i = self._scan_data(data, i)
+                p, i = self._scan_data(data, i, now)
                 payload = payload + p if payload else p
             else:
-                i = self._scan_lines(data, i, now)
+                i = _hayes().scan_lines(self, data, i, now)
         return payload
 
     def send(self, payload, now):
@@ -214,15 +153,18 @@ class Modem:
         if st == DATA:
             self._carrier_lost("dcd")
         elif (st == ESCAPING and self._then == "hangup") or (st == HANGUP and self._waiting == "ATH"):
-            self._hangup_done(now)
+            _hayes().hangup_done(self, now)
 
     def tick(self, now):
         """Act on an expired deadline (a late tick may pass several)."""
         self._clock(now)
+        if self._doubt is not None and ticks.reached(now, self._doubt):
+            self._carrier_lost("no carrier")  # nothing authenticated followed it: it was real
+            return
         for _ in range(4):
             if not ticks.reached(now, self._deadline):
                 return
-            self._on_deadline(now)
+            _hayes().on_deadline(self, now)
 
     def take_output(self):
         out = bytes(self._out)
@@ -235,9 +177,9 @@ class Modem:
         return ev
 
     def next_deadline(self):
-        return self._deadline
+        return ticks.earliest(self._deadline, self._doubt)
 
-    # ---- time and output --------------------------------------------------
+    # ---- time, output and data mode --------------------------------------
 
     def _clock(self, now):
         """Keep the last-sent mark within guard_ms of now so it never ages past the wrap."""
@@ -254,208 +196,28 @@ class Modem:
     def _emit(self, name, **fields):
         self._events.append(Event(name, **fields))
 
-    def _wait(self, now, cmd, what, ms):
-        """Start one bounded wait; cmd (if any) is sent and its echo ignored."""
-        self._cmd = cmd
-        self._waiting = what
-        self._wait_ms = ms
-        self._junk_wait = 0
-        self._last_junk = None
-        if cmd is not None:
-            self._write(cmd.encode() + b"\r", now)
-        self._deadline = ticks.add(now, ms)
-
-    def _end_wait(self):
-        self._cmd = None
-        self._waiting = None
-        self._deadline = None
-
-    # ---- sequences --------------------------------------------------------
-
-    def _begin_init(self, now, flush):
-        """Init; after silence first get a possibly-online modem to command mode."""
-        self._ready = False
-        if not flush:
-            self._send_init(now, 0)
-        elif self.use_dtr:
-            self._dtr_pulse(now, "init")
-        else:
-            self._escape(now, "init")
-
-    def _send_init(self, now, idx):
-        self.state = INIT
-        self._init_idx = idx
-        cmd = self.init[idx]
-        self._wait(now, cmd, cmd, self.init_timeout_ms)
-
-    def _init_ok(self, now):
-        if self._init_idx + 1 < len(self.init):
-            self._send_init(now, self._init_idx + 1)
-            return
-        self._end_wait()
-        self.state = READY
-        self._ready = True
-        self._emit("modem_ready")
-        if self.want_link:
-            self._dial(now)
-        else:
-            self.attempts = 0
-
-    def _dial(self, now):
-        t = self.target
-        if not t or "\r" in t or "\n" in t:
-            self.want_link = False
-            self._emit("dial_failed", result="NO TARGET", attempts=0, reason="no usable dial target")
-            return
-        self.state = DIALING
-        self._emit("dialing", target=t, attempt=self.attempts + 1)
-        cmd = "ATD" + t
-        self._wait(now, cmd, cmd, self.dial_timeout_ms)
-
-    def _link_up(self, rate, text):
-        self._end_wait()
-        self.state = DATA
-        self.rate = rate
-        self.want_link = False
-        self.attempts = 0
-        self._held = b""
-        self._emit("link_up", rate=rate, result=text)
+    def authentic(self, now):
+        """An authenticated packet arrived over the call: an in-band NO CARRIER was forged."""
+        if self._doubt is not None:
+            self._doubt = None
+            self._emit("carrier_confirmed", reason="authenticated traffic after an in-band NO CARRIER")
 
     def _carrier_lost(self, reason):
         """The call is gone; with &C1/&D2 the modem is back in command mode."""
+        self._doubt = None
         self.state = READY
         self._held = b""
         self._line = bytearray()
         self._deadline = None
         self._emit("link_down", reason=reason)
 
-    def _drop_line(self, now, then):
-        if self.use_dtr:
-            self._dtr_pulse(now, then)
-        else:
-            self._escape(now, then)
+    def _scan_data(self, data, i, now):
+        """Payload passes through; stop at CR LF NO CARRIER CR LF, even split across chunks.
 
-    def _dtr_pulse(self, now, then):
-        """Ask the port to hold DTR low; &D2 makes the modem hang up."""
-        self.state = HANGUP
-        self._then = then
-        self._end_wait()
-        self._dtr_low = True
-        self.dtr = False
-        self._emit("dtr", up=False)
-        self._deadline = ticks.add(now, self.dtr_drop_ms)
-
-    def _escape(self, now, then):
-        """+++ only after guard_ms of silence on our side; nothing sent for guard_ms after."""
-        self.state = ESCAPING
-        self._then = then
-        self._end_wait()
-        self._phase = 0
-        self._esc_ok = False
-        self._deadline = ticks.add(self._tx_idle, self.guard_ms)
-        self.tick(now)  # silent long enough already: +++ at once
-
-    def _escape_step(self, now):
-        ph = self._phase
-        if ph == 0:
-            self._write(b"+++", now)
-            self._phase = 1
-            self._deadline = ticks.add(self._tx_idle, self.guard_ms)
-        elif ph == 1:
-            if self._esc_ok:
-                self._after_escape(now, False)
-            else:
-                self._phase = 2
-                self._deadline = ticks.add(self._deadline, self.escape_timeout_ms)
-        else:
-            if self._then == "hangup":
-                self._emit("modem_error", reason="no OK to +++ within %d ms, trying ATH"
-                           % (self.guard_ms + self.escape_timeout_ms))
-            self._after_escape(now, False)
-
-    def _after_escape(self, now, carrier_gone):
-        if self._then == "init":
-            self._send_init(now, 0)
-        elif carrier_gone:
-            self._hangup_done(now)
-        else:
-            self.state = HANGUP
-            self._wait(now, "ATH", "ATH", self.hangup_timeout_ms)
-
-    def _hangup_done(self, now):
-        self._end_wait()
-        self.state = READY
-        self._emit("hangup_done")
-        if self.want_link:
-            self._dial(now)
-        else:
-            self.attempts = 0
-
-    def _fail(self, now, result, reason, clean=False, flush=False):
-        """One failed attempt: back off exponentially, or give up after max_attempts."""
-        self._end_wait()
-        if not clean:
-            self._ready = False
-            self._emit("modem_error", reason=reason)
-        self.attempts += 1
-        n = self.attempts
-        if n >= self.max_attempts:
-            self.attempts = 0
-            self.state = READY if self._ready else IDLE
-            if self.want_link:
-                self.want_link = False
-                self._emit("dial_failed", result=result, attempts=n, reason=reason)
-            else:
-                self._emit("modem_failed", reason=reason, attempts=n)
-            return
-        delay = self.backoff_base_ms
-        for _ in range(n - 1):
-            if delay >= self.backoff_cap_ms:
-                break
-            delay *= 2
-        delay = min(delay, self.backoff_cap_ms)
-        self.state = BACKOFF
-        self._retry_init = not self._ready
-        self._flush = flush
-        self._deadline = ticks.add(now, delay)
-        self._emit("backoff", result=result, attempt=n, delay_ms=delay)
-
-    def _on_deadline(self, now):
-        st = self.state
-        if st == ESCAPING:
-            self._escape_step(now)
-        elif st == BACKOFF:
-            self._deadline = None
-            if self._retry_init:
-                self._begin_init(now, self._flush)
-            elif self.want_link:
-                self._dial(now)
-            else:
-                self.state = READY
-        elif st == HANGUP and self._dtr_low:
-            self._dtr_low = False
-            self.dtr = True
-            self._emit("dtr", up=True)
-            if self._then == "init":
-                self._send_init(now, 0)
-            else:
-                self._hangup_done(now)
-        elif st in (INIT, DIALING, HANGUP):
-            if st == DIALING:
-                self._write(b"\r", now)  # abort the dial before giving up on it
-            what = self._waiting
-            if self._last_junk is not None:
-                self._fail(now, UNEXPECTED, "unexpected reply '%s' to %s" % (self._last_junk, what))
-            else:
-                self._fail(now, TIMEOUT, "no response to %s within %d ms" % (what, self._wait_ms),
-                           flush=True)
-        else:
-            self._deadline = None
-
-    # ---- incoming bytes ---------------------------------------------------
-
-    def _scan_data(self, data, i):
-        """Payload passes through; stop at CR LF NO CARRIER CR LF, even split across chunks."""
+        That mark is in band: anyone on the line can send those 14 bytes. Where the board
+        wires DCD (the port has reported it), DCD is the only truth and the mark is just
+        bytes. Without DCD it raises a doubt, not a verdict: the call is lost only if no
+        authenticated packet (`authentic`) arrives within doubt_ms."""
         n = len(data)
         if self._skip_lf:
             self._skip_lf = False
@@ -468,8 +230,12 @@ class Modem:
             buf = data[i:] if i else data
         k = buf.find(NO_CARRIER_MARK)
         if k >= 0:
-            self._carrier_lost("no carrier")
-            return buf[:k], i + k + len(NO_CARRIER_MARK) - len(held)
+            self.marks += 1
+            if self.dcd is None and self._doubt is None:
+                self._doubt = ticks.add(now, self.doubt_ms)
+                self._emit("carrier_doubt", reason="in-band NO CARRIER", wait_ms=self.doubt_ms)
+            self._held = b""
+            return buf, n  # the bytes go on to the framer, which discards what is no frame
         # Hold back a tail that could still become the marker (frames end in 0x7E, so rarely).
         m = len(buf)
         j = buf.find(b"\r", m - len(NO_CARRIER_MARK) + 1 if m >= len(NO_CARRIER_MARK) else 0)
@@ -481,98 +247,15 @@ class Modem:
         self._held = buf[j:]
         return buf[:j], n
 
-    def _scan_lines(self, data, i, now):
-        """Command mode: assemble CR/LF-ended lines; stop right after a CONNECT."""
-        n = len(data)
-        while i < n:
-            b = data[i]
-            i += 1
-            if b == 13 or b == 10:
-                if b == 10 and self._skip_lf:
-                    self._skip_lf = False
-                    continue
-                if not self._line:
-                    continue
-                raw = self._line
-                self._line = bytearray()
-                self._on_line(raw, now)
-                if self.state == DATA:
-                    # V1 ends CONNECT with CR LF, V0 with CR alone: never eat a payload byte.
-                    verbose = not _printable(raw).strip().isdigit()
-                    if b == 13 and verbose:
-                        if i < n:
-                            if data[i] == 10:
-                                i += 1
-                        else:
-                            self._skip_lf = True
-                    return i
-            else:
-                self._skip_lf = False
-                self._line.append(b)
-                if len(self._line) >= MAX_LINE:
-                    raw = self._line
-                    self._line = bytearray()
-                    self._junk(_printable(raw[:16]) + "...", now)
-        return i
 
-    def _on_line(self, raw, now):
-        text = _printable(raw).strip()
-        if not text:
-            return
-        cmd = self._cmd
-        if cmd and text.upper().endswith(cmd.upper()):
-            return  # our own command echoed back (E1)
-        res = parse_result(text)
-        if res is None:
-            self._junk(text, now)
-        else:
-            self._on_result(res[0], res[1], text, now)
+def _hayes():
+    from gwbox.link import hayes
+    return hayes
 
-    def _junk(self, text, now):
-        """Not a result code: count it; too many while waiting means a confused modem."""
-        self.junk_lines += 1
-        if self._waiting is not None and self.state != ESCAPING:
-            self._junk_wait += 1
-            self._last_junk = text
-            if self._junk_wait >= self.max_junk:
-                self._fail(now, UNEXPECTED, "unexpected reply '%s' to %s" % (text, self._waiting))
 
-    def _on_result(self, word, rate, text, now):
-        st = self.state
-        if word == RING:
-            self.rings += 1  # we only originate calls
-            return
-        if st == INIT:
-            if word == OK:
-                self._init_ok(now)
-            elif word == NO_CARRIER:
-                self.unsolicited += 1  # left over from a call ATZ just ended
-            elif word == ERROR:
-                self._fail(now, ERROR, "ERROR reply to %s" % self._cmd)
-            else:
-                self._fail(now, UNEXPECTED, "unexpected reply '%s' to %s" % (text, self._cmd))
-        elif st == DIALING:
-            if word == CONNECT:
-                self._link_up(rate, text)
-            elif word in DIAL_FAILURES:
-                self._fail(now, word, "%s reply to %s" % (word, self._cmd), clean=True)
-            else:
-                self._fail(now, UNEXPECTED, "unexpected reply '%s' to %s" % (text, self._cmd))
-        elif st == ESCAPING:
-            if word == NO_CARRIER:
-                self._after_escape(now, True)
-            elif word == OK and self._phase == 1:
-                self._esc_ok = True  # ATH still waits for the guard after +++
-            elif word == OK and self._phase == 2:
-                self._after_escape(now, False)
-            else:
-                self.unsolicited += 1
-        elif st == HANGUP and self._waiting is not None:
-            if word == OK or word == NO_CARRIER:
-                self._hangup_done(now)
-            elif word == ERROR:
-                self._fail(now, ERROR, "ERROR reply to %s" % self._waiting)
-            else:
-                self.unsolicited += 1
-        else:
-            self.unsolicited += 1
+def unload_command_mode():
+    """Drop the command-mode half (a call is up: it is not needed until the next hang-up)."""
+    if sys.modules.pop("gwbox.link.hayes", None) is not None:
+        pkg = sys.modules.get("gwbox.link")
+        if pkg is not None and hasattr(pkg, "hayes"):
+            delattr(pkg, "hayes")
