@@ -20,6 +20,7 @@ from gwbox.errors import ProtocolError
 from gwbox.events import Event
 from gwbox.link.line import DOWN, UP, Line
 from gwbox.outbox import Outbox
+from gwbox import events as ev
 
 
 _INFLIGHT_MIN = const(256)  # line bytes of messages in flight at least, however slow the line
@@ -104,11 +105,11 @@ class Box:
         c = self.route(dst)
         if c is None:
             self.lan_refused += 1
-            self._event("lan_refused", reason="no_tunnel", dst=dst, bytes=len(payload))
+            self._event(ev.LAN_REFUSED, reason="no_tunnel", dst=dst, bytes=len(payload))
             return False
         if self.outbox.put(c.space, dst, port, payload) is None:
             self.lan_refused += 1
-            self._event("lan_refused", reason="outbox_full", dst=dst, bytes=len(payload),
+            self._event(ev.LAN_REFUSED, reason="outbox_full", dst=dst, bytes=len(payload),
                         queued=self.outbox.used)
             return False
         c.begin(now)  # dial on demand (DEFERRED), or nothing: the cluster is busy already
@@ -199,7 +200,7 @@ class Box:
             if gw in c.order:
                 self.outbox.reroute(c.space, gw)
         if self.endpoint.session(gw) is not None:
-            self.endpoint.close(now, "gateway_dead", peer=gw)
+            self.endpoint.close(now, ev.GATEWAY_DEAD, peer=gw)
 
     def event(self, name, **fields):
         self._event(name, **fields)
@@ -240,7 +241,7 @@ class Box:
         try:
             body = tunnel.decode_confirm(body) if nh == wire.NH_CONFIRM else tunnel.decode_reply(body)
         except ProtocolError as e:
-            self._event("dropped", reason=str(e), bytes=len(body), peer=peer)
+            self._event(ev.DROPPED, reason=str(e), bytes=len(body), peer=peer)
             return
         if nh == wire.NH_CONFIRM:
             proof = self.outbox.confirm(peer, body[0], body[1], body[2])
@@ -255,28 +256,36 @@ class Box:
 
     def _react(self, e, now):
         n = e.name
-        if n == "sa_established":
+        if n == ev.SA_ESTABLISHED:
             for c in self._clusters_of(e.get("peer")):
                 c.established(e.get("peer"), now)
-        elif n == "handshake_failed" and e.get("role") == "initiator":
+        elif n == ev.HANDSHAKE_FAILED and e.get("role") == "initiator":
             for c in self._clusters_of(e.get("peer")):
                 c.failed(e.get("peer"), now)
-        elif n == "sa_deleted" and e.get("reason") != "replaced":
+        elif n == ev.SA_DELETED and e.get("reason") != "replaced":
             for c in self._clusters_of(e.get("peer")):
                 c.dead(e.get("peer"), now, e.get("reason"))
-        elif n == "heartbeat_ack":
+        elif n == ev.HEARTBEAT_ACK:
             for c in self._clusters_of(e.get("peer")):
                 c.verified(e.get("peer"), now)
-        elif n == "link_up":
+        elif n == ev.LINK_UP:
             for c in self.clusters:
                 c.resume(now)
-        elif n == "link_down" or n == "line_switch":
+        elif n == ev.LINK_DOWN or n == ev.LINE_SWITCH:
             for gw in self.endpoint.abort_handshakes(now):
                 if gw not in self._pending:
                     self._pending.append(gw)  # keyed again once a call reaches it
-        elif n == "call_failed":
+            if n == ev.LINE_SWITCH:
+                # The call goes to another number: what gateways on the old one had in
+                # flight may have been handed on, its confirmations die with the call.
+                old = e.get("old")
+                for c in self.clusters:
+                    for gw in c.order:
+                        if self._number[gw] == old:
+                            self.outbox.reroute(c.space, gw)
+        elif n == ev.CALL_FAILED:
             self._call_failed(e.get("number"), now)
-        elif n == "carrier_doubt":
+        elif n == ev.CARRIER_DOUBT:
             for gw in self._in_use():  # ask at once: an answer disproves a forged NO CARRIER
                 if gw not in self._verify:
                     self._verify.append(gw)
@@ -330,7 +339,7 @@ class Box:
             if self.mode != DEFERRED:
                 line.want(line.number, now)
             elif self.idle_hangup_ms and ticks.diff(now, self._idle_since) >= self.idle_hangup_ms:
-                self._event("idle_hangup", idle_ms=self.idle_hangup_ms)
+                self._event(ev.IDLE_HANGUP, idle_ms=self.idle_hangup_ms)
                 line.release(now)
         up = line.state == UP
         on_call = line.number

@@ -18,6 +18,7 @@ verified, a call came up) and carries out what this decides through `drv`:
     drv.has_key(gw)  drv.connect(gw, now)  drv.use(gw, now, verify)  drv.drop(gw, now)
     drv.event(name, **fields)
 """
+from gwbox import events as ev
 from gwbox import ticks
 
 
@@ -78,7 +79,7 @@ class Cluster:
             self.fb_trying = False
             old = self.in_use
             self._use(gw, now, False, "failback")
-            self.drv.event("failback", cluster=self.name, gateway=gw, previous=old)
+            self.drv.event(ev.FAILBACK, cluster=self.name, gateway=gw, previous=old)
 
     def failed(self, gw, now):
         if gw == self.trying:
@@ -102,7 +103,7 @@ class Cluster:
                 ticks.diff(now, self.since_failback) < 4 * self.failback_ms:
             self.fb_backoff = min(self.fb_backoff * 2, 16 * self.failback_ms)  # came back, died again: wait longer
         self.since_failback = None
-        self.drv.event("gateway_dead", cluster=self.name, gateway=gw, reason=reason, cached=was_verifying)
+        self.drv.event(ev.GATEWAY_DEAD, cluster=self.name, gateway=gw, reason=reason, cached=was_verifying)
         self.cursor = (self.order.index(gw) + 1) % len(self.order)
         self.tried = 1
         self._select(now)
@@ -110,7 +111,7 @@ class Cluster:
     def verified(self, gw, now):
         if gw == self.in_use and self.verifying:
             self.verifying = False
-            self.drv.event("gateway_verified", cluster=self.name, gateway=gw)
+            self.drv.event(ev.GATEWAY_VERIFIED, cluster=self.name, gateway=gw)
 
     # --- timers ------------------------------------------------------------------------
 
@@ -150,7 +151,7 @@ class Cluster:
             self.tried = 0
             self.cursor = 0
             self.retry_at = ticks.add(now, self.backoff)
-            self.drv.event("key_request_rejected", cluster=self.name, retry_ms=self.backoff)
+            self.drv.event(ev.KEY_REQUEST_REJECTED, cluster=self.name, retry_ms=self.backoff)
             self.backoff = min(self.backoff * 2, self.retry_max_ms)
             return
         for k in range(n):
@@ -160,15 +161,15 @@ class Cluster:
                 return
         gw = self.order[self.cursor]
         self.trying = gw
-        self.drv.event("gateway_trying", cluster=self.name, gateway=gw, attempt=self.tried + 1)
+        self.drv.event(ev.GATEWAY_TRYING, cluster=self.name, gateway=gw, attempt=self.tried + 1)
         self.drv.connect(gw, now)
 
     def _use(self, gw, now, verify, how):
         self.in_use = gw
         self.verifying = verify
-        if how == "failback":
+        if how == ev.FAILBACK:
             self.since_failback = now
-        self.drv.event("gateway_in_use", cluster=self.name, gateway=gw, how=how)
+        self.drv.event(ev.GATEWAY_IN_USE, cluster=self.name, gateway=gw, how=how)
         self.drv.use(gw, now, verify)
         if self.preferred is not None and gw != self.preferred:
             self._schedule_failback(now, False)
@@ -187,8 +188,8 @@ class Cluster:
         if self.drv.has_key(p):
             old = self.in_use
             self._use(p, now, True, "failback")
-            self.drv.event("failback", cluster=self.name, gateway=p, previous=old)
+            self.drv.event(ev.FAILBACK, cluster=self.name, gateway=p, previous=old)
             return
         self.fb_trying = True
-        self.drv.event("failback_trying", cluster=self.name, gateway=p)
+        self.drv.event(ev.FAILBACK_TRYING, cluster=self.name, gateway=p)
         self.drv.connect(p, now)

@@ -20,6 +20,7 @@ from gwbox.errors import ProtocolError
 from gwbox.events import Event
 from gwbox.sa import ReplayWindow, packet_spi
 from gwbox.session import Session
+from gwbox import events as ev
 
 _HALF_OPEN_PER_LINK = const(2)  # handshakes in progress per link (a box has one at a time)
 _COOKIE_SECRET_MS = const(60000)  # the cookie secret changes this often (the last one still counts)
@@ -66,7 +67,7 @@ class Endpoint:
         hs = InitiatorHandshake(self.cfg, self.identity, psk, now, peer, self._taken())
         hs.link = link
         self.initiators.append(hs)
-        self._event("handshake_started", role="initiator", peer=peer, spi=hs.spi_i)
+        self._event(ev.HANDSHAKE_STARTED, role="initiator", peer=peer, spi=hs.spi_i)
         self._collect(now)
 
     def handshaking(self, peer):
@@ -85,7 +86,7 @@ class Endpoint:
             else:
                 peer = self._on_protected(packet, now, link)
         except ProtocolError as e:
-            self._event("dropped", reason=str(e), bytes=len(packet))
+            self._event(ev.DROPPED, reason=str(e), bytes=len(packet))
         self._collect(now)
         return peer
 
@@ -112,7 +113,7 @@ class Endpoint:
             s.send_plain(plaintext, now)
             ok = True
         except ProtocolError as e:
-            self._event("send_failed", reason=str(e), peer=peer, bytes=len(plaintext))
+            self._event(ev.SEND_FAILED, reason=str(e), peer=peer, bytes=len(plaintext))
             ok = False
         self._collect(now)
         return ok
@@ -126,7 +127,7 @@ class Endpoint:
             try:
                 s.tick(now)
             except ProtocolError as e:  # a state no input should reach: reported, the SA ended
-                self._event("session_error", reason=str(e), peer=s.peer_id)
+                self._event(ev.SESSION_ERROR, reason=str(e), peer=s.peer_id)
                 s.close("error", now, notify=False)
         self._collect(now)
 
@@ -272,7 +273,7 @@ class Endpoint:
         r.link = link
         r.wire1 = bytes(packet)
         self.half_open.append(r)
-        self._event("handshake_started", role="responder", spi=msg.spi_i)
+        self._event(ev.HANDSHAKE_STARTED, role="responder", spi=msg.spi_i)
 
     def _cookie(self, link, spi, nonce, now, previous=False):
         if self._secret is None or ticks.diff(now, self._secret_at) >= _COOKIE_SECRET_MS:
@@ -343,7 +344,7 @@ class Endpoint:
                 self._add_session(s, hs.sas)
                 ended = True
             elif hs.failed is not None:
-                self._event("handshake_failed", role="initiator", peer=hs.expect_peer, reason=hs.failed)
+                self._event(ev.HANDSHAKE_FAILED, role="initiator", peer=hs.expect_peer, reason=hs.failed)
                 ended = True
             else:
                 keep_i.append(hs)
@@ -362,7 +363,7 @@ class Endpoint:
                 self._add_session(s, r.sas)
                 ended = True
             elif r.failed is not None:
-                self._event("handshake_failed", role="responder", reason=r.failed)
+                self._event(ev.HANDSHAKE_FAILED, role="responder", reason=r.failed)
                 ended = True
             else:
                 keep.append(r)
@@ -384,7 +385,7 @@ class Endpoint:
 
     def _add_session(self, s, sas):
         self.sessions.append(s)
-        self._event("sa_established", peer=s.peer_id, ctl_spi=sas.ctl_in.spi, data_spi=sas.data_in.spi)
+        self._event(ev.SA_ESTABLISHED, peer=s.peer_id, ctl_spi=sas.ctl_in.spi, data_spi=sas.data_in.spi)
 
     def _drain(self, s):
         for p in s.out:

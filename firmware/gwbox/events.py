@@ -6,6 +6,46 @@ port writes them in one line format, `json_line`: a JSON object
 """
 import json
 
+# The vocabulary: every event name the firmware emits, one constant each (the value is
+# what logs, tests and the monitor see).
+BACKOFF = "backoff"
+CALL_FAILED = "call_failed"
+CARRIER_CONFIRMED = "carrier_confirmed"
+CARRIER_DOUBT = "carrier_doubt"
+DIAL_FAILED = "dial_failed"
+DIALING = "dialing"
+DROPPED = "dropped"
+DTR = "dtr"
+FAILBACK = "failback"
+FAILBACK_TRYING = "failback_trying"
+GATEWAY_DEAD = "gateway_dead"
+GATEWAY_IN_USE = "gateway_in_use"
+GATEWAY_TRYING = "gateway_trying"
+GATEWAY_VERIFIED = "gateway_verified"
+HANDSHAKE_FAILED = "handshake_failed"
+HANDSHAKE_STARTED = "handshake_started"
+HANGUP_DONE = "hangup_done"
+HEARTBEAT_ACK = "heartbeat_ack"
+HEARTBEAT_SENT = "heartbeat_sent"
+IDLE_HANGUP = "idle_hangup"
+KEY_REQUEST_REJECTED = "key_request_rejected"
+LAN_REFUSED = "lan_refused"
+LINE_SWITCH = "line_switch"
+LINK_DOWN = "link_down"
+LINK_UP = "link_up"
+MODEM_ERROR = "modem_error"
+MODEM_FAILED = "modem_failed"
+MODEM_READY = "modem_ready"
+PEER_DEAD = "peer_dead"
+REDIAL = "redial"
+REKEY_FAILED = "rekey_failed"
+REKEY_STARTED = "rekey_started"
+REKEYED = "rekeyed"
+SA_DELETED = "sa_deleted"
+SA_ESTABLISHED = "sa_established"
+SEND_FAILED = "send_failed"
+SESSION_ERROR = "session_error"
+
 
 class Event:
 

@@ -91,7 +91,7 @@ class FakeModem:
             if b != 13:
                 self.line += bytes([b])
                 continue
-            cmd = self.line.decode("latin-1").upper()  # a modem in command mode sees any byte
+            cmd = "".join(chr(b) for b in self.line).upper()  # a modem in command mode sees any byte
             self.line = b""
             at = cmd.find("AT")
             if at < 0:

@@ -7,6 +7,7 @@ line drops this module once a call is up and imports it again to hang up or redi
 device heap that is about 9 KB while payload flows (docs/memory.md). States, timings and
 events: docs/modem.md.
 """
+from gwbox import events as ev
 from gwbox import ticks
 from gwbox.link.modem import (BACKOFF, DATA, DIALING, ESCAPING, HANGUP, IDLE, INIT, READY,
                               printable as _printable)
@@ -93,7 +94,7 @@ def hangup(m, now):
     st = m.state
     if st == DATA:
         m._held = b""
-        m._emit("link_down", reason="hangup")
+        m._emit(ev.LINK_DOWN, reason="hangup")
         drop_line(m, now, "hangup")
     elif st == DIALING:
         m._write(b"\r", now)  # any character aborts a dial in progress
@@ -148,7 +149,7 @@ def init_ok(m, now):
     end_wait(m)
     m.state = READY
     m._ready = True
-    m._emit("modem_ready")
+    m._emit(ev.MODEM_READY)
     if m.want_link:
         dial(m, now)
     else:
@@ -159,10 +160,10 @@ def dial(m, now):
     t = m.target
     if not t or "\r" in t or "\n" in t:
         m.want_link = False
-        m._emit("dial_failed", result="NO TARGET", attempts=0, reason="no usable dial target")
+        m._emit(ev.DIAL_FAILED, result="NO TARGET", attempts=0, reason="no usable dial target")
         return
     m.state = DIALING
-    m._emit("dialing", target=t, attempt=m.attempts + 1)
+    m._emit(ev.DIALING, target=t, attempt=m.attempts + 1)
     cmd = "ATD" + t
     wait(m, now, cmd, cmd, m.dial_timeout_ms)
 
@@ -174,7 +175,7 @@ def link_up(m, rate, text):
     m.want_link = False
     m.attempts = 0
     m._held = b""
-    m._emit("link_up", rate=rate, result=text)
+    m._emit(ev.LINK_UP, rate=rate, result=text)
 
 
 def drop_line(m, now, then):
@@ -191,7 +192,7 @@ def dtr_pulse(m, now, then):
     end_wait(m)
     m._dtr_low = True
     m.dtr = False
-    m._emit("dtr", up=False)
+    m._emit(ev.DTR, up=False)
     m._deadline = ticks.add(now, m.dtr_drop_ms)
 
 
@@ -220,7 +221,7 @@ def escape_step(m, now):
             m._deadline = ticks.add(m._deadline, m.escape_timeout_ms)
     else:
         if m._then == "hangup":
-            m._emit("modem_error", reason="no OK to +++ within %d ms, trying ATH"
+            m._emit(ev.MODEM_ERROR, reason="no OK to +++ within %d ms, trying ATH"
                        % (m.guard_ms + m.escape_timeout_ms))
         after_escape(m, now, False)
 
@@ -238,7 +239,7 @@ def after_escape(m, now, carrier_gone):
 def hangup_done(m, now):
     end_wait(m)
     m.state = READY
-    m._emit("hangup_done")
+    m._emit(ev.HANGUP_DONE)
     if m.want_link:
         dial(m, now)
     else:
@@ -250,7 +251,7 @@ def fail(m, now, result, reason, clean=False, flush=False):
     end_wait(m)
     if not clean:
         m._ready = False
-        m._emit("modem_error", reason=reason)
+        m._emit(ev.MODEM_ERROR, reason=reason)
     m.attempts += 1
     n = m.attempts
     if n >= m.max_attempts:
@@ -258,9 +259,9 @@ def fail(m, now, result, reason, clean=False, flush=False):
         m.state = READY if m._ready else IDLE
         if m.want_link:
             m.want_link = False
-            m._emit("dial_failed", result=result, attempts=n, reason=reason)
+            m._emit(ev.DIAL_FAILED, result=result, attempts=n, reason=reason)
         else:
-            m._emit("modem_failed", reason=reason, attempts=n)
+            m._emit(ev.MODEM_FAILED, reason=reason, attempts=n)
         return
     delay = m.backoff_base_ms
     for _ in range(n - 1):
@@ -272,7 +273,7 @@ def fail(m, now, result, reason, clean=False, flush=False):
     m._retry_init = not m._ready
     m._flush = flush
     m._deadline = ticks.add(now, delay)
-    m._emit("backoff", result=result, attempt=n, delay_ms=delay)
+    m._emit(ev.BACKOFF, result=result, attempt=n, delay_ms=delay)
 
 
 def on_deadline(m, now):
@@ -290,7 +291,7 @@ def on_deadline(m, now):
     elif st == HANGUP and m._dtr_low:
         m._dtr_low = False
         m.dtr = True
-        m._emit("dtr", up=True)
+        m._emit(ev.DTR, up=True)
         if m._then == "init":
             send_init(m, now, 0)
         else:

@@ -16,9 +16,10 @@ from gwbox import const, ticks, tunnel
 from gwbox.events import Event
 from gwbox.link.framing import Framer
 from gwbox.link.modem import unload_command_mode
+from gwbox import events as ev
 
 DOWN = "down"  # no call
-DIALING = "dialing"  # a call is wanted: the modem initialises, dials or backs off
+DIALING = ev.DIALING  # a call is wanted: the modem initialises, dials or backs off
 UP = "up"  # in data mode on `number`
 _STABLE_MS = const(30000)  # a call that held this long and dropped is redialled at once
 
@@ -51,7 +52,7 @@ class Line:
             return
         m = self.modem
         if self.state == UP:
-            self._event("line_switch", old=self.number, new=number)
+            self._event(ev.LINE_SWITCH, old=self.number, new=number)
             m.hangup(now)
             self._down(now, "switch")
         self.number = number
@@ -145,7 +146,7 @@ class Line:
 
     def _redial_later(self, now):
         self.redial_at = ticks.add(now, self.backoff)
-        self._event("redial", number=self.number, delay_ms=self.backoff)
+        self._event(ev.REDIAL, number=self.number, delay_ms=self.backoff)
         self.backoff = min(self.backoff * 2, self.retry_max_ms)
 
     def _pump(self, now):
@@ -153,15 +154,15 @@ class Line:
         for e in m.take_events():
             self._events.append(e)
             n = e.name
-            if n == "link_up" or (n == "hangup_done" and not self.wanted):
+            if n == ev.LINK_UP or (n == ev.HANGUP_DONE and not self.wanted):
                 unload_command_mode()  # a call is up, or none is wanted: the AT half can go
-            if n == "link_up":
+            if n == ev.LINK_UP:
                 self.state = UP
                 self.calls += 1
                 self._up_at = now
                 self._ctx = {}
                 self._bound = set()
-            elif n == "link_down" and e.get("reason") != "hangup":  # our own hang-ups: want/release
+            elif n == ev.LINK_DOWN and e.get("reason") != "hangup":  # our own hang-ups: want/release
                 was_up = self.state == UP
                 if was_up:
                     self._down(now, e.get("reason"))
@@ -172,10 +173,10 @@ class Line:
                         m.request_link(now, self.number)  # a call that held dropped: dial again at once
                     else:
                         self._redial_later(now)
-            elif n == "dial_failed" or n == "modem_failed":
+            elif n == ev.DIAL_FAILED or n == ev.MODEM_FAILED:
                 if self.wanted:
                     self.state = DIALING
-                    self._event("call_failed", number=self.number)
+                    self._event(ev.CALL_FAILED, number=self.number)
                     self._redial_later(now)
                 else:
                     self.state = DOWN

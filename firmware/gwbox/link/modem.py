@@ -14,15 +14,16 @@ import sys
 
 from gwbox import ticks
 from gwbox.events import Event
+from gwbox import events as ev
 
 IDLE = "idle"          # not initialised (or gave up): modem state unknown
 INIT = "init"          # sending the init string, one command at a time
 READY = "ready"        # command mode, initialised, on hook
-DIALING = "dialing"    # ATD sent, waiting for CONNECT or a failure code
+DIALING = ev.DIALING    # ATD sent, waiting for CONNECT or a failure code
 DATA = "data"          # online: bytes are payload
 ESCAPING = "escaping"  # guard, +++, guard, waiting for OK
 HANGUP = "hangup"      # ATH sent, dial being aborted, or DTR held low
-BACKOFF = "backoff"    # waiting before the next attempt
+BACKOFF = ev.BACKOFF    # waiting before the next attempt
 
 # ATZ alone, because most modems ignore whatever follows Z on the same line;
 # then E0 (no echo: fewer bytes, though echo is handled), V1 (verbose codes,
@@ -200,7 +201,7 @@ class Modem:
         """An authenticated packet arrived over the call: an in-band NO CARRIER was forged."""
         if self._doubt is not None:
             self._doubt = None
-            self._emit("carrier_confirmed", reason="authenticated traffic after an in-band NO CARRIER")
+            self._emit(ev.CARRIER_CONFIRMED, reason="authenticated traffic after an in-band NO CARRIER")
 
     def _carrier_lost(self, reason):
         """The call is gone; with &C1/&D2 the modem is back in command mode."""
@@ -209,7 +210,7 @@ class Modem:
         self._held = b""
         self._line = bytearray()
         self._deadline = None
-        self._emit("link_down", reason=reason)
+        self._emit(ev.LINK_DOWN, reason=reason)
 
     def _scan_data(self, data, i, now):
         """Payload passes through; stop at CR LF NO CARRIER CR LF, even split across chunks.
@@ -233,7 +234,7 @@ class Modem:
             self.marks += 1
             if self.dcd is None and self._doubt is None:
                 self._doubt = ticks.add(now, self.doubt_ms)
-                self._emit("carrier_doubt", reason="in-band NO CARRIER", wait_ms=self.doubt_ms)
+                self._emit(ev.CARRIER_DOUBT, reason="in-band NO CARRIER", wait_ms=self.doubt_ms)
             self._held = b""
             return buf, n  # the bytes go on to the framer, which discards what is no frame
         # Hold back a tail that could still become the marker (frames end in 0x7E, so rarely).
