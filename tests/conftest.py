@@ -21,5 +21,8 @@ def pytest_terminal_summary(terminalreporter):
     if results:
         passed = sum(p for p, _ in results.values())
         failed = sum(f for _, f in results.values())
-        terminalreporter.write_line("micropython (%d modules, device-sized heaps): %d passed, %d failed"
-                                    % (len(results), passed, failed))
+        legs = sorted(set(k[1] for k in results))
+        terminalreporter.write_line("micropython (%d module runs on %s, device-sized heaps): %d passed, %d failed"
+                                    % (len(results), "+".join(legs), passed, failed))
+        if "mp32" not in legs:
+            terminalreporter.write_line("micropython32: not on this machine: the 32-bit leg was skipped")

@@ -1,11 +1,13 @@
 """Run the firmware suite under the real MicroPython interpreter, one process per module.
 
-Each tests/firmware/test_*.py runs in a fresh `micropython -X heapsize=64K` (a device's
-heap). A module that hosts both parties of the protocol in one interpreter, i.e. two
-devices' state, declares two device heaps in its first lines as `# mp-heap: 128K`.
-Prints every result line and ends with `micropython: N passed, N failed`.
+Each tests/firmware/test_*.py runs in a fresh interpreter with a device's heap: 64K, or
+64K per device for a module that hosts several (it declares `# mp-heap: 128K` in its
+first lines). Devices are 32-bit: the heap is given as is to the 32-bit interpreter
+(shared/tools/micropython32) where there is one, and 1.4 times it to the pinned 64-bit
+one (gwbox_tools.mpy_build.interpreters); both run when both are there. Prints every
+result line and ends with `micropython: N passed, N failed`.
 
-    python tests/mp_suite.py [test_module.py ...]
+    python tests/mp_suite.py [test_module.py ...]      (GWBOX_MP=mp32|mp64: one leg only)
 """
 import os
 import subprocess
@@ -20,7 +22,8 @@ DEFAULT_HEAP = os.environ.get("GWBOX_MP_HEAP", "64K")
 # never the other way round. Same build tree (build/mpy), same options, same names.
 if os.path.join(ROOT, "host_tools") not in sys.path:
     sys.path.insert(0, os.path.join(ROOT, "host_tools"))
-from gwbox_tools.mpy_build import BUILD, BUILD_STAMP, build_mpy, micropython_binary, mpy_cross_binary  # noqa: E402
+from gwbox_tools.mpy_build import (BUILD, BUILD_STAMP, build_mpy, interpreters, micropython_binary,  # noqa: E402
+                                   mpy_cross_binary, scaled_heap)
 
 # What bench/ and host tools use from here (BUILD, build_mpy, micropython_binary), re-exported.
 __all__ = ["BUILD", "BUILD_STAMP", "build_mpy", "micropython_binary", "mpy_cross_binary", "modules",
@@ -40,13 +43,20 @@ def declared_heap(module):
     return DEFAULT_HEAP
 
 
-def run_module(module, timeout=300):
-    """(passed, failed, output) for one module in its own interpreter."""
+def legs():
+    """The interpreters this machine runs the suite on: [(name, binary, heap scale)]."""
+    only = os.environ.get("GWBOX_MP")
+    return [i for i in interpreters() if not only or i[0] == only]
+
+
+def run_module(module, leg=None, timeout=300):
+    """(passed, failed, output) for one module in its own interpreter (default: the first leg)."""
     build_mpy()
+    name, exe, scale = leg or legs()[0]
     proc = subprocess.run(
         # A relative script path from the checkout root: every module's __file__ is interned
         # in the heap, so the heap a test needs must not depend on where the checkout lives.
-        [micropython_binary(), "-X", "heapsize=" + declared_heap(module), "tests/mp_run.py",
+        [exe, "-X", "heapsize=" + scaled_heap(declared_heap(module), scale), "tests/mp_run.py",
          module], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     out = proc.stdout + proc.stderr
     totals = [l for l in out.splitlines() if l.startswith("micropython: ") and " passed, " in l]
@@ -58,14 +68,18 @@ def run_module(module, timeout=300):
 
 def main(argv):
     passed = failed = 0
-    for m in argv or modules():
-        p, f, out = run_module(m)
-        passed += p
-        failed += f
-        for line in out.splitlines():
-            if not line.startswith("micropython: "):
-                print(line)
-        print("-- %s: heap %s, %d passed, %d failed" % (m, declared_heap(m), p, f))
+    for leg in legs():
+        for m in argv or modules():
+            p, f, out = run_module(m, leg)
+            passed += p
+            failed += f
+            for line in out.splitlines():
+                if not line.startswith("micropython: "):
+                    print(line)
+            print("-- %s [%s]: heap %s, %d passed, %d failed" % (
+                m, leg[0], scaled_heap(declared_heap(m), leg[2]), p, f))
+    if not any(leg[0] == "mp32" for leg in legs()):
+        print("micropython32: not on this machine: the 32-bit leg was skipped")
     print("micropython: %d passed, %d failed" % (passed, failed))
     return 1 if failed or not passed else 0
 

@@ -36,6 +36,43 @@ def micropython_binary():
     return here if os.path.exists(here) else "micropython"
 
 
+# Boards are 32-bit: 4-byte pointers, 16-byte GC blocks. The pinned unix interpreter is
+# 64-bit and needs about 1.4 times the heap for the same objects (measured: the whole box
+# 137K / 99K, the two-node core 76K / 55K; docs/memory.md). A device heap is therefore
+# checked at its size on a 32-bit interpreter where there is one, and at HEAP_SCALE_64
+# times that size on the 64-bit one.
+HEAP_SCALE_64 = 1.4
+
+
+def micropython32_binary():
+    """The 32-bit unix micropython (shared/tools/micropython32, or $MICROPYTHON32), or None."""
+    cands = [os.environ.get("MICROPYTHON32"), "/work/shared/tools/micropython32/micropython",
+             os.path.join(os.path.dirname(ROOT), "shared", "tools", "micropython32", "micropython")]
+    for c in cands:
+        if c and os.path.isfile(c) and os.access(c, os.X_OK):
+            return c
+    return None
+
+
+def interpreters():
+    """[(name, binary, heap scale)] to hold the firmware to device heaps with: the 32-bit
+    interpreter at the device heap (where present), the 64-bit one at HEAP_SCALE_64 times it."""
+    out = []
+    mp32 = micropython32_binary()
+    if mp32:
+        out.append(("mp32", mp32, 1.0))
+    out.append(("mp64", micropython_binary(), HEAP_SCALE_64))
+    return out
+
+
+def scaled_heap(heap, scale):
+    """'64K' at scale 1.4 -> '92K' (rounded up to 4K)."""
+    k = int(heap.rstrip("Kk"))
+    if scale == 1.0:
+        return "%dK" % k
+    return "%dK" % ((int(k * scale) + 3) // 4 * 4)
+
+
 def module_name(rel):
     """gwbox/sa.py -> gwbox.sa; gwbox/crypto/__init__.py -> gwbox.crypto."""
     name = rel[:-3].replace(os.sep, "/").replace("/", ".")
