@@ -1,135 +1,123 @@
-"""Goodput and keepalive cost of the protected link, in real time through the modem emulator.
+"""Goodput and heartbeat cost through the whole rig, in real time, default policy.
 
-Set-up: the box is a Node (Modem + Framer + Endpoint) in a Runner on the emulator's box
-pty, the gateway a modemless Node in a Runner on the emulator's gateway pty; the
-emulator throttles each direction to baud/10 bytes/s (8N1), latency 10 ms, no faults.
+Set-up: gwbox_tools.cluster_rig: the box firmware under micropython (256K heap, .mpy) on
+the modem emulator's pty (latency 20 ms each way, no faults) -> access server -> gateway
+(firmware on CPython) -> target host (loopback UDP). Policy: topology and keys only
+(`general=""`): every timer, and the outbox (4,096 bytes), at the embedded defaults.
 
-- goodput_ratio_9600 / goodput_ratio_115200: random 1,024-byte payloads from box to
-  gateway over the SA for DURATION_S (after WARMUP_S), the box's port kept just busy
-  (its unwritten backlog below one payload); payload bytes delivered at the gateway
-  after the first payload of the window, divided by the time from that first to the
-  last delivery, divided by baud/10. Default LinkConfig.
-- keepalive_wire_bytes: the link idle with the default LinkConfig, bytes that crossed the
-  line (emulator counters, both directions, framing included) between one keepalive_ack
-  at the box and the next, averaged over ROUNDS rounds: one request + its ack.
-- idle_overhead_9600: those bytes per second over the same rounds divided by 960 bytes/s
-  (one direction of a 9,600-baud line; request and ack are both counted, so this is the
-  conservative reading; a round lasts keepalive_idle_ms + one round-trip).
+- goodput_ratio_9600 / goodput_ratio_115200: LAN messages of PAYLOAD bytes (a number and
+  padding) into the box as fast as its outbox takes them: a new one whenever fewer than
+  WINDOW (3) are unaccounted for (sent, not yet at the target), and a pause of BACKOFF_S after
+  every `lan_refused` the box reports (its outbox was full). After WARMUP_S, for DURATION_S
+  (9,600) / DURATION_S / 2 (115,200): payload bytes that reached the target after the first
+  message of the window, over the time from that first to the last arrival, over the line
+  rate baud / 10 bytes/s (8N1).
+- keepalive_wire_bytes_line: the link idle (one gateway in use, no traffic), 9,600 baud;
+  bytes that crossed the emulated line (emulator counters bytes_from_box + bytes_to_box,
+  both directions, framing and the box's outer address included) from one `heartbeat_ack`
+  at the box to the ROUNDS-th next, divided by ROUNDS: one heartbeat and its answer.
+  A cross-check of bench/protocol_bytes.py's `keepalive_wire_bytes` (virtual time).
+- idle_overhead_9600_line: those bytes per second over the same rounds / 960 bytes/s.
 Prints one JSON object.
 """
 import json
 import os
 import sys
-import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [os.path.join(ROOT, "firmware"), os.path.join(ROOT, "host_tools")]
 
-from gwbox.config import LinkConfig  # noqa: E402
-from gwbox_tools.rig import LinkRig  # noqa: E402
+from gwbox_tools.cluster_rig import ClusterRig  # noqa: E402
 
-PSK = bytes(range(32))
-PAYLOAD = 1024
-WARMUP_S = 1.5
-DURATION_S = float(os.environ.get("GWBOX_GOODPUT_S", "10"))
-ROUNDS = int(os.environ.get("GWBOX_KEEPALIVE_ROUNDS", "3"))
-
-
-class Rig(LinkRig):
-    """The shared rig, gateway on a pty, counting what reaches the gateway."""
-
-    def __init__(self, baud, cfg):
-        self.lock = threading.Lock()
-        self.rx = []  # (monotonic s, bytes) at the gateway
-        LinkRig.__init__(self, cfg, PSK, baud, gateway="pty", latency_ms=10,
-                         gw_runner=dict(on_received=self._got, keep_events=10000),
-                         box_runner=dict(keep_events=10000))
-        try:
-            if self.box.wait_event("sa_established", 20) is None:
-                raise RuntimeError("no SA: %s" % [e["event"] for e in self.box.events])
-        except BaseException:
-            self.close()
-            raise
-
-    def _got(self, payload):
-        with self.lock:
-            self.rx.append((time.monotonic(), len(payload)))
-
-    def line_bytes(self):
-        c = self.emu.status()["counters"]
-        return c["bytes_to_gw"] + c["bytes_to_box"]
+PAYLOAD = 1000
+PAD = PAYLOAD - 9  # rig.send: b"%08d|" + padding
+# Messages unaccounted for (sent, not yet at the target) at most: the default 4,096-byte
+# outbox holds four, and one of them may have arrived but not been confirmed yet; with
+# three the box refuses none (with four it refuses about one message in two).
+WINDOW = 3
+BACKOFF_S = 0.1
+WARMUP_S = 5.0
+DURATION_S = float(os.environ.get("GWBOX_GOODPUT_S", "30"))
+ROUNDS = int(os.environ.get("GWBOX_KEEPALIVE_ROUNDS", "4"))
+IDLE_EVENTS = ("heartbeat_sent", "heartbeat_ack")
 
 
-def goodput(baud):
-    rig = Rig(baud, LinkConfig())
-    try:
+def goodput(baud, duration):
+    with ClusterRig(general="", baud=baud) as rig:
+        rig.wait_box("gateway_in_use", 60)
         t0 = time.monotonic()
-        end = t0 + WARMUP_S + DURATION_S + 0.5
+        end = t0 + WARMUP_S + duration + 1.0
         sent = 0
+        refused_seen = 0
         while time.monotonic() < end:
-            if rig.box.tx_backlog < PAYLOAD:
-                if not rig.box.send(os.urandom(PAYLOAD), wait=True):
-                    raise RuntimeError("box refused payload")
+            refused = len(rig.box.find("lan_refused"))
+            if refused > refused_seen:
+                refused_seen = refused
+                time.sleep(BACKOFF_S)
+                continue
+            if sent - len(rig.delivered()) - refused_seen < WINDOW:
                 sent += 1
+                rig.send(sent, pad=PAD)
             else:
                 time.sleep(0.002)
-        a, b = t0 + WARMUP_S, t0 + WARMUP_S + DURATION_S
-        with rig.lock:
-            window = [(t, n) for t, n in rig.rx if a <= t < b]
-        assert not rig.gw.find_events("dropped") and not rig.box.find_events("peer_dead")
+        a, b = t0 + WARMUP_S, t0 + WARMUP_S + duration
+        arrivals = sorted(ts[0] for ts in rig.delivered().values())
+        window = [t for t in arrivals if a <= t < b]
         if len(window) < 3:
-            raise RuntimeError("too few payloads delivered: %d" % len(window))
-        # Payloads delivered after the first one in the window, over the time they took:
-        # steady state, no quantisation error from where the window edges fall.
-        got = sum(n for _, n in window[1:])
-        return got / (window[-1][0] - window[0][0]) / (baud / 10.0), len(window)
-    finally:
-        rig.close()
+            raise SystemExit("goodput bench: %d messages delivered in the window at %d baud" % (len(window), baud))
+        if rig.box.find("gateway_dead") or not rig.box.alive():
+            raise SystemExit("goodput bench: the gateway was declared dead at %d baud" % baud)
+        # messages after the first in the window, over the time they took: steady state,
+        # no quantisation error from where the window's edges fall
+        rate = PAYLOAD * (len(window) - 1) / (window[-1] - window[0])
+        hb = len(rig.box.find("heartbeat_sent"))
+        return rate / (baud / 10.0), len(window), refused_seen, sent, hb
 
 
 def keepalive_cost():
-    cfg = LinkConfig()
-    rig = Rig(9600, cfg)
-    try:
-        i = rig.box.event_count()
-        first = rig.box.wait_event("keepalive_ack", cfg.keepalive_idle_ms / 1000.0 + 5, i)
-        time.sleep(0.3)  # the ack's last bytes have reached the box
-        b0, t0 = rig.line_bytes(), first["t_ms"]
-        last = first
+    with ClusterRig(general="", baud=9600) as rig:
+        rig.wait_box("gateway_in_use", 60)
+        first = rig.wait_box("heartbeat_ack", 30)
+        time.sleep(0.3)  # the ack's last bytes are past the emulator's counters
+        up0, down0 = rig.line_bytes()
+        mark, last = rig.index(first) + 1, first
         for _ in range(ROUNDS):
-            i = rig.box.event_count()
-            last = rig.box.wait_event("keepalive_ack", cfg.keepalive_idle_ms / 1000.0 + 5, i)
-            if last is None:
-                raise RuntimeError("keepalive stopped")
+            last = rig.wait_box("heartbeat_ack", 30, mark)
+            mark = rig.index(last) + 1
         time.sleep(0.3)
-        b1 = rig.line_bytes()
-        secs = ((last["t_ms"] - t0) & ((1 << 30) - 1)) / 1000.0
-        others = [e["event"] for e in rig.box.events + rig.gw.events
-                  if e["event"] not in ("keepalive_sent", "keepalive_ack", "sa_established",
-                                        "handshake_started", "modem_ready", "dialing", "link_up")]
+        up1, down1 = rig.line_bytes()
+        others = [e["event"] for e in rig.box.events[rig.index(first):] if e["event"] not in IDLE_EVENTS]
         if others:
-            raise RuntimeError("not idle: %s" % others)
-        per_round = (b1 - b0) / float(ROUNDS)
-        return per_round, (b1 - b0) / secs / 960.0, secs / ROUNDS
-    finally:
-        rig.close()
+            raise SystemExit("goodput bench: the line was not idle: %s" % others)
+        attempts = [e.get("attempt") for e in rig.box.find("heartbeat_sent", rig.index(first))]
+        if any(a != 1 for a in attempts):
+            raise SystemExit("goodput bench: a heartbeat went unanswered while idle: %s" % attempts)
+        secs = last["mono"] - first["mono"]
+        total = (up1 - up0) + (down1 - down0)
+        return total / float(ROUNDS), total / secs / 960.0, secs / ROUNDS, (up1 - up0) / float(ROUNDS)
 
 
 def main():
-    g9600, n9600 = goodput(9600)
-    g115200, n115200 = goodput(115200)
-    ka, idle, period = keepalive_cost()
+    g9600, n9600, r9600, s9600, hb9600 = goodput(9600, DURATION_S)
+    g115200, n115200, r115200, s115200, hb115200 = goodput(115200, DURATION_S / 2)
+    ka, idle, period, up = keepalive_cost()
     print(json.dumps({
         "goodput_ratio_9600": round(g9600, 4),
         "goodput_ratio_115200": round(g115200, 4),
         "goodput_payload_bytes": PAYLOAD,
-        "goodput_seconds": DURATION_S,
+        "goodput_seconds_9600": DURATION_S,
+        "goodput_seconds_115200": DURATION_S / 2,
         "goodput_payloads_9600": n9600,
         "goodput_payloads_115200": n115200,
-        "keepalive_wire_bytes_line": round(ka, 2),  # one round counted on the emulated line
+        "goodput_refused_9600": r9600,
+        "goodput_refused_115200": r115200,
+        "goodput_heartbeats_9600": hb9600,
+        "goodput_heartbeats_115200": hb115200,
+        "keepalive_wire_bytes_line": round(ka, 2),
+        "keepalive_wire_bytes_line_up": round(up, 2),
         "idle_overhead_9600_line": round(idle, 5),
-        "keepalive_period_ms": round(period * 1000),
+        "heartbeat_period_line_ms": round(period * 1000),
     }))
 
 

@@ -1,4 +1,4 @@
-"""MicroPython CPU time of one handshake and one keepalive round trip (both sides).
+"""MicroPython CPU time of one handshake and one heartbeat round trip (both sides).
 
 Runs under the micropython binary (firmware as .mpy): two endpoints in one interpreter,
 packets handed across directly, time.ticks_us around the protocol work only.
@@ -53,12 +53,12 @@ def main():
         pump(a, b, now)
         hs.append(time.ticks_diff(time.ticks_us(), t0) / 1000.0)
         assert a.session() is not None
-        now = ticks.add(now, cfg.keepalive_idle_ms)
+        now = ticks.add(now, cfg.defer_ms)
         t0 = time.ticks_us()
         a.tick(now)
         pump(a, b, now)
         ka.append(time.ticks_diff(time.ticks_us(), t0) / 1000.0)
-        assert [e.name for e in a.take_events()][-1] == "keepalive_ack"
+        assert [e.name for e in a.take_events()][-1] == "heartbeat_ack"
     print(json.dumps({"mp_handshake_ms": median(hs), "mp_keepalive_ms": median(ka),
                       "mp_handshake_ms_runs": hs, "mp_keepalive_ms_runs": ka}))
 

@@ -1,53 +1,151 @@
-"""Peak heap of a node under MicroPython: the smallest -X heapsize that completes the scenario.
+"""Peak heap of a protocol node under MicroPython: the least -X heapsize that completes the
+two-node scenario, per interpreter.
 
-Runs the two-process scenario of tests/host/test_mp_two_node_scenario.py at decreasing
-per-node heap sizes (firmware as .mpy) and reports the smallest that passes three runs
-in a row, the heap in use right after a node's imports, and the difference. Also the
-live peak: the most a node holds after a collection, sampled through the same scenario
-at a roomy heap; what the smallest heap needs beyond it is transient objects and
-fragmentation. Prints one JSON object.
+The scenario is tests/host/test_mp_two_node_scenario.py's, run as it is (its test
+function, in a fresh CPython process per run, GWBOX_NODE_HEAP set): box and gateway each
+in its own `micropython` process, firmware as .mpy, handshake, 1,000 messages each way,
+heartbeats, rekeys by time and by bytes, the peer goes silent and is declared dead.
+
+The search: 1K steps, bisection between LOW_K (well below the answer: a node cannot
+even finish its handshake there; checked) and a heap that passes (64K, doubled until one
+does), BISECT_RUNS runs per step; then CONFIRM_RUNS (20) runs at the answer, stepping up
+1K until all of them pass (key material is random, so heap use varies between runs).
+Runs go PARALLEL at a time. Also the heap a node's imports hold (gwbox.port.pipe and
+gwbox.initiator, after a collection, over the bare interpreter) and the live peak: the
+most either node holds after a collection through the same traffic (gc.mem_alloc after
+gc.collect, sampled every 5 messages and through 30 s of idle), at LIVE_K or, if the
+scenario needs more, at the least heap + 16K.
+
+Keys (64-bit: the .venv `micropython`; 32-bit: MICROPYTHON32 or
+../shared/tools/micropython32/micropython, as mp32_*, skipped with a note when absent):
+  mp_peak_heap_bytes    the least per-node heap (bytes), 20 of 20 runs passing
+  mp_import_heap_bytes  heap held by a node's imports
+  mp_state_heap_bytes   the difference
+  mp_live_peak_bytes    the live peak
+  mp_heap_word_bits     struct.calcsize("P") * 8 of the interpreter
+Prints one JSON object.
 """
 import json
 import os
 import subprocess
 import sys
+import threading
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [os.path.join(ROOT, p) for p in ("firmware", "tests/firmware", "host_tools", "tests", "tests/host")]
+PATHS = [os.path.join(ROOT, p) for p in ("firmware", "tests/firmware", "host_tools", "tests", "tests/host")]
+sys.path[:0] = PATHS
 
 from gwbox_tools import mpy_build  # noqa: E402
 
+LOW_K = 16
+LIVE_K = 96
+BISECT_RUNS = int(os.environ.get("GWBOX_HEAP_BISECT_RUNS", "3"))
+CONFIRM_RUNS = int(os.environ.get("GWBOX_HEAP_CONFIRM_RUNS", "20"))
+PARALLEL = int(os.environ.get("GWBOX_HEAP_PARALLEL", "2"))
 
-def passes(heap_k, runs=3):
-    """The scenario completes `runs` times in a row at this per-node heap."""
-    env = dict(os.environ, GWBOX_NODE_HEAP="%dK" % heap_k)
-    for _ in range(runs):
-        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                            os.path.join(ROOT, "tests/host/test_mp_two_node_scenario.py")],
-                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-        if r.returncode != 0:
+# One run of the test's scenario with its MpNode on interpreter argv[1] ("-": the default).
+RUN = """
+import functools, sys
+import test_mp_two_node_scenario as t
+from gwbox_tools.mp_node import MpNode
+if sys.argv[1] != "-":
+    t.MpNode = functools.partial(MpNode, micropython=sys.argv[1])
+t.test_two_micropython_nodes_full_scenario()
+"""
+
+
+def mp32():
+    exe = os.environ.get("MICROPYTHON32") or os.path.join(os.path.dirname(ROOT), "shared", "tools",
+                                                          "micropython32", "micropython")
+    return exe if os.path.isfile(exe) and os.access(exe, os.X_OK) else None
+
+
+def scenario(exe, heap_k):
+    """One run at heap_k: None if it passed, else the last line of what went wrong."""
+    env = dict(os.environ, GWBOX_NODE_HEAP="%dK" % heap_k,
+               PYTHONPATH=os.pathsep.join(PATHS + [os.environ.get("PYTHONPATH", "")]))
+    try:
+        r = subprocess.run([sys.executable, "-c", RUN, exe or "-"], cwd=ROOT, env=env, capture_output=True,
+                           text=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        return "timeout"
+    if r.returncode == 0:
+        return None
+    lines = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.strip()]
+    return (lines[-1] if lines else "exit %d" % r.returncode)[:200]
+
+
+def runs_pass(exe, heap_k, n, log):
+    done = 0
+    while done < n:
+        batch = min(PARALLEL, n - done)
+        results = [None] * batch
+        threads = [threading.Thread(target=lambda k=k: results.__setitem__(k, scenario(exe, heap_k)))
+                   for k in range(batch)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        done += batch
+        fails = [r for r in results if r is not None]
+        log.append({"heap_k": heap_k, "runs": batch, "failed": len(fails), "why": fails[:1]})
+        print("mp_heap: %s %dK: %d/%d passed%s" % (os.path.basename(exe or "micropython"), heap_k,
+                                                  batch - len(fails), batch,
+                                                  (" (" + fails[0] + ")") if fails else ""),
+              file=sys.stderr, flush=True)
+        if fails:
             return False
     return True
 
 
-def import_heap():
-    mpy_build.build_mpy()
-    code = ("import gc\ngc.collect()\na=gc.mem_alloc()\nimport gwbox.port.pipe, gwbox.initiator\n"
-            "gc.collect()\nprint(gc.mem_alloc()-a)")
+def least_heap(exe, log):
+    hi = 64
+    while not runs_pass(exe, hi, BISECT_RUNS, log):  # a heap that passes
+        hi *= 2
+        if hi > 1024:
+            raise SystemExit("mp_heap: the scenario fails even at 1024K (%s)" % exe)
+    lo = LOW_K
+    if runs_pass(exe, lo, 1, log):
+        raise SystemExit("mp_heap: the scenario passes at the search floor %dK: lower LOW_K" % lo)
+    while hi - lo > 1:  # lo fails, hi passes
+        mid = (lo + hi) // 2
+        if runs_pass(exe, mid, BISECT_RUNS, log):
+            hi = mid
+        else:
+            lo = mid
+    while not runs_pass(exe, hi, CONFIRM_RUNS, log):
+        hi += 1
+    return hi
+
+
+def mp_run(exe, code):
     env = dict(os.environ, MICROPYPATH="lib")  # as gwbox_tools.mp_node runs a node
-    out = subprocess.run([mpy_build.micropython_binary(), "-X", "heapsize=256K", "-c", code],
-                         env=env, cwd=mpy_build.BUILD, capture_output=True, text=True, check=True).stdout
-    return int(out.split()[-1])
+    r = subprocess.run([exe, "-X", "heapsize=256K", "-c", code], env=env, cwd=mpy_build.BUILD,
+                       capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise SystemExit("mp_heap: %s failed: %s%s" % (exe, r.stdout, r.stderr))
+    return r.stdout.split()
 
 
-def live_peak(heap="96K"):
-    """Largest gc.mem_alloc() after gc.collect() of either node through the scenario."""
+def import_heap(exe):
+    return int(mp_run(exe, "import gc\ngc.collect()\na=gc.mem_alloc()\nimport gwbox.port.pipe, gwbox.initiator\n"
+                           "gc.collect()\nprint(gc.mem_alloc()-a)")[-1])
+
+
+def word_bits(exe):
+    return int(mp_run(exe, "import struct\nprint(struct.calcsize('P') * 8)")[-1])
+
+
+def live_peak(exe, heap_k):
+    """Largest gc.mem_alloc() after gc.collect() of either node through the scenario's traffic."""
     import netsim
     from gwbox_tools.mp_node import MpNode
     from test_mp_two_node_scenario import SETTINGS as settings  # the very scenario the test runs
     peak = 0
-    with MpNode(b"box1", psk=netsim.PSK, expect_peer=b"gw1", settings=settings, heap=heap) as a, \
-            MpNode(b"gw1", psks={b"box1": netsim.PSK}, settings=settings, heap=heap) as b:
+    heap = "%dK" % heap_k
+    with MpNode(b"box1", psk=netsim.PSK, expect_peer=b"gw1", settings=settings, heap=heap, micropython=exe) as a, \
+            MpNode(b"gw1", psks={b"box1": netsim.PSK}, settings=settings, heap=heap, micropython=exe) as b:
         n = netsim.Net(a, b)
         n.keep_payloads = False
         n.connect()
@@ -65,19 +163,31 @@ def live_peak(heap="96K"):
 
 
 def main():
-    lo, hi = 48, 80  # K; bisect on 1K steps, three runs per step
-    assert passes(hi), "scenario fails even at %dK" % hi
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if passes(mid):
-            hi = mid
-        else:
-            lo = mid
-    peak = hi * 1024
-    imports = import_heap()
-    print(json.dumps({"mp_peak_heap_bytes": peak, "mp_import_heap_bytes": imports,
-                      "mp_state_heap_bytes": peak - imports, "mp_live_peak_bytes": live_peak(),
-                      "mp_heap_word_bits": 64}))
+    mpy_build.build_mpy()
+    out = {"notes": [], "mp_heap_log": {}, "mp_heap_seconds": {}}
+    exes = [("mp", mpy_build.micropython_binary())]
+    exe32 = mp32()
+    if exe32:
+        exes.append(("mp32", exe32))
+    else:
+        out["notes"].append("no 32-bit interpreter (MICROPYTHON32 or ../shared/tools/micropython32/micropython): "
+                            "mp32_* keys not measured")
+    for prefix, exe in exes:
+        t1 = time.monotonic()
+        log = out["mp_heap_log"][prefix] = []
+        least = least_heap(exe, log)
+        imports = import_heap(exe)
+        live_k = max(LIVE_K, least + 16)
+        out[prefix + "_peak_heap_bytes"] = least * 1024
+        out[prefix + "_import_heap_bytes"] = imports
+        out[prefix + "_state_heap_bytes"] = least * 1024 - imports
+        out[prefix + "_live_peak_bytes"] = live_peak(exe, live_k)
+        out[prefix + "_live_peak_at_heap_bytes"] = live_k * 1024
+        out[prefix + "_heap_word_bits"] = word_bits(exe)
+        out[prefix + "_heap_runs"] = sum(x["runs"] for x in log)
+        out["mp_heap_seconds"][prefix] = round(time.monotonic() - t1, 1)
+    out["mp_heap_confirm_runs"] = CONFIRM_RUNS
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

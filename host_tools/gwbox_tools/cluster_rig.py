@@ -9,6 +9,12 @@ its UART on the emulator's pty; the head office (gwbox_tools.headoffice) are rea
 processes. Messages go in through the box's LAN port as numbered payloads
 (`send(i)`), and the rig says which numbers reached a target, how often, and when.
 Everything it starts, `close()` stops (also when start-up fails half way).
+
+Helpers for tests and benchmarks: `traffic(rate, count)` sends numbered messages at a
+steady pace on a thread (a context manager), `wait_box(name, timeout, start, **fields)`
+waits for a box event or raises RigError with the box's last events, `index(event)` is
+an event's position in `box.events` (for `start=`), `heartbeat_rtts()` the round trips
+the box measured.
 """
 import os
 import tempfile
@@ -44,6 +50,64 @@ def policy_text(key, gateways=GATEWAYS, targets=TARGETS, preferred=GATEWAYS[0], 
         lines.append("[DIAL]")
         lines += ["%s = %s" % (g, g) for g in direct]
     return "\n".join(lines) + "\n"
+
+
+class RigError(AssertionError):
+    """Something the rig waited for did not happen (an AssertionError, so tests report it)."""
+
+
+class Traffic:
+    """Numbered messages first, first+1, ... into the box at `rate` a second, on a thread,
+    until `count` were sent or `stop()`. `last` is the last number sent. Use it as a
+    context manager (or call `stop`): the thread ends with it."""
+
+    def __init__(self, rig, rate, count=None, first=1, pad=24, target=None):
+        self.rig = rig
+        self.rate = float(rate)
+        self.count = count
+        self.first = first
+        self.pad = pad
+        self.target = target
+        self.last = first - 1
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rig-traffic", daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def _run(self):
+        nxt = time.monotonic()
+        while not self._stop.is_set() and (self.count is None or self.last - self.first + 1 < self.count):
+            self.rig.send(self.last + 1, self.target, self.pad)
+            self.last += 1
+            nxt += 1.0 / self.rate
+            self._stop.wait(max(0.0, nxt - time.monotonic()))
+
+    def wait_for(self, i, timeout=60.0):
+        """Wait until message `i` was sent."""
+        end = time.monotonic() + timeout
+        while self.last < i:
+            if time.monotonic() > end or not self._thread.is_alive():
+                raise RigError("traffic stuck at message %d (waiting for %d)" % (self.last, i))
+            time.sleep(0.01)
+
+    def join(self, timeout=60.0):
+        """Wait until all `count` messages were sent."""
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise RigError("traffic still running after %.0f s" % timeout)
+
+    def stop(self):
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(10)
 
 
 class ClusterRig:
@@ -128,6 +192,34 @@ class ClusterRig:
                 return True
             time.sleep(0.1)
         return want <= set(self.delivered())
+
+    def traffic(self, rate, count=None, first=1, pad=24, target=None):
+        """Numbered messages at a steady pace (see Traffic); not started yet."""
+        return Traffic(self, rate, count, first, pad, target)
+
+    def wait_box(self, name, timeout, start=0, **fields):
+        """The first box event `name` (index >= start) whose fields match; RigError (with
+        the box's last events and output) after `timeout` s or if the box process ended."""
+        e = self.box.wait_event(lambda d: d["event"] == name and all(d.get(k) == v for k, v in fields.items()),
+                                timeout, start)
+        if e is None:
+            with self.box._lock:
+                last = [d["event"] for d in self.box.events[start:] if d["event"] != "status"][-15:]
+            raise RigError("box: no %s %r within %.0f s (box %s); events since: %s; output: %s" % (
+                name, fields, timeout, "alive" if self.box.alive() else "ended", last, self.box.stderr[-8:]))
+        return e
+
+    def index(self, event):
+        """Position of `event` (a dict from box.events) in box.events."""
+        with self.box._lock:
+            for i in range(len(self.box.events) - 1, -1, -1):
+                if self.box.events[i] is event:
+                    return i
+        raise ValueError("not a box event")
+
+    def heartbeat_rtts(self, start=0):
+        """rtt_ms of every heartbeat_ack the box reported (index >= start)."""
+        return [e["rtt_ms"] for e in self.box.find("heartbeat_ack", start) if e.get("rtt_ms") is not None]
 
     def in_use(self, timeout=0.0, gateway=None, start=0):
         """Wait for the box to report `gateway_in_use` (of `gateway`, if given); the event."""

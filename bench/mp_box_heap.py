@@ -1,0 +1,231 @@
+"""The least MicroPython heap on which the whole box firmware runs its scenario, as .mpy.
+
+The box is firmware/main.py exactly as `make demo` runs it (gwbox_tools.cluster_rig:
+boards/unix, firmware as .mpy under build/mpy, its UART on the modem emulator's pty at
+9,600 baud, the access server and three gateways as processes), at `-X heapsize=<n>K`.
+The scenario, one run:
+
+  boot (parse the policy, build the box), dial the access server, handshake with G1;
+  BURST messages at once (all in the outbox together), every one delivered;
+  an idle heartbeat round answered;
+  TRICKLE more messages at TRICKLE_HZ; after FREEZE_AFTER of them G1 freezes (carrier
+  up, nothing answers): the box declares it dead, authenticates the next gateway and
+  re-sends what was unconfirmed; every message 1..BURST+TRICKLE reaches a target.
+
+Short heartbeat timers (HeartbeatDeferTime 1 s, HeartbeatResponseTime 0.5 s, retries 2,
+HandshakeRetryTime 1 s) keep a run to about 15 s; they change when things happen, not
+what the box holds. A run passes only if the scenario completes within RUN_TIMEOUT_S,
+with 0 lost, the box process alive and no `out_of_memory` event (the device port
+survives a MemoryError in its loop and reports it: that counts as a failure here) and
+no traceback on its console. The heap search: 1K steps, bisection between LOW_K (well
+below the answer: the firmware cannot even import there) and a heap that passes, with
+BISECT_RUNS runs per step; then CONFIRM_RUNS (20) runs at the answer, stepping up 1K
+until all of them pass: key material is random, so heap use varies from run to run.
+Runs go PARALLEL at a time (each with its own rig).
+
+Keys, per interpreter (64-bit: the .venv `micropython`; 32-bit: MICROPYTHON32 or
+../shared/tools/micropython32/micropython, skipped with a note when absent):
+  mp_box_peak_heap_bytes / mp32_box_peak_heap_bytes     the least heap (bytes), 20/20
+  mp_box_import_heap_bytes / mp32_box_import_heap_bytes gc.mem_alloc() after gc.collect()
+      once main.py's imports are done (board, machine, gwbox.box, gwbox.link.modem,
+      gwbox.port.device, time, gwbox.port.udplan), policy parser not loaded
+  mp_box_state_heap_bytes / mp32_box_state_heap_bytes   the difference
+  mp_heap_word_bits / mp32_heap_word_bits                struct.calcsize("P") * 8
+Prints one JSON object.
+"""
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [os.path.join(ROOT, "firmware"), os.path.join(ROOT, "host_tools")]
+
+from gwbox_tools import mp_box, mpy_build  # noqa: E402
+from gwbox_tools.cluster_rig import GATEWAYS, ClusterRig, RigError  # noqa: E402
+
+G1 = GATEWAYS[0]
+BURST = 50
+TRICKLE = 50
+TRICKLE_HZ = 10.0
+FREEZE_AFTER = 10
+RUN_TIMEOUT_S = 60.0
+LOW_K = 24
+BISECT_RUNS = int(os.environ.get("GWBOX_HEAP_BISECT_RUNS", "3"))
+CONFIRM_RUNS = int(os.environ.get("GWBOX_HEAP_CONFIRM_RUNS", "20"))
+PARALLEL = int(os.environ.get("GWBOX_HEAP_PARALLEL", "3"))
+GENERAL = """HeartbeatDeferTime = 1
+HeartbeatResponseTime = 0.5
+HeartbeatRetries = 2
+HandshakeRetryTime = 1
+"""
+MAIN_IMPORTS = ("import gc\nimport sys\nimport board\nimport machine\nfrom gwbox.box import Box\n"
+                "from gwbox.link.modem import Modem\nfrom gwbox.port.device import DevicePort\nimport time\n"
+                "from gwbox.port.udplan import UdpLan\n")
+
+_build_lock = threading.Lock()
+
+
+def mp32():
+    exe = os.environ.get("MICROPYTHON32") or os.path.join(os.path.dirname(ROOT), "shared", "tools",
+                                                          "micropython32", "micropython")
+    return exe if os.path.isfile(exe) and os.access(exe, os.X_OK) else None
+
+
+class Fail(Exception):
+    pass
+
+
+def wait(rig, name, timeout, start=0, **fields):
+    """A box event, or Fail: the box ran out of memory, died, or took too long."""
+    def pred(e):
+        if e["event"] == "out_of_memory":
+            return True
+        return e["event"] == name and all(e.get(k) == v for k, v in fields.items())
+    e = rig.box.wait_event(pred, timeout, start)
+    if e is None:
+        raise Fail("%s: %s" % ("died" if not rig.box.alive() else "no %s" % name,
+                               " | ".join(rig.box.stderr[-3:])[-300:]))
+    if e["event"] == "out_of_memory":
+        raise Fail("out_of_memory")
+    return e
+
+
+def delivered(rig, n, deadline):
+    while time.monotonic() < deadline:
+        if not rig.box.alive():
+            raise Fail("died: %s" % " | ".join(rig.box.stderr[-3:])[-300:])
+        if rig.box.find("out_of_memory"):
+            raise Fail("out_of_memory")
+        if len(set(rig.delivered()) & set(range(1, n + 1))) == n:
+            return
+        time.sleep(0.1)
+    raise Fail("lost %d" % (n - len(set(rig.delivered()) & set(range(1, n + 1)))))
+
+
+def scenario(exe, heap_k):
+    """One run at `heap_k` KB: None if it passed, else why not."""
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    with _build_lock:
+        rig = ClusterRig(general=GENERAL, heap="%dK" % heap_k, micropython=exe, baud=9600)
+    try:
+        wait(rig, "gateway_in_use", 30, gateway=G1)
+        for i in range(1, BURST + 1):
+            rig.send(i)
+        delivered(rig, BURST, deadline)
+        wait(rig, "heartbeat_ack", 10, rig.box.count())
+        with rig.traffic(TRICKLE_HZ, TRICKLE, first=BURST + 1) as feed:
+            feed.wait_for(BURST + FREEZE_AFTER, 30)
+            mark = rig.box.count()
+            rig.freeze(G1)
+            wait(rig, "gateway_dead", 20, mark, gateway=G1)
+            use = wait(rig, "gateway_in_use", 20, mark)
+            if use["gateway"] == G1:
+                raise Fail("failed over to the frozen gateway")
+            feed.join(30)
+        delivered(rig, BURST + TRICKLE, deadline)
+        if rig.box.find("out_of_memory") or not rig.box.alive():
+            raise Fail("out_of_memory at the end")
+        bad = [ln for ln in rig.box.stderr if "Traceback" in ln or "Error" in ln]
+        if bad:
+            raise Fail("console: %s" % bad[-1][-200:])
+        return None
+    except (Fail, RigError) as e:
+        return str(e)[:300]
+    finally:
+        rig.close()
+
+
+def runs_pass(exe, heap_k, n, log):
+    """n runs at heap_k, PARALLEL at a time; True if every one passed (stops at the first failure)."""
+    done = 0
+    while done < n:
+        batch = min(PARALLEL, n - done)
+        results = [None] * batch
+        threads = [threading.Thread(target=lambda k=k: results.__setitem__(k, scenario(exe, heap_k)))
+                   for k in range(batch)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        done += batch
+        fails = [r for r in results if r is not None]
+        log.append({"heap_k": heap_k, "runs": batch, "failed": len(fails), "why": fails[:2]})
+        print("mp_box_heap: %s %dK: %d/%d passed%s" % (os.path.basename(exe), heap_k, batch - len(fails), batch,
+                                                      (" (" + fails[0] + ")") if fails else ""),
+              file=sys.stderr, flush=True)
+        if fails:
+            return False
+    return True
+
+
+def least_heap(exe, log):
+    hi = 64
+    while not runs_pass(exe, hi, BISECT_RUNS, log):  # a heap that passes
+        hi *= 2
+        if hi > 1024:
+            raise SystemExit("mp_box_heap: the scenario fails even at 1024K (%s)" % exe)
+    lo = LOW_K
+    if runs_pass(exe, lo, 1, log):
+        raise SystemExit("mp_box_heap: the scenario passes at the search floor %dK: lower LOW_K" % lo)
+    while hi - lo > 1:  # lo fails, hi passes
+        mid = (lo + hi) // 2
+        if runs_pass(exe, mid, BISECT_RUNS, log):
+            hi = mid
+        else:
+            lo = mid
+    while not runs_pass(exe, hi, CONFIRM_RUNS, log):  # 20 of 20 at the answer, else one step up
+        hi += 1
+    return hi
+
+
+def mp_run(exe, code, heap="256K", path="unix:lib"):
+    env = dict(os.environ, MICROPYPATH=path)
+    r = subprocess.run([exe, "-X", "heapsize=" + heap, "-c", code], cwd=mp_box.DEVICE_DIR, env=env,
+                       capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise SystemExit("mp_box_heap: %s failed: %s%s" % (exe, r.stdout, r.stderr))
+    return r.stdout.split()
+
+
+def import_heap(exe):
+    """Heap in use (after a collection) once main.py's imports are done, and before any."""
+    out = mp_run(exe, "import gc\ngc.collect()\nprint(gc.mem_alloc())\n" + MAIN_IMPORTS +
+                 "gc.collect()\nprint(gc.mem_alloc())")
+    return int(out[-1]), int(out[0])
+
+
+def word_bits(exe):
+    return int(mp_run(exe, "import struct\nprint(struct.calcsize('P') * 8)")[-1])
+
+
+def main():
+    mp_box.build_device()
+    out = {"notes": [], "mp_box_heap_log": {}, "mp_box_heap_seconds": {}}
+    exes = [("mp", mpy_build.micropython_binary())]
+    exe32 = mp32()
+    if exe32:
+        exes.append(("mp32", exe32))
+    else:
+        out["notes"].append("no 32-bit interpreter (MICROPYTHON32 or ../shared/tools/micropython32/micropython): "
+                            "mp32_box_* keys not measured")
+    for prefix, exe in exes:
+        t1 = time.monotonic()
+        log = out["mp_box_heap_log"][prefix] = []
+        peak = least_heap(exe, log) * 1024
+        imports, bare = import_heap(exe)
+        out[prefix + "_box_peak_heap_bytes"] = peak
+        out[prefix + "_box_import_heap_bytes"] = imports
+        out[prefix + "_box_state_heap_bytes"] = peak - imports
+        out[prefix + "_box_interpreter_heap_bytes"] = bare
+        out[prefix + "_heap_word_bits"] = word_bits(exe)
+        out["mp_box_heap_seconds"][prefix] = round(time.monotonic() - t1, 1)
+        out[prefix + "_box_heap_runs"] = sum(x["runs"] for x in log)
+    out["mp_box_heap_confirm_runs"] = CONFIRM_RUNS
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
