@@ -1,8 +1,10 @@
-"""Device entry point: the policy file -> a box on the board's UART (gwbox.port.device).
+"""Device entry point: board.py + the stored policy -> the box, or safe mode (docs/console.md).
 
-`board.py` (boards/<board>/, frozen or copied to the device) names the pins and where the
-policy file lives; the policy (docs/policy.md) says everything else. The parser is needed
-once: it leaves the heap before the box is built. Nothing secret is ever printed.
+`board.py` (boards/<board>/, frozen or copied to the device) names the pins, the policy
+file and the safe-mode button; the policy (docs/policy.md) says everything else.
+gwbox.start does the boot and is dropped, with the policy parser, before the box runs.
+A crash is reported and the board reset; CRASH_LIMIT boots in a row that end within a
+minute start it in safe mode instead of a reset loop. Nothing secret is ever printed.
 """
 import gc
 
@@ -14,36 +16,24 @@ import board  # noqa: E402
 import machine  # noqa: E402
 
 
-def load_policy(path):
-    from gwbox.policy import parse
-    with open(path) as f:
-        text = f.read()
-    p = parse(text)
-    sys.modules.pop("gwbox.policy", None)
-    gc.collect()
-    return p
-
-
-def pin(name, mode):
-    return None if name is None else machine.Pin(name, mode)
-
-
 def main():
-    policy = load_policy(board.POLICY)
-    from gwbox.box import Box
-    from gwbox.link.modem import Modem
-    from gwbox.port.device import DevicePort
-    import time
-    uart = machine.UART(board.UART_ID, baudrate=board.BAUD, tx=pin(board.TX, machine.Pin.OUT),
-                        rx=pin(board.RX, machine.Pin.IN), rxbuf=board.RXBUF)
-    modem = Modem(init=policy.modem_init, baud=board.BAUD, max_attempts=2, use_dtr=board.DTR is not None)
-    box = Box(policy, modem, start=time.ticks_ms() & 0x3FFFFFFF)
-    lan = board.lan() if hasattr(board, "lan") else None
-    port = DevicePort(box, uart, dcd=pin(board.DCD, machine.Pin.IN), dtr=pin(board.DTR, machine.Pin.OUT),
-                      led=pin(board.LED, machine.Pin.OUT), lan=lan, log=print,
-                      wdt=machine.WDT(timeout=board.WDT_MS) if board.WDT_MS else None,
-                      name=getattr(board, "NAME", "box"), status_ms=policy.status_ms)
-    port.run()
+    try:
+        import gwbox.start
+        port = gwbox.start.boot(board, machine)
+        del sys.modules["gwbox.start"]
+        del gwbox.start
+        gc.collect()
+        port.run()  # returns only in safe mode, for the REPL
+    except Exception as e:  # the box must come back, whatever went wrong
+        try:
+            from gwbox.events import json_line
+            print(json_line(-1, getattr(board, "NAME", "box"), "crash", {"error": type(e).__name__}))
+        except Exception:
+            pass
+        sys.print_exception(e)
+        import time
+        time.sleep_ms(1000)
+        machine.reset()
 
 
 main()

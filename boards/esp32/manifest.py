@@ -1,6 +1,4 @@
-# Freeze gwbox into the board firmware: bytecode and names stay in flash, not the heap.
-# Build: make BOARD=... FROZEN_MANIFEST=$(pwd)/manifest.py  in micropython/ports/<port>
-include("$(PORT_DIR)/boards/manifest.py")
-package("gwbox", base_path="../../firmware", opt=0)
+# ESP32 image with gwbox frozen in (boards/README.md has the build line).
+include("$(PORT_DIR)/boards/manifest.py")  # what the ESP32_GENERIC image has
+include("../manifest_gwbox.py")  # the firmware, without host-only modules, and main.py
 module("board.py")
-module("main.py", base_path="../../firmware")

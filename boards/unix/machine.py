@@ -3,15 +3,21 @@
 Shadows the unix port's own `machine` when boards/unix is first on the module path, so
 firmware/main.py runs unchanged: UART on a pty (raw mode is set by whoever made the pty),
 Pin and WDT that do nothing. Reads only what is there: a pty read never blocks.
+`reset()` ends the interpreter with RESET_EXIT: gwbox_tools.mp_box starts it again, as a
+board restarts after machine.reset().
 """
 import select
+import sys
+
+RESET_EXIT = 86
 
 
 class Pin:
     IN = 0
     OUT = 1
+    PULL_UP = 2
 
-    def __init__(self, id, mode=IN, value=None):
+    def __init__(self, id, mode=IN, pull=None, value=None):
         self.id = id
         self.v = 0 if value is None else value
 
@@ -55,4 +61,4 @@ class WDT:
 
 
 def reset():
-    raise SystemExit(0)
+    sys.exit(RESET_EXIT)

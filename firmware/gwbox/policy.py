@@ -31,6 +31,8 @@ _IDENT = const(5)
 _MODEM = const(6)
 _DIALNR = const(7)
 _ADDR = const(8)
+_PASSWD = const(9)  # pbkdf2$<iterations>$<salt hex>$<hash hex> -> (iterations, salt, hash); a secret
+_TARGET = const(10)  # <address>:<port> -> (address, port)
 
 # [GENERAL] (name, attribute, kind, default as stored, a, b): see docs/policy.md.
 _GENERAL = (
@@ -54,10 +56,13 @@ _GENERAL = (
     ("FailbackTime", "failback_ms", _DUR, 30000, 1, 0),
     ("IdleHangupTime", "idle_hangup_ms", _DUR, 60000, 0, 0),  # 0 = never
     ("StatusInterval", "status_ms", _DUR, 0, 0, 0),  # 0 = off
+    ("ConsolePassword", "console_password", _PASSWD, None, 0, 0),  # None: the console changes nothing
+    ("LanUart", "lan_uart", _TARGET, None, 0, 0),  # the LAN UART's bytes go to this target
 )
 _G_DIAL = const(9)  # _GENERAL index of Dial: [DIAL] numbers are checked the same way
 _G_ACCESS = const(10)  # of AccessServer
 _G_RETRY_MAX = const(16)  # of RetryMaxTime (RetryTime just before it)
+_G_LAN_UART = const(21)  # of LanUart: its target must be inside a [TUNNEL] range
 _SECTIONS = ("GENERAL", "CLUSTER", "TUNNEL", "KEYS", "DIAL")
 # Numbered keys of [CLUSTER] and [TUNNEL]: (name without spaces, lower case; as printed).
 _NUMBERED = (("cluster", "Cluster"), ("preferred", "Preferred"), ("tunnel", "Tunnel"),
@@ -117,6 +122,10 @@ class Policy:
                 v = v.decode()
             elif k == _MODEM:
                 v = " ".join(v)
+            elif k == _PASSWD:
+                v = "<secret>"
+            elif k == _TARGET:
+                v = "%s:%d" % v
             out.append("%s = %s" % (g[0], v))
         out.append("[CLUSTER]")
         for nr in sorted(self.clusters):
@@ -260,11 +269,30 @@ def _value(g, v):
         if not cmds:
             raise ValueError("needs at least one AT command")
         return cmds
+    if k == _PASSWD:
+        return _passwd(v)
+    if k == _TARGET:
+        i = v.rfind(":")
+        if i < 0 or not _digits(v[i + 1:]) or not 0 < int(v[i + 1:]) < 65536:
+            raise ValueError("%s is not <address>:<port>" % _q(v))
+        return _addr(v[:i]), int(v[i + 1:])
     if k == _DIALNR:
         if not (0 < len(v) <= 40 and _chars(v, b"*#,+-_.:")):
             raise ValueError("dial number %s is not 1 to 40 of 0-9 A-Z a-z * # , + - _ . :" % _q(v))
         return v
     return _addr(v)
+
+
+def _passwd(v):
+    """(iterations, salt, hash) of a `gwbox console-password` value; never quoted (a password's hash)."""
+    f = v.split("$")
+    try:
+        n, salt, h = int(f[1]), binascii.unhexlify(f[2]), binascii.unhexlify(f[3])
+        if len(f) == 4 and f[0] == "pbkdf2" and 999 < n < 1000001 and 7 < len(salt) < 65 and len(h) == 32:
+            return n, salt, h
+    except Exception:
+        pass
+    raise ValueError("(value not shown) is not what gwbox console-password makes")
 
 
 def _psk(v):
@@ -477,6 +505,8 @@ class _Parse:
                     "no Redirect Tunnel<nr> = " + a if a else "[GENERAL] AccessServer is not set"))
         if not self.ntunnel:
             err(seen.get("[TUNNEL]") or last, "[TUNNEL]", "the policy defines no tunnel")
+        if p.lan_uart and route(p, ip_to_int(p.lan_uart[0])) is None:
+            err(gl[_G_LAN_UART], "[GENERAL] LanUart", "target %s is in no [TUNNEL] range" % p.lan_uart[0])
         if p.retry_max_ms < p.retry_ms:
             i = _G_RETRY_MAX if gl[_G_RETRY_MAX] else _G_RETRY_MAX - 1
             err(gl[i], "[GENERAL] " + _GENERAL[i][0],
@@ -535,8 +565,10 @@ def parse(text):
             continue
         last = n
         eq = line.find("=")
-        # The checksum covers the text without comments, blank lines and key values.
-        h.update((line[:eq + 1] + "<secret>" if sec == _S_KEYS and eq >= 0 else line).encode() + b"\n")
+        # The checksum covers the text without comments, blank lines, key values and ConsolePassword's.
+        secret = eq >= 0 and (sec == _S_KEYS or sec == _S_GENERAL and
+                              "".join(line[:eq].split()).lower() == "consolepassword")
+        h.update((line[:eq + 1] + "<secret>" if secret else line).encode() + b"\n")
         if line[0] == "[":
             name = line[1:-1].strip().upper()
             sec = _S_UNKNOWN

@@ -2,6 +2,9 @@
 
     gwbox flash --board esp32 --port /dev/ttyUSB0 ESP32_GENERIC.bin
     gwbox deploy --port /dev/ttyUSB0
+    gwbox config check|push|pull ...      gwbox console-password
+    gwbox console --port P                gwbox monitor --port P
+    gwbox gateway ...   gwbox emulate   gwbox demo
     gwbox psk new
 
 Adding a subcommand is one function here, decorated with @subcommand: it receives the
@@ -148,6 +151,167 @@ def add_psk(sub):
                        epilog="Example: gwbox psk new > box1.psk")
     n.add_argument("--base64", action="store_true", help="print base64:<44 chars> instead of hex:<64 hex digits>")
     n.set_defaults(run=run_new)
+
+
+def _port_args(p, what="the box's console"):
+    p.add_argument("--port", help="%s: the board's USB serial port, e.g. /dev/ttyUSB0 (gwbox emulate prints the "
+                                  "emulated box's)" % what)
+    p.add_argument("--baud", type=int, default=115200, help="baud rate of the console (default 115200)")
+
+
+@subcommand
+def add_config(sub):
+    def run(args):
+        from gwbox_tools import boxcmd
+        return {"check": boxcmd.run_config_check, "push": boxcmd.run_config_push,
+                "pull": boxcmd.run_config_pull}[args.config_command](args)
+    p = sub.add_parser("config", formatter_class=_formatter, help="check a policy file, push it to a box, pull it back",
+                       description=_wrap("The box's policy file (docs/policy.md): check it here, push it to a box "
+                                         "through its console, pull the box's back with secrets masked "
+                                         "(docs/console.md)."))
+    cs = p.add_subparsers(dest="config_command", metavar="COMMAND")
+    cs.required = True
+    c = cs.add_parser("check", formatter_class=_formatter, help="validate a policy file here (line-numbered errors)",
+                      description=_wrap("Validate a policy file with the firmware's own parser: every error with "
+                                        "its line. Nothing is sent anywhere."),
+                      epilog="Example: gwbox config check branch-7.policy")
+    c.add_argument("file", metavar="FILE", help="the policy file")
+    c.set_defaults(run=run)
+    c = cs.add_parser("push", formatter_class=_formatter, help="validate, load on the box, save",
+                      description=_wrap("Validate FILE here first (nothing is sent if it has errors), then log in on "
+                                        "the box's console, load FILE there (the box checks it again and says "
+                                        "what it finds), and save it. The box uses it after its next reboot."),
+                      epilog="The console password: --password-file, or $GWBOX_CONSOLE_PASSWORD, or asked for.\n"
+                             "Example: gwbox config push --port /dev/ttyUSB0 branch-7.policy --reboot")
+    _port_args(c)
+    c.add_argument("--password-file", metavar="F", help="read the console password from the first line of F")
+    c.add_argument("--reboot", action="store_true", help="reboot the box after saving, so it uses the policy now")
+    c.add_argument("file", metavar="FILE", help="the policy file")
+    c.set_defaults(run=run)
+    c = cs.add_parser("pull", formatter_class=_formatter, help="the box's stored policy, secrets masked",
+                      description=_wrap("Print the policy stored on the box, in full policy-file form with every "
+                                        "default, keys and the console password shown as <secret>. Needs no "
+                                        "login."),
+                      epilog="Example: gwbox config pull --port /dev/ttyUSB0 -o branch-7.masked.policy")
+    _port_args(c)
+    c.add_argument("-o", "--output", metavar="FILE", help="write it to FILE instead of standard output")
+    c.set_defaults(run=run)
+
+
+@subcommand
+def add_console_password(sub):
+    def run(args):
+        from gwbox_tools import boxcmd
+        return boxcmd.run_console_password(args)
+    from gwbox_tools.devconsole import ITERATIONS
+    p = sub.add_parser("console-password", formatter_class=_formatter,
+                       help="make the ConsolePassword line of a policy",
+                       description=_wrap("Ask for a new console password (twice) and print the policy line that "
+                                         "stores it as a salted PBKDF2-HMAC-SHA256 hash. Paste it into [GENERAL]."),
+                       epilog="Example: gwbox console-password >> branch-7.policy   (then move it into [GENERAL])")
+    p.add_argument("--stdin", action="store_true", help="read the password from the first line of standard input")
+    p.add_argument("--iterations", type=int, default=ITERATIONS,
+                   help="PBKDF2 iterations, 1000-1000000 (default %d: about 0.1-0.5 s on a board)" % ITERATIONS)
+    p.set_defaults(run=run)
+
+
+@subcommand
+def add_console(sub):
+    def run(args):
+        from gwbox_tools import boxcmd
+        return boxcmd.run_console(args)
+    p = sub.add_parser("console", formatter_class=_formatter, help="an interactive terminal on a box's console",
+                       description=_wrap("Type the box's console commands (help, status, show policy, login, set, "
+                                         "load, save, test link, reboot ...); its replies and events are shown as "
+                                         "text. `login` alone asks for the password without echo; `load FILE` "
+                                         "sends a local policy file. Ctrl-D leaves."),
+                       epilog="Example: gwbox console --port /dev/ttyUSB0")
+    _port_args(p)
+    p.add_argument("--quiet", action="store_true", help="show only the console's replies, not the box's events")
+    p.add_argument("--raw", action="store_true", help="pyserial's miniterm instead: the raw lines (and the REPL)")
+    p.set_defaults(run=run)
+
+
+@subcommand
+def add_monitor(sub):
+    def run(args):
+        from gwbox_tools import boxcmd
+        return boxcmd.run_monitor(args)
+    p = sub.add_parser("monitor", formatter_class=_formatter, help="a box's live status",
+                       description=_wrap("Show the box's status in place: gateway in use, SA states, last "
+                                         "heartbeat proof, outbox depth, counters, uptime; plain lines when "
+                                         "standard output is not a terminal. Asks the console for `status` every "
+                                         "--interval seconds and shows the box's own status lines too."),
+                       epilog="Example: gwbox monitor --port /dev/ttyUSB0")
+    _port_args(p)
+    p.add_argument("--interval", type=float, default=2.0, help="seconds between status requests (default 2)")
+    p.add_argument("--count", type=int, default=None, help="stop after this many status updates")
+    p.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
+    p.set_defaults(run=run)
+
+
+@subcommand
+def add_gateway(sub):
+    def run(args):
+        from gwbox_tools import hostcmd
+        return hostcmd.run_gateway(args)
+    p = sub.add_parser("gateway", formatter_class=_formatter, help="a head-office gateway on serial ports or TCP",
+                       description=_wrap("Run a head-office gateway: the firmware's protocol code on CPython, "
+                                         "answering boxes on a serial line (a modem, or a null-modem cable) or "
+                                         "on TCP (calls from the modem emulator); JSON event lines on standard "
+                                         "output. Ctrl-C stops it."),
+                       epilog="The PSK file: one '<box identity> <key>' per line (keys as `gwbox psk new` prints).\n"
+                              "Example: gwbox gateway --psk-file boxes.psk --address 143.1.0.64 --serial /dev/ttyUSB1")
+    p.add_argument("--psk-file", required=True, metavar="F", help="the boxes' keys: '<identity> <key>' per line")
+    p.add_argument("--address", default="143.1.0.64",
+                   help="this gateway's address: its identity in the boxes' policies (default 143.1.0.64)")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--serial", metavar="DEV", help="a serial device that is a line from a box")
+    g.add_argument("--tcp", metavar="PORT", help="listen for calls on [HOST:]PORT")
+    p.add_argument("--baud", type=int, default=9600, help="baud rate for --serial (default 9600)")
+    p.add_argument("--lan-map", metavar="FILE", help="the head-office LAN map (JSON, gwbox_tools.lan); default: "
+                                                     "none (messages for target hosts are logged as undeliverable)")
+    p.add_argument("--heartbeat", choices=("NONE", "DEFERRED", "INSTANT"), help="heartbeats towards the boxes")
+    p.add_argument("--events", metavar="FILE", help="append the event lines to FILE instead of standard output")
+    p.set_defaults(run=run)
+
+
+@subcommand
+def add_emulate(sub):
+    def run(args):
+        from gwbox_tools import hostcmd
+        return hostcmd.run_emulate(args)
+    p = sub.add_parser("emulate", formatter_class=_formatter, help="the host emulation: head office and a box",
+                       description=_wrap("Start the host emulation: an access server and three gateways on "
+                                         "loopback, the modem emulator, and a box running the whole firmware "
+                                         "under MicroPython with its console on a pty. Prints where everything "
+                                         "is (the console for gwbox console/monitor/config, the LAN port, the "
+                                         "console password) and runs until Ctrl-C."),
+                       epilog="Example: gwbox emulate   (then, in another terminal: gwbox monitor --port /dev/pts/N)")
+    p.add_argument("--heap", default="256K", help="the box's MicroPython heap (default 256K)")
+    p.add_argument("--baud", type=int, default=9600, help="the emulated modem line's speed (default 9600)")
+    p.add_argument("--micropython", metavar="EXE", help="the MicroPython interpreter (default: the pinned one)")
+    p.add_argument("--safe-wait", type=int, default=0, metavar="MS",
+                   help="the box's boot window for a safe-mode key, ms (default 0: none)")
+    p.set_defaults(run=run)
+
+
+@subcommand
+def add_demo(sub):
+    def run(args):
+        from gwbox_tools import demo
+        argv = ["--out", args.out, "--heap", args.heap] + (["--plain"] if args.plain else [])
+        return demo.main(argv)
+    p = sub.add_parser("demo", formatter_class=_formatter, help="the failover demo (make demo)",
+                       description=_wrap("A box and a three-gateway cluster over an emulated 9,600-baud modem: "
+                                         "the gateway in use fails, the box fails over and back; a summary and a "
+                                         "timeline picture at the end. Exit 0 only if no message was lost."),
+                       epilog="Example: gwbox demo --out build/demo")
+    p.add_argument("--out", default=os.path.join(ROOT, "build", "demo"), help="where events.jsonl and "
+                                                                               "timeline.png go")
+    p.add_argument("--heap", default="256K", help="the box's MicroPython heap")
+    p.add_argument("--plain", action="store_true", help="a plain log even on a terminal")
+    p.set_defaults(run=run)
 
 
 def build_parser():

@@ -184,3 +184,108 @@ def test_a_memory_error_in_the_loop_is_survived_and_reported():
     del s.box.next_deadline
     s.port.step()
     assert s.port.oom == 0
+
+
+# --- the console beside the running box (gwbox.console), entropy, safe mode --------------------
+
+class ConsoleIn:
+    def __init__(self):
+        self.data = bytearray()
+
+    def read(self):
+        if not self.data:
+            return None
+        d, self.data = bytes(self.data), bytearray()
+        return d
+
+
+def console_sim():
+    cin = ConsoleIn()
+    s = PortSim(console=cin, password=None)
+    s.run(3000)
+    return s, cin
+
+
+def replies(s, since):
+    return [r for r in s.records()[since:] if r["event"] == "console" and "ok" in r]
+
+
+def test_console_status_beside_the_running_box():
+    s, cin = console_sim()
+    since = len(s.lines)
+    cin.data.extend(b"status\r\n")
+    s.run(100)
+    r = replies(s, since)
+    assert len(r) == 1 and r[0]["ok"] and r[0]["msg"] == "running"
+    st = r[0]["status"]
+    assert st["clusters"][0]["in_use"] == G1 and st["line"] == "up" and st["safe"] is None and "heap_free" in st
+    s.lan.inbox.append((DST, 5000, b"while the console talks"))
+    s.run(500)
+    assert s.gateways[G1].handed_on[-1][4] == b"while the console talks"
+
+
+def test_console_test_link_sends_a_heartbeat_and_reports_the_answer():
+    s, cin = console_sim()
+    s.port.password = None
+    s.port.safe = "test"  # no password: changes (test link is one) only in safe mode
+    since = len(s.lines)
+    cin.data.extend(b"test link\n")
+    s.run(1500)
+    r = replies(s, since)
+    assert r and r[0]["ok"] and r[0]["gateway"] == G1 and r[0]["msg"].startswith(G1 + " answered in ")
+    names = s.names(since)
+    assert names.index("heartbeat_sent") < names.index("heartbeat_ack")
+
+
+def test_console_test_link_says_when_the_gateway_does_not_answer():
+    s, cin = console_sim()
+    s.port.safe = "test"
+    s.gateways[G1].frozen = True
+    since = len(s.lines)
+    cin.data.extend(b"test link\n")
+    s.run(6000)
+    r = replies(s, since)
+    assert r and not r[0]["ok"] and r[0]["msg"].startswith(G1 + " did not answer"), r
+
+
+def test_the_console_module_leaves_the_heap_once_idle():
+    import sys
+    s, cin = console_sim()
+    cin.data.extend(b"help\n")
+    s.run(100)
+    assert "gwbox.console" in sys.modules
+    s.run(6000)
+    assert "gwbox.console" not in sys.modules and s.port._con is None
+
+
+def test_boot_entropy_is_stirred_into_the_pool():
+    from gwbox.crypto import entropy
+    got = []
+    real = entropy.add_entropy
+    entropy.add_entropy = got.append
+    try:
+        DevicePort(None, None, clock=lambda: 0, entropy=lambda: b"adc noise and radio bits")
+        DevicePort(None, None, clock=lambda: 0, entropy=b"plain bytes")
+    finally:
+        entropy.add_entropy = real
+    assert got == [b"adc noise and radio bits", b"plain bytes"]
+
+
+def test_safe_mode_port_runs_the_console_alone_and_blinks_its_own_pattern():
+    from gwbox.port.device import LED_SAFE
+    led = FakePin(0)
+    t = [0]
+    cin = ConsoleIn()
+    lines = []
+    port = DevicePort(None, None, led=led, clock=lambda: t[0], console=cin, log=lines.append, safe="test")
+    seen = []
+    for _ in range(100):
+        w = port.step()
+        assert 0 <= w <= POLL_MS
+        t[0] += 40
+        seen.append(led.value())
+    on, off = LED_SAFE
+    assert 0 in seen and 1 in seen and seen.count(1) > seen.count(0) * 5
+    cin.data.extend(b"status\n")
+    port.step()
+    assert json.loads(lines[-1])["msg"] == "safe mode: test"

@@ -58,7 +58,8 @@ def test_usage_errors_exit_2_without_traceback(argv, says, capsys):
 
 def test_every_subcommand_is_one_registered_function():
     names = [add.__name__ for add in cli.SUBCOMMANDS]
-    assert names == ["add_flash", "add_deploy", "add_psk"]
+    assert names == ["add_flash", "add_deploy", "add_psk", "add_config", "add_console_password", "add_console",
+                     "add_monitor", "add_gateway", "add_emulate", "add_demo"]
 
 
 # ---------------------------------------------------------------- gwbox psk new

@@ -1,31 +1,42 @@
-"""Device port: runs the box on a board's UART, modem lines, LAN side, LED and watchdog.
+"""Device port: runs the box on a board's UART, modem lines, LAN side, LED, watchdog and console.
 
 The only firmware code that touches hardware, and even it takes the hardware objects
-from its caller (main.py builds them from the board file), so it runs, and is tested,
-anywhere: on a board, under the unix MicroPython with host stand-ins (boards/unix), and
-in virtual time. One poll loop: read the UART, watch DCD, drive DTR, move LAN datagrams,
-tick the box at its deadline, write what it hands out, log its events, feed the watchdog
-only while the loop makes progress, sleep until the next deadline (at most POLL_MS so
-UART bytes are picked up promptly; `rxbuf` must cover POLL_MS of line time).
+from its caller (gwbox.start builds them from the board file), so it runs, and is
+tested, anywhere: on a board, under the unix MicroPython with host stand-ins
+(boards/unix), and in virtual time. One poll loop: read the UART, watch DCD, drive DTR
+from the modem driver, move LAN datagrams, tick the box at its deadline, write what it
+hands out, log its events, serve the console, feed the watchdog only after a pass that
+completed, sleep until the next deadline (at most POLL_MS so UART bytes are picked up
+promptly; `rxbuf` must cover POLL_MS of line time).
 
 Log lines are gwbox.events.json_line with `t_ms` in ms since boot. A MemoryError inside
 the loop is survived: the heap is collected, the loop backs off and reports it, and only
 if it persists does the watchdog (no longer fed) reset the board.
+
+The console (gwbox.console, docs/console.md) is imported only when console input arrives
+and dropped again once it is idle, so it costs nothing while nobody types. What must
+outlive it stays here: the wrong-password count and lock, and a small ring of recent
+event lines for `show log`. With `box=None` the port runs the console alone: safe mode.
 """
 import gc
+import sys
 import time
 
-from gwbox import ticks
+from gwbox import const, ticks
 from gwbox.events import json_line
 
 POLL_MS = 20
 _OOM_BACKOFF_MS = 200  # after a MemoryError: let the line breathe, then try again
 _OOM_FATAL = 50  # MemoryErrors in a row after which the watchdog is left to reset the board
+_CON_READ = const(256)  # console bytes taken per pass
+_RING = const(6)  # event lines kept for `show log`
+_RING_LINE = const(160)  # characters kept of each
 
 # LED patterns: (on ms, off ms); solid on = protected link up
 LED_SEARCHING = (100, 900)  # no gateway in use yet
 LED_FAILOVER = (100, 100)  # the gateway in use just died; another is being found
 LED_ERROR = (1000, 1000)  # memory trouble, or every gateway refuses
+LED_SAFE = (1900, 100)  # safe mode: the box does not run, the console does
 
 
 def _free():
@@ -33,10 +44,45 @@ def _free():
     return f() if f is not None else -1
 
 
+def _drop(full):
+    """Forget a gwbox module so its code can leave the heap (imported again when needed)."""
+    if sys.modules.pop(full, None) is not None:
+        pkg = sys.modules.get("gwbox")
+        name = full[6:]
+        if pkg is not None and hasattr(pkg, name):
+            delattr(pkg, name)
+
+
+class StdinConsole:
+    """The REPL's input (a board's UART or USB, the unix port's stdin), read without blocking:
+    `read()` returns the bytes waiting now, or None. At end of input it stops polling."""
+
+    def __init__(self, stream=None):
+        import select
+        s = stream or sys.stdin
+        self.s = getattr(s, "buffer", s)
+        self.p = select.poll()
+        self.p.register(s, select.POLLIN)
+
+    def read(self):
+        p = self.p
+        out = None
+        while p is not None and (out is None or len(out) < _CON_READ) and p.poll(0):
+            b = self.s.read(1)
+            if not b:
+                self.p = p = None  # end of input (a closed pipe): never spin on it
+                break
+            if out is None:
+                out = bytearray()
+            out.extend(b)
+        return out
+
+
 class DevicePort:
     def __init__(self, box, uart, dcd=None, dtr=None, led=None, wdt=None, lan=None, log=None,
-                 clock=None, name="box", status_ms=0):
-        self.box = box
+                 clock=None, name="box", status_ms=0, console=None, policy_path="gwbox.policy",
+                 password=None, safe=None, reset=None, entropy=None, stable_ms=0, retry_ms=0, fs=None):
+        self.box = box  # None: safe mode, the console alone
         self.uart = uart
         self.dcd = dcd  # Pin in: modem carrier detect, active low on RS-232 level shifters
         self.dtr = dtr  # Pin out: data terminal ready, driven from the modem driver
@@ -47,28 +93,51 @@ class DevicePort:
         self.clock = clock or time.ticks_ms
         self.name = name
         self.status_ms = status_ms
+        self.cin = console  # .read() -> bytes or None: the console's input (StdinConsole)
+        self.policy_path = policy_path
+        self.fs = fs  # the file system for gwbox.store (None: the device's own)
+        self.password = password  # (iterations, salt, hash) of ConsolePassword, or None
+        self.safe = safe  # why the box is in safe mode, or None
+        self.reset = reset  # fn(): restart the board (machine.reset)
+        self.stable_ms = stable_ms  # once the loop has run this long, the boot counts as good
+        self.retry_ms = retry_ms  # safe mode: reboot normally after this long without console input
         self.boot = self.now()
         self._status_at = self.boot
         self._dcd_up = None
         self._failing = False
         self.oom = 0  # MemoryErrors in a row
         self.oom_total = 0
+        self.fails = 0  # wrong console passwords in a row
+        self.locked_until = None  # no login before this tick
+        self.ring = []  # recent event lines (`show log`)
+        self.running = False
+        self._con = None  # gwbox.console.Console while the console is in use
+        self._con_at = self.boot  # the last console input
         if dtr is not None:
             dtr.value(1)
+        if entropy is not None:
+            from gwbox.crypto.entropy import add_entropy
+            add_entropy(entropy() if callable(entropy) else entropy)
 
     def now(self):
         return self.clock() & ticks.MASK
 
     def start(self):
         now = self.now()
-        self.box.start(now)
+        if self.box is not None:
+            self.box.start(now)
         self._flush(now)
+
+    def event(self, name, fields):
+        self._line(self.now(), name, fields)
 
     def step(self):
         """One pass of the loop; returns how long to sleep (ms) before the next."""
         now = self.now()
         try:
             self._step(now)
+            if self.cin is not None:
+                self._console(now)
         except MemoryError:
             self.oom += 1
             self.oom_total += 1
@@ -81,55 +150,93 @@ class DevicePort:
         self.oom = 0
         if self.wdt is not None:
             self.wdt.feed()  # only after a pass that completed: a wedged loop is reset
+        if self.stable_ms and ticks.diff(now, self.boot) >= self.stable_ms:
+            try:
+                self.record(0)  # this boot stayed up: not a crash
+                self.stable_ms = 0
+            except MemoryError:
+                self.stable_ms += 10000  # the store's code did not fit now: later
+        if self.retry_ms and self._con is None and ticks.diff(now, self._con_at) >= self.retry_ms:
+            self.retry_ms = 0
+            self._line(now, "safe_mode_retry", {"after_s": ticks.diff(now, self.boot) // 1000})
+            from gwbox.store import CRASH_LIMIT
+            self.record(CRASH_LIMIT - 1)  # one more crash in the first minute: safe mode again
+            self.reset()
+        if self._con is not None and self._con.busy():
+            return 0
         dl = self.next_deadline()
         return POLL_MS if dl is None else min(POLL_MS, max(0, ticks.diff(dl, now)))
 
     def next_deadline(self):
         """The box's next deadline, or the next status line's."""
         st = ticks.add(self._status_at, self.status_ms) if self.status_ms else None
-        return ticks.earliest(self.box.next_deadline(), st)
+        return ticks.earliest(self.box.next_deadline() if self.box is not None else None, st)
 
     def _step(self, now):
         box = self.box
-        data = self.uart.read()
-        if data:
-            box.feed(data, now)
-        if self.dcd is not None:
-            up = self.dcd.value() == 0
-            if up != self._dcd_up:
-                self._dcd_up = up
-                box.carrier(up, now)
-        lan = self.lan
-        if lan is not None:
-            for _ in range(8):
-                d = lan.recv()
-                if d is None:
-                    break
-                box.lan_send(d[0], d[1], d[2], now)
-        if ticks.reached(now, box.next_deadline()):
-            box.tick(now)
+        if box is not None:
+            data = self.uart.read()
+            if data:
+                box.feed(data, now)
+            if self.dcd is not None:
+                up = self.dcd.value() == 0
+                if up != self._dcd_up:
+                    self._dcd_up = up
+                    box.carrier(up, now)
+            lan = self.lan
+            if lan is not None:
+                for _ in range(8):
+                    d = lan.recv()
+                    if d is None:
+                        break
+                    box.lan_send(d[0], d[1], d[2], now)
+            if ticks.reached(now, box.next_deadline()):
+                box.tick(now)
         self._flush(now)
         if self.status_ms and ticks.diff(now, self._status_at) >= self.status_ms:
             self._status_at = ticks.add(self._status_at, self.status_ms)
-            self._line(now, "status", box.status(now))
+            self._line(now, "status", self.status(now))
 
     def run(self):
         self.start()
-        while True:
+        self.running = True
+        while self.running:
             time.sleep_ms(self.step())
 
+    def status(self, now):
+        """What the monitor shows: the box's status, and the port's own."""
+        st = self.box.status(now) if self.box is not None else {
+            "uptime_s": ticks.diff(now, self.boot) // 1000, "line": "off"}
+        st["safe"] = self.safe
+        gc.collect()  # a status line every few seconds at most: the figure is the live heap
+        st["heap_free"] = _free()
+        st["heap_used"] = gc.mem_alloc() if hasattr(gc, "mem_alloc") else -1
+        st["oom"] = self.oom_total
+        return st
+
     def _line(self, now, name, fields):
-        if self.log is not None:
-            self.log(json_line(ticks.diff(now, self.boot), self.name, name, fields))
+        if self.log is None:
+            return
+        line = json_line(ticks.diff(now, self.boot), self.name, name, fields)
+        if name != "console" and name != "status":
+            ring = self.ring
+            ring.append(line[:_RING_LINE])
+            if len(ring) > _RING:
+                ring.pop(0)
+        self.log(line)
 
     def _flush(self, now):
         box = self.box
+        if box is None:
+            self._show(now)
+            return
         out = box.take_uart()
         if out:
             self.uart.write(out)
         if self.lan is not None:
             for src, port, payload in box.take_lan():
                 self.lan.send(src, port, payload)
+        con = self._con
         for e in box.take_events():
             n = e.name
             if n == "gateway_dead" or n == "key_request_rejected":
@@ -137,6 +244,8 @@ class DevicePort:
             elif n == "gateway_in_use":
                 self._failing = False
             self._line(now, n, e.fields)
+            if con is not None:
+                con.on_event(n, e.fields, now)
         if self.dtr is not None:
             self.dtr.value(1 if box.line.modem.dtr else 0)
         self._show(now)
@@ -145,10 +254,13 @@ class DevicePort:
         """LED: solid while payload can flow, else a blink pattern saying why not."""
         if self.led is None:
             return
-        if not self.oom and self.box.carrying():
+        box = self.box
+        if box is not None and not self.oom and box.carrying():
             self.led.value(1)
             return
-        if self.oom or self._failing == "key_request_rejected":
+        if box is None:
+            pat = LED_SAFE
+        elif self.oom or self._failing == "key_request_rejected":
             pat = LED_ERROR
         elif self._failing:
             pat = LED_FAILOVER
@@ -156,3 +268,18 @@ class DevicePort:
             pat = LED_SEARCHING
         on, off = pat
         self.led.value(1 if ticks.diff(now, self.boot) % (on + off) < on else 0)
+
+    # --- the console ------------------------------------------------------------------------
+
+    def _console(self, now):
+        data = self.cin.read()
+        if data or self._con is not None:
+            from gwbox.console import serve  # only now: the console costs nothing until used
+            serve(self, data, now)
+
+    def record(self, count, safe=False):
+        """Write the boot record (gwbox.store): boots that did not stay up, one-shot safe mode."""
+        from gwbox.store import Store
+        Store(self.policy_path, self.fs).write_boot_record(count, safe)
+        if self._con is None:
+            _drop("gwbox.store")

@@ -1,0 +1,65 @@
+"""The LAN side on a second UART: a serial device (a till, an alarm panel, a PLC) carried
+transparently through the tunnel to one target address (policy: LanUart; the board file names
+the UART and its speed: LAN_UART = (id, tx, rx, baud)).
+
+Bytes from the UART become datagrams for the target: a datagram goes once the line has
+been quiet for GAP_MS or MAX bytes have gathered, so a burst is one message, not one per
+poll. What the target sends back (tunnel replies from that address) is written to the
+UART as it is. The box routes the datagrams by its [TUNNEL] ranges like any other LAN
+payload. `Lans` puts this beside the UDP side (gwbox.port.udplan) on boards with Wi-Fi.
+"""
+import time
+
+from gwbox import const, ticks
+
+GAP_MS = const(30)
+MAX = const(200)
+
+
+class UartLan:
+    def __init__(self, uart, target, port, clock=None):
+        self.uart = uart
+        self.target = target  # IPv4 int
+        self.port = port
+        self.clock = clock or time.ticks_ms
+        self.buf = bytearray()
+        self.at = 0  # when the last byte came
+
+    def recv(self):
+        """(target, port, payload) once a datagram is complete, else None."""
+        now = self.clock() & ticks.MASK
+        data = self.uart.read()
+        if data:
+            self.buf.extend(data)
+            self.at = now
+        b = self.buf
+        if b and (len(b) >= MAX or ticks.diff(now, self.at) >= GAP_MS):
+            out = bytes(b[:MAX])
+            self.buf = b[MAX:]
+            return self.target, self.port, out
+        return None
+
+    def send(self, src, port, payload):
+        if src == self.target:
+            self.uart.write(payload)
+            return True
+        return False
+
+
+class Lans:
+    """Several LAN sides as one: datagrams in from each; a reply goes to the first that takes it."""
+
+    def __init__(self, *lans):
+        self.lans = lans
+
+    def recv(self):
+        for lan in self.lans:
+            d = lan.recv()
+            if d is not None:
+                return d
+        return None
+
+    def send(self, src, port, payload):
+        for lan in self.lans:
+            if lan.send(src, port, payload) is not False:
+                return
