@@ -143,6 +143,21 @@ class Box:
         self.line.carrier(up, now)
         self._pump(now)
 
+    def probe(self, now):
+        """Ask the gateway in use for proof of life now, whatever the heartbeat mode (the
+        console's `test link`): (gateway, ms its answer may take), or None if no gateway is
+        in use on a call. The answer is a `heartbeat_ack`; none ends as `gateway_dead`."""
+        if self.line.state != UP:
+            return None
+        for gw in self._in_use():
+            s = self.endpoint.session(gw)
+            if s is not None:
+                hb = s.heartbeat
+                hb.force(now)
+                self._pump(now)
+                return gw, hb.response_ms * (hb.retries + 1)
+        return None
+
     def carrying(self):
         """True while payload can flow: a call up and a confirmed gateway in use."""
         if self.line.state != UP:

@@ -363,26 +363,14 @@ class Console:
         self.port.running = False
 
     def _c_test_link(self, rest, now):
-        """A heartbeat to the gateway in use, now; the answer (or its absence) is the reply.
-        Reaches into the box, which has no probe call of its own."""
-        port = self.port
-        box = port.box
+        """A heartbeat to the gateway in use, now; the answer (or its absence) is the reply."""
+        box = self.port.box
         if box is None:
             return self._say(now, "test link", False, "safe mode: the box is not running")
-        for c in box.clusters:
-            gw = c.in_use
-            s = box.endpoint.session(gw) if gw is not None else None
-            if s is None:
-                continue
-            hb = s.heartbeat
-            gw = gw.decode()
-            if hb.mode == "NONE" or hb.mode == "DEFERRED" and not hb.payload:
-                return self._say(now, "test link", False, "no heartbeat to send: Heartbeat = %s and nothing "
-                                 "waits for %s" % (hb.mode, gw))
-            wait = hb.response_ms * (hb.retries + 1) + 1000
-            self.watch = (gw, ticks.add(now, wait), wait)
-            self.line(now, "test link", "heartbeat to %s" % gw)
-            hb.check_now(now)
-            box.tick(now)
-            return
-        self._say(now, "test link", False, "no gateway in use (line %s)" % box.line.state)
+        r = box.probe(now)
+        if r is None:
+            return self._say(now, "test link", False, "no gateway in use (line %s)" % box.line.state)
+        gw = r[0].decode()
+        wait = r[1] + 1000
+        self.watch = (gw, ticks.add(now, wait), wait)
+        self.line(now, "test link", "heartbeat to %s" % gw)

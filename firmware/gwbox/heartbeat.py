@@ -37,6 +37,7 @@ class Heartbeat:
         self.proven = now  # the latest time the peer is proven to have been alive
         self.payload = False  # DEFERRED: payload for this peer waits for confirmation
         self.awaiting = None  # tick we sent the oldest thing still unanswered (payload), or None
+        self.forced = False  # one round asked for whatever the mode (`force`)
         self.attempt = 0  # heartbeats sent in the round in progress (0: no round)
         self.sent_ids = []  # [(id, tick sent)] of this round
         self.recent = []  # ids of the last few rounds: their late answers are no news
@@ -53,7 +54,7 @@ class Heartbeat:
         return a
 
     def _active(self):
-        return self.mode == INSTANT or (self.mode == DEFERRED and self.payload)
+        return self.forced or self.mode == INSTANT or (self.mode == DEFERRED and self.payload)
 
     def set_mode(self, mode, now):
         self._age(now)
@@ -76,6 +77,11 @@ class Heartbeat:
     def _overdue(self, now):
         a = self.awaiting
         return a is not None and ticks.diff(a, self.proven) > 0 and ticks.reached(now, ticks.add(a, self.response_ms))
+
+    def force(self, now):
+        """One round now, whatever the mode (an operator's link test)."""
+        self.forced = True
+        self.check_now(now)
 
     def check_now(self, now):
         """Demand proof at once (a cached key taken into use, a line that came back)."""
@@ -108,6 +114,7 @@ class Heartbeat:
     def _end_round(self):
         self.attempt = 0
         self.sent_ids = []
+        self.forced = False
 
     def poll(self, now):
         """SEND (the caller then calls `sent`), DEAD, or None."""

@@ -324,3 +324,13 @@ def test_a_forged_in_band_no_carrier_does_not_drop_the_call():
     send(s, 2)
     s.run(500)
     assert len(s.delivered()) == 2
+
+
+def test_probe_asks_the_gateway_in_use_at_once_whatever_the_mode():
+    s = sim(policy_text(mode="NONE"))
+    s.run(3000)
+    mark = len(s.events)
+    gw, wait = s.box.probe(s.now)
+    assert gw == G1.encode() and wait == 500 * 3
+    s.run(200)
+    assert s.find("heartbeat_ack", mark, peer=G1.encode())

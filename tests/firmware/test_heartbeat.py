@@ -90,3 +90,12 @@ def test_payload_left_unanswered_starts_the_round_without_waiting_for_defer():
     assert hb.attempt == 0 and hb.next_deadline() == at(6000)
     hb.expect(at(900))  # something older than the last proof awaits nothing new
     assert hb.next_deadline() == at(6000)
+
+
+def test_a_forced_round_runs_whatever_the_mode_and_ends_like_any_other():
+    hb = Heartbeat("NONE", 1000, 300, 1, T0)
+    hb.force(at(10))
+    assert hb.poll(at(10)) == SEND
+    hb.sent(1, at(10))
+    assert hb.acked(1, at(40)) is True
+    assert hb.poll(at(5000)) is None and hb.next_deadline() is None  # back to NONE
