@@ -109,7 +109,8 @@ def scenario(exe, heap_k):
     """One run at `heap_k` KB: None if it passed, else why not."""
     deadline = time.monotonic() + RUN_TIMEOUT_S
     with _build_lock:
-        rig = ClusterRig(general=GENERAL, heap="%dK" % heap_k, micropython=exe, baud=9600)
+        rig = ClusterRig(general=GENERAL, heap="%dK" % heap_k, micropython=exe, baud=9600,
+                         box_env={"MICROPYPATH": _PATHS.get(exe, "unix:lib")})
     try:
         wait(rig, "gateway_in_use", 30, gateway=G1)
         for i in range(1, BURST + 1):
@@ -190,15 +191,20 @@ def mp_run(exe, code, heap="256K", path="unix:lib"):
     return r.stdout.split()
 
 
-def import_heap(exe):
+def import_heap(exe, path="unix:lib"):
     """Heap in use (after a collection) once main.py's imports are done, and before any."""
     out = mp_run(exe, "import gc\ngc.collect()\nprint(gc.mem_alloc())\n" + MAIN_IMPORTS +
-                 "gc.collect()\nprint(gc.mem_alloc())")
+                 "gc.collect()\nprint(gc.mem_alloc())", path=path)
     return int(out[-1]), int(out[0])
 
 
 def word_bits(exe):
     return int(mp_run(exe, "import struct\nprint(struct.calcsize('P') * 8)")[-1])
+
+
+# A 32-bit interpreter with the firmware frozen in (boards/unix/manifest.py; the build line
+# is in docs/memory.md): it finds gwbox in ".frozen", not in lib/ as .mpy.
+_PATHS = {}
 
 
 def main():
@@ -211,11 +217,18 @@ def main():
     else:
         out["notes"].append("no 32-bit interpreter (MICROPYTHON32 or ../shared/tools/micropython32/micropython): "
                             "mp32_box_* keys not measured")
+    frozen = os.environ.get("MICROPYTHON32_FROZEN")
+    if frozen and os.path.isfile(frozen):
+        _PATHS[frozen] = "unix:.frozen"
+        exes.append(("mp32frozen", frozen))
+    else:
+        out["notes"].append("no frozen 32-bit build (MICROPYTHON32_FROZEN; docs/memory.md has the build line): "
+                            "mp32frozen_box_* keys not measured")
     for prefix, exe in exes:
         t1 = time.monotonic()
         log = out["mp_box_heap_log"][prefix] = []
         peak = least_heap(exe, log) * 1024
-        imports, bare = import_heap(exe)
+        imports, bare = import_heap(exe, _PATHS.get(exe, "unix:lib"))
         out[prefix + "_box_peak_heap_bytes"] = peak
         out[prefix + "_box_import_heap_bytes"] = imports
         out[prefix + "_box_state_heap_bytes"] = peak - imports

@@ -113,7 +113,7 @@ class Traffic:
 class ClusterRig:
     def __init__(self, gateways=GATEWAYS, targets=TARGETS, preferred=GATEWAYS[0], direct=(), ras=True,
                  general="StatusInterval = 1", heap="256K", baud=9600, latency_ms=20, on_event=None,
-                 workdir=None, micropython=None, start_box=True):
+                 workdir=None, micropython=None, start_box=True, box_env=None):
         self.key = os.urandom(32)
         self.gateways = list(gateways)
         self.targets = list(targets)
@@ -128,6 +128,7 @@ class ClusterRig:
         self.heap = heap
         self.baud = baud
         self.micropython = micropython
+        self.box_env = box_env  # extra environment for the box (MICROPYPATH for a frozen build, say)
         try:
             self.ho = HeadOffice({IDENTITY: self.key}, gateways=gateways, direct=direct, targets=targets,
                                  echo=False, ras=ras).start()
@@ -144,7 +145,7 @@ class ClusterRig:
     def start_box(self, uart_path=None):
         """Start the box on the emulator's pty (or on `uart_path`: something in between)."""
         self.box = MpBox(uart_path or self.emu.box_path, self.policy_path, heap=self.heap, on_event=self.on_event,
-                         micropython=self.micropython, baud=self.baud)
+                         micropython=self.micropython, baud=self.baud, env=self.box_env)
         return self.box
 
     # --- traffic ---------------------------------------------------------------------
