@@ -39,10 +39,10 @@ test: $(STAMP)  ## every test: pytest on CPython, which also runs the MicroPytho
 test-host: $(STAMP)  ## quick loop: pytest without the tests that start micropython
 	$(PY) -m pytest -q tests --ignore=tests/host/test_micropython_suite.py --ignore=tests/host/test_mp_two_node_scenario.py
 
-test-mp: $(STAMP)  ## the firmware suite under the real micropython binary, one process per module (64K heap)
+test-mp: $(STAMP)  ## the firmware suite under micropython, one process per module, device heaps (32- and 64-bit)
 	$(PY) tests/mp_suite.py
 
-demo: $(STAMP)  ## box + gateway over an emulated modem: handshake, data, keepalives, dead gateway detected; timeline PNG
+demo: $(STAMP)  ## a box (MicroPython) and a 3-gateway cluster over an emulated modem: failover, failback; summary, PNG
 	$(PY) -m gwbox_tools.demo --out build/demo
 
 lint: $(STAMP)  ## pyflakes over firmware, host tools, tests and benchmarks

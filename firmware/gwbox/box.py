@@ -19,7 +19,7 @@ from gwbox.endpoint import Endpoint
 from gwbox.errors import ProtocolError
 from gwbox.events import Event
 from gwbox.link.line import DOWN, UP, Line
-from gwbox.outbox import Outbox
+from gwbox.outbox import LINE_OVERHEAD, Outbox
 from gwbox import events as ev
 
 
@@ -405,9 +405,11 @@ class Box:
         rate = m.rate or m.baud or 9600
         ob.inflight_bytes = max(_INFLIGHT_MIN, rate // 10 * self.response_ms // 2000)
         ep = self.endpoint
+        left = m.tx_done(now)  # the line may still be busy with what went before
         for e in ob.due(c.space, gw, now):
             ep.send_plain(tunnel.encode_msg(c.space, e[1], e[2], e[3], e[4]), now, gw)
-            ob.sent(e, gw, now)
+            left = ticks.add(left, (len(e[4]) + LINE_OVERHEAD) * 10000 // rate)
+            ob.sent(e, gw, now, left)
 
 
 def _redirect(p, server):

@@ -36,7 +36,7 @@ class Heartbeat:
         self.retries = retries
         self.proven = now  # the latest time the peer is proven to have been alive
         self.payload = False  # DEFERRED: payload for this peer waits for confirmation
-        self.awaiting = None  # tick we sent the oldest thing still unanswered (payload), or None
+        self.awaiting = None  # (sent, left the box) of the oldest payload still unanswered, or None
         self.forced = False  # one round asked for whatever the mode (`force`)
         self.attempt = 0  # heartbeats sent in the round in progress (0: no round)
         self.sent_ids = []  # [(id, tick sent)] of this round
@@ -66,17 +66,19 @@ class Heartbeat:
         self._age(now)
         self.payload = waiting
 
-    def expect(self, t):
-        """Something sent at tick `t` (payload) awaits its answer (None: nothing does).
+    def expect(self, sent):
+        """(tick sent, tick it left the box) of payload that awaits its answer, or None.
 
-        No proof within response_ms of that sending starts the round at once instead of
-        after defer_ms: a gateway that stops answering live traffic is noticed as soon as
-        one that stops answering heartbeats."""
-        self.awaiting = t
+        No proof since it was sent, within response_ms of its leaving the box (a busy line
+        may hold it a while), starts the round at once instead of after defer_ms: a gateway
+        that stops answering live traffic is noticed as soon as one that stops answering
+        heartbeats."""
+        self.awaiting = sent
 
     def _overdue(self, now):
         a = self.awaiting
-        return a is not None and ticks.diff(a, self.proven) > 0 and ticks.reached(now, ticks.add(a, self.response_ms))
+        return a is not None and ticks.diff(a[0], self.proven) > 0 and \
+            ticks.reached(now, ticks.add(a[1], self.response_ms))
 
     def force(self, now):
         """One round now, whatever the mode (an operator's link test)."""
@@ -143,7 +145,7 @@ class Heartbeat:
             return None
         if self.attempt == 0:
             a = self.awaiting
-            if a is not None and ticks.diff(a, self.proven) > 0:
-                return ticks.earliest(ticks.add(self.proven, self.defer_ms), ticks.add(a, self.response_ms))
+            if a is not None and ticks.diff(a[0], self.proven) > 0:
+                return ticks.earliest(ticks.add(self.proven, self.defer_ms), ticks.add(a[1], self.response_ms))
             return ticks.add(self.proven, self.defer_ms)
         return ticks.add(self.sent_ids[-1][1], self.response_ms)

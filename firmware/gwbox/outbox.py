@@ -15,6 +15,7 @@ message through it: a confirmation that an attacker held back proves nothing new
 from gwbox import const, ticks
 
 WINDOW = const(32)  # messages in flight per cluster: the confirmation bitmap covers 32 below top
+# (and two messages at least, however big: the line never idles waiting for a confirmation)
 LINE_OVERHEAD = const(42)  # line bytes a message costs besides its payload (headers, ICV, framing)
 
 # entry fields (a list per message: compact on a device heap)
@@ -27,6 +28,7 @@ _GW = const(5)  # gateway it was last sent through, or None (not sent through th
 _FIRST = const(6)  # tick of the first send through _GW
 _DUE = const(7)  # tick of the next retransmission
 _TRIES = const(8)
+_LEFT = const(9)  # tick its last byte was expected to leave the box, first send through _GW
 
 
 class Outbox:
@@ -55,7 +57,7 @@ class Outbox:
             return None
         num = self._next.get(space, 1)
         self._next[space] = num + 1 if num < 0xFFFFFFFF else 1
-        self.entries.append([space, num, dst, port, bytes(payload), None, None, None, 0])
+        self.entries.append([space, num, dst, port, bytes(payload), None, None, None, 0, None])
         self.used += n
         self.accepted += 1
         return num
@@ -80,23 +82,25 @@ class Outbox:
                 continue
             count += 1
             size += len(e[_PAYLOAD]) + LINE_OVERHEAD
-            if count > WINDOW or (size > self.inflight_bytes and count > 1):
+            if count > WINDOW or (size > self.inflight_bytes and count > 2):
                 break
             if e[_GW] is None or ticks.reached(now, e[_DUE]):
                 out.append(e)  # never sent, rerouted, or due again (through whichever is in use)
         return out
 
-    def sent(self, e, gw, now):
-        """Record a (re)transmission of entry `e` through `gw`."""
+    def sent(self, e, gw, now, left=None):
+        """Record a (re)transmission of entry `e` through `gw`; `left`: when its last byte
+        should have left the box (the line may be busy with what was sent before)."""
         if e[_GW] != gw:
             e[_GW] = gw
             e[_FIRST] = now
+            e[_LEFT] = now if left is None else left
             e[_TRIES] = 0
         else:
             self.retransmitted += 1
         e[_TRIES] += 1
         backoff = self.rto_ms << min(e[_TRIES] - 1, 4)
-        e[_DUE] = ticks.add(now, backoff)
+        e[_DUE] = ticks.add(now if left is None else left, backoff)  # counted from when it left the box
 
     def confirm(self, gw, space, top, bits):
         """Drop every message `gw` confirms; returns the tick of the latest first send through
@@ -137,10 +141,10 @@ class Outbox:
         return best
 
     def awaiting(self, space, gw):
-        """Tick of the first sending of the oldest message in flight through `gw`, or None."""
+        """(tick sent, tick it left the box) of the oldest message in flight through `gw`, or None."""
         for e in self.entries:
             if e[_SPACE] == space and e[_GW] == gw:
-                return e[_FIRST]
+                return e[_FIRST], e[_LEFT]
         return None
 
     def unsent(self, space, gw):

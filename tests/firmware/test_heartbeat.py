@@ -81,15 +81,17 @@ def test_age_never_wraps_however_long_a_key_sits_unused():
 
 def test_payload_left_unanswered_starts_the_round_without_waiting_for_defer():
     hb = Heartbeat("INSTANT", 5000, 300, 2, T0)
-    hb.expect(at(1000))  # payload sent at +1 s, proof dates from T0
+    hb.expect((at(1000), at(1000)))  # payload sent (and on the line) at +1 s, proof dates from T0
     assert hb.next_deadline() == at(1300)
     assert hb.poll(at(1299)) is None
     assert hb.poll(at(1300)) == SEND
     hb.sent(1, at(1300))
     hb.proof(at(1000), at(1350))  # the payload was confirmed after all
     assert hb.attempt == 0 and hb.next_deadline() == at(6000)
-    hb.expect(at(900))  # something older than the last proof awaits nothing new
+    hb.expect((at(900), at(900)))  # something older than the last proof awaits nothing new
     assert hb.next_deadline() == at(6000)
+    hb.expect((at(1500), at(2500)))  # sent at 1.5 s behind a busy line: it left the box at 2.5 s
+    assert hb.next_deadline() == at(2800)
 
 
 def test_a_forced_round_runs_whatever_the_mode_and_ends_like_any_other():

@@ -35,6 +35,13 @@ def test_due_sends_in_order_then_retransmits_after_the_timeout_with_back_off():
     assert ob.next_deadline(1, A) == at(3000) and ob.retransmitted == 3
 
 
+def test_two_big_messages_may_be_in_flight_whatever_the_byte_bound():
+    ob = Outbox(65536, 1000, inflight_bytes=256)
+    for i in range(4):
+        ob.put(1, 10, 5, b"x" * 1000)
+    assert [e[1] for e in ob.due(1, A, T0)] == [1, 2]
+
+
 def test_window_limits_messages_in_flight():
     ob = Outbox(65536, 1000)
     for i in range(WINDOW + 5):

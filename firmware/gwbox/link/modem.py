@@ -197,6 +197,12 @@ class Modem:
     def _emit(self, name, **fields):
         self._events.append(Event(name, **fields))
 
+    def tx_done(self, now):
+        """Tick by which what was queued for the UART should have left it (now if nothing)."""
+        self._clock(now)
+        t = self._tx_idle
+        return t if ticks.diff(t, now) > 0 else now
+
     def authentic(self, now):
         """An authenticated packet arrived over the call: an in-band NO CARRIER was forged."""
         if self._doubt is not None:
