@@ -497,6 +497,7 @@ class Gateway:
         self.log.emit("line_down", line=ln.name, reason=reason, frames_in=f.frames_in, frames_out=f.frames_out,
                       bad_fcs=f.bad_fcs, bad_outer=ln.bad_outer, overflow=ln.overflow, unsent=len(ln.to_box))
         ln.close()
+        self._guard(self.ep.release, ln, clock_ms())  # its half-open handshakes end with the call
         if ln is self.serial_line:
             self.serial_line = None
 
