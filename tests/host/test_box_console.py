@@ -20,11 +20,11 @@ import tty
 
 import pytest
 
+from gwbox_tools import mpy_build
 from gwbox_tools.devconsole import DeviceConsole, hash_password
 from gwbox_tools.mp_box import MpBox
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-MP32 = os.environ.get("MICROPYTHON32") or os.path.join(ROOT, "..", "shared", "tools", "micropython32", "micropython")
 PASSWORD = "branch office 7"
 KEY = "9db57deec0b01b0f06d30b2f1c300eddc5885cfb735c075b151caaed55f636db"
 STEP_S = 60
@@ -355,13 +355,13 @@ def test_console_terminal_runs_commands_and_shows_replies(dev):
     no_secret(out)
 
 
-def test_config_push_to_a_box_on_a_32_bit_board_heap(dev, tmp_path):
-    """The firmware on the 32-bit interpreter at a board's heap: a push works, in place or, when the
-    running box has no room for the policy parser, through safe mode (gwbox config push does both)."""
-    if not os.path.exists(MP32):
-        pytest.skip("no 32-bit interpreter at %s (set MICROPYTHON32)" % MP32)
+@pytest.mark.parametrize("name,binary,scale", mpy_build.interpreters(), ids=[i[0] for i in mpy_build.interpreters()])
+def test_config_push_to_a_box_at_a_board_heap(dev, tmp_path, name, binary, scale):
+    """The firmware at a board's heap (96K on the 32-bit interpreter where there is one, 1.4
+    times that on the 64-bit one): a push works, in place or, when the running box has no room
+    for the policy parser, through safe mode (gwbox config push does both)."""
     dev.save_policy(policy())
-    box = dev.start(micropython=MP32, heap="96K")
+    box = dev.start(micropython=binary, heap=mpy_build.scaled_heap("96K", scale))
     good = tmp_path / "branch-32.policy"
     good.write_text(policy("branch-32"))
     status, out = gwbox("config", "push", "--port", box.console_path, "--password-file", pwfile(tmp_path),
