@@ -19,7 +19,6 @@ behind. Timing bounds are generous: the machine is shared.
 import contextlib
 import functools
 import os
-import signal
 import socket
 import statistics
 import sys
@@ -36,6 +35,10 @@ from gwbox.ipv4 import ip_to_int
 from gwbox.link.framing import Framer
 from gwbox_tools.cluster_rig import GATEWAYS, IDENTITY, TARGETS, ClusterRig
 from line_attacker import DOWN, DROP, HOLD, PASS, UP, LineAttacker, is_cleartext, on_nth
+import leakcheck
+from leakcheck import limit
+
+nothing_leaks, time_limit = leakcheck.nothing_leaks, leakcheck.time_limit  # autouse: a limit, no leaks
 
 G1, G2, G3 = GATEWAYS
 T1 = TARGETS[0]
@@ -45,71 +48,6 @@ G1_INT = ip_to_int(G1)
 GENERAL = ("StatusInterval = 1\nHeartbeatDeferTime = 1\nHeartbeatResponseTime = 1\nHeartbeatRetries = 2\n"
            "HandshakeRetryTime = 2")
 LINE_BYTES_PER_S = 960  # 9,600 baud, 8N1
-
-
-# --- fixtures: time limit, nothing leaks ---------------------------------------------------
-
-def child_pids():
-    """Processes whose parent is this one (zombies included), from /proc."""
-    me = os.getpid()
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                s = f.read()
-        except OSError:
-            continue
-        if int(s[s.rfind(")") + 2:].split()[1]) == me:
-            out.append(int(d))
-    return out
-
-
-def open_fds():
-    return set(os.listdir("/proc/self/fd"))
-
-
-class TimeLimitExceeded(Exception):
-    pass
-
-
-def limit(seconds):
-    """Decorator: this test's time limit (default 60 s)."""
-    def mark(fn):
-        fn.time_limit_s = seconds
-        return fn
-    return mark
-
-
-@pytest.fixture(autouse=True)
-def time_limit(request):
-    seconds = getattr(request.function, "time_limit_s", 60)
-
-    def on_alarm(signum, frame):
-        raise TimeLimitExceeded("test ran longer than %d s" % seconds)
-
-    old = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
-
-
-@pytest.fixture(autouse=True)
-def nothing_leaks(time_limit):
-    threads, fds = set(threading.enumerate()), open_fds()
-    assert child_pids() == []
-    yield
-    deadline = time.monotonic() + 3.0
-    while time.monotonic() < deadline and (set(threading.enumerate()) - threads or open_fds() - fds
-                                           or child_pids()):
-        time.sleep(0.02)
-    assert set(threading.enumerate()) - threads == set()
-    assert open_fds() - fds == set(), "leaked fds"
-    assert child_pids() == [], "leaked child processes"
 
 
 # --- the rig with the attacker in the line ----------------------------------------------

@@ -17,13 +17,14 @@ messages a second fit on it (at 9,600 baud a 9-byte message costs about 51 line 
 at most ~18 a second). Every test has a time limit and leaves no thread, child process
 or file descriptor behind.
 """
-import os
-import threading
 import time
 
 import pytest
 
 from gwbox_tools.cluster_rig import GATEWAYS, ClusterRig
+import leakcheck
+
+nothing_leaks = leakcheck.nothing_leaks  # autouse: nothing a test starts outlives it
 
 G1, G2, G3 = GATEWAYS
 BAUD = 57600
@@ -46,43 +47,6 @@ OutboxBytes = 16384
 """ % (DEFER_S, RESPONSE_S, RETRIES)
 
 pytestmark = pytest.mark.timeout(TEST_LIMIT_S)
-
-
-# --- nothing leaks -------------------------------------------------------------------------
-
-def child_pids():
-    """Processes whose parent is this one (zombies included), from /proc."""
-    me = os.getpid()
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                s = f.read()
-        except OSError:
-            continue
-        if int(s[s.rfind(")") + 2:].split()[1]) == me:
-            out.append(int(d))
-    return out
-
-
-def open_fds():
-    return set(os.listdir("/proc/self/fd"))
-
-
-@pytest.fixture(autouse=True)
-def nothing_leaks():
-    threads, fds = set(threading.enumerate()), open_fds()
-    assert child_pids() == []
-    yield
-    deadline = time.monotonic() + 3.0
-    while time.monotonic() < deadline and (set(threading.enumerate()) - threads or open_fds() - fds
-                                           or child_pids()):
-        time.sleep(0.02)
-    assert set(threading.enumerate()) - threads == set(), "leaked threads"
-    assert open_fds() - fds == set(), "leaked fds"
-    assert child_pids() == [], "leaked child processes"
 
 
 @pytest.fixture

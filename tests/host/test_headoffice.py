@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -28,66 +27,16 @@ from gwbox_tools.gateway import PskFileError, parse_psks
 from gwbox_tools.headoffice import ROOT, HeadOffice
 from gwbox_tools.lan import LanMap, allocate, ip_to_int
 from gwbox_tools.modem_emu import ModemEmulator
+import leakcheck
+from leakcheck import child_pids
+
+nothing_leaks, time_limit = leakcheck.nothing_leaks, leakcheck.time_limit  # autouse: a limit, no leaks
 
 G1, G2, G3 = "143.1.0.64", "143.1.1.157", "143.1.0.63"
 T1, T2 = "10.0.0.5", "10.0.0.6"
 KEY = bytes(range(1, 33))
 BOX = b"box1"
 TEST_LIMIT_S = 20
-
-
-# --- fixtures: time limit, nothing leaks -------------------------------------------------
-
-def child_pids():
-    """Processes whose parent is this one (zombies included), from /proc."""
-    me = os.getpid()
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                s = f.read()
-        except OSError:
-            continue
-        if int(s[s.rfind(")") + 2:].split()[1]) == me:
-            out.append(int(d))
-    return out
-
-
-def open_fds():
-    return set(os.listdir("/proc/self/fd"))
-
-
-class TimeLimitExceeded(Exception):
-    pass
-
-
-@pytest.fixture(autouse=True)
-def time_limit():
-    def on_alarm(signum, frame):
-        raise TimeLimitExceeded("test ran longer than %d s" % TEST_LIMIT_S)
-
-    old = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, TEST_LIMIT_S)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
-
-
-@pytest.fixture(autouse=True)
-def nothing_leaks(time_limit):
-    threads, fds = set(threading.enumerate()), open_fds()
-    assert child_pids() == []
-    yield
-    deadline = time.monotonic() + 2.0
-    while time.monotonic() < deadline and (set(threading.enumerate()) - threads or open_fds() - fds):
-        time.sleep(0.02)
-    assert set(threading.enumerate()) - threads == set()
-    assert open_fds() - fds == set(), "leaked fds"
-    assert child_pids() == [], "leaked child processes"
 
 
 @pytest.fixture
