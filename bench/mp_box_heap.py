@@ -17,11 +17,9 @@ HandshakeRetryTime 1 s) keep a run to about 15 s; they change when things happen
 what the box holds. A run passes only if the scenario completes within RUN_TIMEOUT_S,
 with 0 lost, the box process alive and no `out_of_memory` event (the device port
 survives a MemoryError in its loop and reports it: that counts as a failure here) and
-no traceback on its console. The heap search: 1K steps, bisection between LOW_K (well
-below the answer: the firmware cannot even import there) and a heap that passes, with
-BISECT_RUNS runs per step; then CONFIRM_RUNS (20) runs at the answer, stepping up 1K
-until all of them pass: key material is random, so heap use varies from run to run.
-Runs go PARALLEL at a time (each with its own rig).
+no traceback on its console. The heap search is heapsearch.py's, from LOW_K (the firmware
+cannot even import there; checked), 20 of 20 runs at the answer, PARALLEL runs at a time
+(each with its own rig).
 
 Keys, per interpreter (64-bit: the .venv `micropython`; 32-bit: MICROPYTHON32 or
 ../shared/tools/micropython32/micropython, skipped with a note when absent):
@@ -35,7 +33,6 @@ Prints one JSON object.
 """
 import json
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -45,6 +42,7 @@ sys.path[:0] = [os.path.join(ROOT, "firmware"), os.path.join(ROOT, "host_tools")
 
 from gwbox_tools import mp_box, mpy_build  # noqa: E402
 from gwbox_tools.cluster_rig import GATEWAYS, ClusterRig, RigError  # noqa: E402
+from heapsearch import CONFIRM_RUNS, HeapSearch, mp_run, word_bits  # noqa: E402
 
 G1 = GATEWAYS[0]
 BURST = 50
@@ -53,8 +51,6 @@ TRICKLE_HZ = 10.0
 FREEZE_AFTER = 10
 RUN_TIMEOUT_S = 60.0
 LOW_K = 24
-BISECT_RUNS = int(os.environ.get("GWBOX_HEAP_BISECT_RUNS", "3"))
-CONFIRM_RUNS = int(os.environ.get("GWBOX_HEAP_CONFIRM_RUNS", "20"))
 PARALLEL = int(os.environ.get("GWBOX_HEAP_PARALLEL", "3"))
 GENERAL = """HeartbeatDeferTime = 1
 HeartbeatResponseTime = 0.5
@@ -66,12 +62,6 @@ MAIN_IMPORTS = ("import gc\nimport sys\nimport board\nimport machine\nfrom gwbox
                 "from gwbox.port.udplan import UdpLan\n")
 
 _build_lock = threading.Lock()
-
-
-def mp32():
-    exe = os.environ.get("MICROPYTHON32") or os.path.join(os.path.dirname(ROOT), "shared", "tools",
-                                                          "micropython32", "micropython")
-    return exe if os.path.isfile(exe) and os.access(exe, os.X_OK) else None
 
 
 class Fail(Exception):
@@ -139,67 +129,11 @@ def scenario(exe, heap_k):
         rig.close()
 
 
-def runs_pass(exe, heap_k, n, log):
-    """n runs at heap_k, PARALLEL at a time; True if every one passed (stops at the first failure)."""
-    done = 0
-    while done < n:
-        batch = min(PARALLEL, n - done)
-        results = [None] * batch
-        threads = [threading.Thread(target=lambda k=k: results.__setitem__(k, scenario(exe, heap_k)))
-                   for k in range(batch)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        done += batch
-        fails = [r for r in results if r is not None]
-        log.append({"heap_k": heap_k, "runs": batch, "failed": len(fails), "why": fails[:2]})
-        print("mp_box_heap: %s %dK: %d/%d passed%s" % (os.path.basename(exe), heap_k, batch - len(fails), batch,
-                                                      (" (" + fails[0] + ")") if fails else ""),
-              file=sys.stderr, flush=True)
-        if fails:
-            return False
-    return True
-
-
-def least_heap(exe, log):
-    hi = 64
-    while not runs_pass(exe, hi, BISECT_RUNS, log):  # a heap that passes
-        hi *= 2
-        if hi > 1024:
-            raise SystemExit("mp_box_heap: the scenario fails even at 1024K (%s)" % exe)
-    lo = LOW_K
-    if runs_pass(exe, lo, 1, log):
-        raise SystemExit("mp_box_heap: the scenario passes at the search floor %dK: lower LOW_K" % lo)
-    while hi - lo > 1:  # lo fails, hi passes
-        mid = (lo + hi) // 2
-        if runs_pass(exe, mid, BISECT_RUNS, log):
-            hi = mid
-        else:
-            lo = mid
-    while not runs_pass(exe, hi, CONFIRM_RUNS, log):  # 20 of 20 at the answer, else one step up
-        hi += 1
-    return hi
-
-
-def mp_run(exe, code, heap="256K", path="unix:lib"):
-    env = dict(os.environ, MICROPYPATH=path)
-    r = subprocess.run([exe, "-X", "heapsize=" + heap, "-c", code], cwd=mp_box.DEVICE_DIR, env=env,
-                       capture_output=True, text=True, timeout=60)
-    if r.returncode != 0:
-        raise SystemExit("mp_box_heap: %s failed: %s%s" % (exe, r.stdout, r.stderr))
-    return r.stdout.split()
-
-
 def import_heap(exe, path="unix:lib"):
     """Heap in use (after a collection) once main.py's imports are done, and before any."""
-    out = mp_run(exe, "import gc\ngc.collect()\nprint(gc.mem_alloc())\n" + MAIN_IMPORTS +
-                 "gc.collect()\nprint(gc.mem_alloc())", path=path)
+    out = mp_run("mp_box_heap", exe, "import gc\ngc.collect()\nprint(gc.mem_alloc())\n" + MAIN_IMPORTS +
+                 "gc.collect()\nprint(gc.mem_alloc())", mp_box.DEVICE_DIR, path)
     return int(out[-1]), int(out[0])
-
-
-def word_bits(exe):
-    return int(mp_run(exe, "import struct\nprint(struct.calcsize('P') * 8)")[-1])
 
 
 # A 32-bit interpreter with the firmware frozen in (boards/unix/manifest.py; the build line
@@ -211,7 +145,7 @@ def main():
     mp_box.build_device()
     out = {"notes": [], "mp_box_heap_log": {}, "mp_box_heap_seconds": {}}
     exes = [("mp", mpy_build.micropython_binary())]
-    exe32 = mp32()
+    exe32 = mpy_build.micropython32_binary()
     if exe32:
         exes.append(("mp32", exe32))
     else:
@@ -227,13 +161,13 @@ def main():
     for prefix, exe in exes:
         t1 = time.monotonic()
         log = out["mp_box_heap_log"][prefix] = []
-        peak = least_heap(exe, log) * 1024
+        peak = HeapSearch("mp_box_heap", scenario, LOW_K, PARALLEL).least_heap(exe, log) * 1024
         imports, bare = import_heap(exe, _PATHS.get(exe, "unix:lib"))
         out[prefix + "_box_peak_heap_bytes"] = peak
         out[prefix + "_box_import_heap_bytes"] = imports
         out[prefix + "_box_state_heap_bytes"] = peak - imports
         out[prefix + "_box_interpreter_heap_bytes"] = bare
-        out[prefix + "_heap_word_bits"] = word_bits(exe)
+        out[prefix + "_heap_word_bits"] = word_bits("mp_box_heap", exe, mp_box.DEVICE_DIR)
         out["mp_box_heap_seconds"][prefix] = round(time.monotonic() - t1, 1)
         out[prefix + "_box_heap_runs"] = sum(x["runs"] for x in log)
     out["mp_box_heap_confirm_runs"] = CONFIRM_RUNS

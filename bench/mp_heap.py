@@ -6,11 +6,8 @@ function, in a fresh CPython process per run, GWBOX_NODE_HEAP set): box and gate
 in its own `micropython` process, firmware as .mpy, handshake, 1,000 messages each way,
 heartbeats, rekeys by time and by bytes, the peer goes silent and is declared dead.
 
-The search: 1K steps, bisection between LOW_K (well below the answer: a node cannot
-even finish its handshake there; checked) and a heap that passes (64K, doubled until one
-does), BISECT_RUNS runs per step; then CONFIRM_RUNS (20) runs at the answer, stepping up
-1K until all of them pass (key material is random, so heap use varies between runs).
-Runs go PARALLEL at a time. Also the heap a node's imports hold (gwbox.port.pipe and
+The search is heapsearch.py's, from LOW_K (a node cannot even finish its handshake
+there; checked), 20 of 20 runs at the answer, PARALLEL runs at a time. Also the heap a node's imports hold (gwbox.port.pipe and
 gwbox.initiator, after a collection, over the bare interpreter) and the live peak: the
 most either node holds after a collection through the same traffic (gc.mem_alloc after
 gc.collect, sampled every 5 messages and through 30 s of idle), at LIVE_K or, if the
@@ -29,7 +26,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -37,11 +33,10 @@ PATHS = [os.path.join(ROOT, p) for p in ("firmware", "tests/firmware", "host_too
 sys.path[:0] = PATHS
 
 from gwbox_tools import mpy_build  # noqa: E402
+from heapsearch import CONFIRM_RUNS, HeapSearch, mp_run, word_bits  # noqa: E402
 
 LOW_K = 16
 LIVE_K = 96
-BISECT_RUNS = int(os.environ.get("GWBOX_HEAP_BISECT_RUNS", "3"))
-CONFIRM_RUNS = int(os.environ.get("GWBOX_HEAP_CONFIRM_RUNS", "20"))
 PARALLEL = int(os.environ.get("GWBOX_HEAP_PARALLEL", "2"))
 
 # One run of the test's scenario with its MpNode on interpreter argv[1] ("-": the default).
@@ -53,12 +48,6 @@ if sys.argv[1] != "-":
     t.MpNode = functools.partial(MpNode, micropython=sys.argv[1])
 t.test_two_micropython_nodes_full_scenario()
 """
-
-
-def mp32():
-    exe = os.environ.get("MICROPYTHON32") or os.path.join(os.path.dirname(ROOT), "shared", "tools",
-                                                          "micropython32", "micropython")
-    return exe if os.path.isfile(exe) and os.access(exe, os.X_OK) else None
 
 
 def scenario(exe, heap_k):
@@ -76,65 +65,9 @@ def scenario(exe, heap_k):
     return (lines[-1] if lines else "exit %d" % r.returncode)[:200]
 
 
-def runs_pass(exe, heap_k, n, log):
-    done = 0
-    while done < n:
-        batch = min(PARALLEL, n - done)
-        results = [None] * batch
-        threads = [threading.Thread(target=lambda k=k: results.__setitem__(k, scenario(exe, heap_k)))
-                   for k in range(batch)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        done += batch
-        fails = [r for r in results if r is not None]
-        log.append({"heap_k": heap_k, "runs": batch, "failed": len(fails), "why": fails[:1]})
-        print("mp_heap: %s %dK: %d/%d passed%s" % (os.path.basename(exe or "micropython"), heap_k,
-                                                  batch - len(fails), batch,
-                                                  (" (" + fails[0] + ")") if fails else ""),
-              file=sys.stderr, flush=True)
-        if fails:
-            return False
-    return True
-
-
-def least_heap(exe, log):
-    hi = 64
-    while not runs_pass(exe, hi, BISECT_RUNS, log):  # a heap that passes
-        hi *= 2
-        if hi > 1024:
-            raise SystemExit("mp_heap: the scenario fails even at 1024K (%s)" % exe)
-    lo = LOW_K
-    if runs_pass(exe, lo, 1, log):
-        raise SystemExit("mp_heap: the scenario passes at the search floor %dK: lower LOW_K" % lo)
-    while hi - lo > 1:  # lo fails, hi passes
-        mid = (lo + hi) // 2
-        if runs_pass(exe, mid, BISECT_RUNS, log):
-            hi = mid
-        else:
-            lo = mid
-    while not runs_pass(exe, hi, CONFIRM_RUNS, log):
-        hi += 1
-    return hi
-
-
-def mp_run(exe, code):
-    env = dict(os.environ, MICROPYPATH="lib")  # as gwbox_tools.mp_node runs a node
-    r = subprocess.run([exe, "-X", "heapsize=256K", "-c", code], env=env, cwd=mpy_build.BUILD,
-                       capture_output=True, text=True, timeout=60)
-    if r.returncode != 0:
-        raise SystemExit("mp_heap: %s failed: %s%s" % (exe, r.stdout, r.stderr))
-    return r.stdout.split()
-
-
 def import_heap(exe):
-    return int(mp_run(exe, "import gc\ngc.collect()\na=gc.mem_alloc()\nimport gwbox.port.pipe, gwbox.initiator\n"
-                           "gc.collect()\nprint(gc.mem_alloc()-a)")[-1])
-
-
-def word_bits(exe):
-    return int(mp_run(exe, "import struct\nprint(struct.calcsize('P') * 8)")[-1])
+    return int(mp_run("mp_heap", exe, "import gc\ngc.collect()\na=gc.mem_alloc()\nimport gwbox.port.pipe, gwbox.initiator\n"
+                           "gc.collect()\nprint(gc.mem_alloc()-a)", mpy_build.BUILD, "lib")[-1])  # as mp_node runs a node
 
 
 def live_peak(exe, heap_k):
@@ -166,7 +99,7 @@ def main():
     mpy_build.build_mpy()
     out = {"notes": [], "mp_heap_log": {}, "mp_heap_seconds": {}}
     exes = [("mp", mpy_build.micropython_binary())]
-    exe32 = mp32()
+    exe32 = mpy_build.micropython32_binary()
     if exe32:
         exes.append(("mp32", exe32))
     else:
@@ -175,7 +108,7 @@ def main():
     for prefix, exe in exes:
         t1 = time.monotonic()
         log = out["mp_heap_log"][prefix] = []
-        least = least_heap(exe, log)
+        least = HeapSearch("mp_heap", scenario, LOW_K, PARALLEL).least_heap(exe, log)
         imports = import_heap(exe)
         live_k = max(LIVE_K, least + 16)
         out[prefix + "_peak_heap_bytes"] = least * 1024
@@ -183,7 +116,7 @@ def main():
         out[prefix + "_state_heap_bytes"] = least * 1024 - imports
         out[prefix + "_live_peak_bytes"] = live_peak(exe, live_k)
         out[prefix + "_live_peak_at_heap_bytes"] = live_k * 1024
-        out[prefix + "_heap_word_bits"] = word_bits(exe)
+        out[prefix + "_heap_word_bits"] = word_bits("mp_heap", exe, mpy_build.BUILD)
         out[prefix + "_heap_runs"] = sum(x["runs"] for x in log)
         out["mp_heap_seconds"][prefix] = round(time.monotonic() - t1, 1)
     out["mp_heap_confirm_runs"] = CONFIRM_RUNS
