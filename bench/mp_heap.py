@@ -39,14 +39,12 @@ LOW_K = 16
 LIVE_K = 96
 PARALLEL = int(os.environ.get("GWBOX_HEAP_PARALLEL", "2"))
 
-# One run of the test's scenario with its MpNode on interpreter argv[1] ("-": the default).
+# One run of the test's scenario, both nodes on interpreter argv[1].
+# The heap is GWBOX_NODE_HEAP exactly (scale 1.0): the search is per interpreter.
 RUN = """
-import functools, sys
+import sys
 import test_mp_two_node_scenario as t
-from gwbox_tools.mp_node import MpNode
-if sys.argv[1] != "-":
-    t.MpNode = functools.partial(MpNode, micropython=sys.argv[1])
-t.test_two_micropython_nodes_full_scenario()
+t.test_two_micropython_nodes_full_scenario(("bench", sys.argv[1], 1.0))
 """
 
 
@@ -55,7 +53,7 @@ def scenario(exe, heap_k):
     env = dict(os.environ, GWBOX_NODE_HEAP="%dK" % heap_k,
                PYTHONPATH=os.pathsep.join(PATHS + [os.environ.get("PYTHONPATH", "")]))
     try:
-        r = subprocess.run([sys.executable, "-c", RUN, exe or "-"], cwd=ROOT, env=env, capture_output=True,
+        r = subprocess.run([sys.executable, "-c", RUN, exe], cwd=ROOT, env=env, capture_output=True,
                            text=True, timeout=300)
     except subprocess.TimeoutExpired:
         return "timeout"
