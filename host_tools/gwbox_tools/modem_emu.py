@@ -18,7 +18,6 @@ import argparse
 import errno
 import json
 import os
-import queue
 import random
 import re
 import selectors
@@ -31,6 +30,7 @@ import tty
 
 from . import modem_at as at
 from .line_shaper import Impairments, LineShaper
+from .loopthread import LoopCalls
 
 R, W = selectors.EVENT_READ, selectors.EVENT_WRITE
 COMMAND, DIALING, DATA = "command", "dialing", "data"
@@ -148,7 +148,7 @@ class _ControlClient:
         self.handler = None
 
 
-class ModemEmulator:
+class ModemEmulator(LoopCalls):
     """A Hayes-compatible modem on a pty (see module docstring).
 
     baud: line rate for CONNECT and throttling (8N1, baud/10 bytes/s per direction).
@@ -164,6 +164,8 @@ class ModemEmulator:
     on_event: callable(dict) for JSON-able events {t_ms, node, event, ...}; called on the
         emulator thread.
     """
+
+    LOOP_NAME = "modem emulator"
 
     def __init__(self, baud=9600, gateways=None, latency_ms=0.0, connect_delay_ms=200,
                  fail_delay_ms=300, control=None, seed=None, tick_ms=4, buffer_bytes=2048,
@@ -205,13 +207,10 @@ class ModemEmulator:
         self._box_master = self._box_slave = None
         self._listen = None
         self._clients = {}
-        self._wake_r = self._wake_w = None
+        self._init_calls()
         self._sel = None
         self._masks = {}
-        self._calls = queue.SimpleQueue()
-        self._thread = None
         self._stopping = False
-        self._crash = None
         self._closed = False
 
     # ----------------------------------------------------------------- life cycle
@@ -234,9 +233,7 @@ class ModemEmulator:
                 if gw.kind == "pty":
                     gw.master, gw.slave, gw.path = self._open_pty()
                     gw.handler = (lambda mask, g=gw: self._on_pty_gw(g, mask))
-            self._wake_r, self._wake_w = os.pipe()
-            os.set_blocking(self._wake_r, False)
-            os.set_blocking(self._wake_w, False)
+            self._open_wake()
             self._sel = selectors.DefaultSelector()
             self._want(self._wake_r, R, self._on_wake)
             if self._control_bind is not None:
@@ -309,49 +306,6 @@ class ModemEmulator:
         self._masks.clear()
 
     # ------------------------------------------------------------ cross-thread calls
-
-    def _wake(self):
-        try:
-            os.write(self._wake_w, b"!")
-        except (BlockingIOError, TypeError, OSError):
-            pass
-
-    def _in_loop(self, fn, *args):
-        """Run fn on the emulator thread (or directly when it is not running)."""
-        t = self._thread
-        if t is None or not t.is_alive() or threading.current_thread() is t:
-            if self._crash is not None:
-                raise RuntimeError("modem emulator thread died: %r" % (self._crash,))
-            return fn(*args)
-        done = threading.Event()
-        box = [None, None]
-        self._calls.put((fn, args, done, box))
-        self._wake()
-        if not done.wait(10.0):
-            raise RuntimeError("modem emulator thread did not answer")
-        if box[1] is not None:
-            raise box[1]
-        return box[0]
-
-    def _on_wake(self, mask):
-        try:
-            while os.read(self._wake_r, 512):
-                pass
-        except BlockingIOError:
-            pass
-        self._run_queued()
-
-    def _run_queued(self):
-        while True:
-            try:
-                fn, args, done, box = self._calls.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                box[0] = fn(*args)
-            except BaseException as e:  # handed back to the caller's thread
-                box[1] = e
-            done.set()
 
     # ------------------------------------------------------------------- event loop
 

@@ -23,7 +23,6 @@ Test-only: host tools must never import this module. See docs/attacker.md.
 import collections
 import heapq
 import os
-import queue
 import random
 import selectors
 import threading
@@ -33,6 +32,7 @@ import tty
 import serial
 
 from gwbox.link.framing import DEFAULT_MAX_PAYLOAD, ESC, ESC_XOR, FLAG, FCS_LEN, Framer, fcs16
+from gwbox_tools.loopthread import LoopCalls
 
 UP, DOWN = "up", "down"
 DIRECTIONS = (UP, DOWN)
@@ -285,7 +285,7 @@ class _Dir:
 
 # ------------------------------------------------------------------ the attacker
 
-class LineAttacker:
+class LineAttacker(LoopCalls):
     """A man in the middle on a real pty (see module docstring).
 
     upstream_path: the pty the box would open (e.g. ModemEmulator.box_path); opened with
@@ -296,6 +296,8 @@ class LineAttacker:
         up and its bytes passed as outside bytes, so a stray flag never stalls AT text.
     max_payload, accm: as the firmware Framer (decoding, inject, replace, flip).
     """
+
+    LOOP_NAME = "line attacker"
 
     def __init__(self, upstream_path, baud=None, up=None, down=None, record=1000,
                  flush_ms=1000, max_payload=DEFAULT_MAX_PAYLOAD, accm=0):
@@ -313,14 +315,11 @@ class LineAttacker:
         self.errors = collections.deque(maxlen=100)    # (direction, frame index, exception)
         self._ser = None
         self._master = self._slave = None
-        self._wake_r = self._wake_w = None
+        self._init_calls()
         self._sel = None
         self._masks = {}
-        self._calls = queue.SimpleQueue()
         self._cv = threading.Condition()
-        self._thread = None
         self._stopping = False
-        self._crash = None
         self._closed = False
         self._seq = 0
 
@@ -348,9 +347,7 @@ class LineAttacker:
             up_fd = self._ser.fd        # pyserial opens O_NONBLOCK
             self._dirs[UP].src, self._dirs[UP].dst = self._master, up_fd
             self._dirs[DOWN].src, self._dirs[DOWN].dst = up_fd, self._master
-            self._wake_r, self._wake_w = os.pipe()
-            os.set_blocking(self._wake_r, False)
-            os.set_blocking(self._wake_w, False)
+            self._open_wake()
             self._sel = selectors.DefaultSelector()
         except BaseException:
             self._close_fds()
@@ -572,41 +569,6 @@ class LineAttacker:
         a = _as_action(rule)
         return lambda f: a
 
-    def _wake(self):
-        try:
-            os.write(self._wake_w, b"!")
-        except (BlockingIOError, TypeError, OSError):
-            pass
-
-    def _in_loop(self, fn, *args):
-        """Run fn on the loop thread (or directly when it is not running)."""
-        t = self._thread
-        if t is None or not t.is_alive() or threading.current_thread() is t:
-            if self._crash is not None:
-                raise RuntimeError("line attacker thread died: %r" % (self._crash,))
-            return fn(*args)
-        done = threading.Event()
-        box = [None, None]
-        self._calls.put((fn, args, done, box))
-        self._wake()
-        if not done.wait(10.0):
-            raise RuntimeError("line attacker thread did not answer")
-        if box[1] is not None:
-            raise box[1]
-        return box[0]
-
-    def _run_queued(self):
-        while True:
-            try:
-                fn, args, done, box = self._calls.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                box[0] = fn(*args)
-            except BaseException as e:  # handed back to the caller's thread
-                box[1] = e
-            done.set()
-
     def _run(self):
         try:
             while not self._stopping:
@@ -630,14 +592,6 @@ class LineAttacker:
             self._run_queued()      # nobody waits forever on a dead loop
             with self._cv:
                 self._cv.notify_all()
-
-    def _on_wake(self):
-        try:
-            while os.read(self._wake_r, 512):
-                pass
-        except BlockingIOError:
-            pass
-        self._run_queued()
 
     def _want(self, fd, mask):
         cur = self._masks.get(fd)
