@@ -12,6 +12,8 @@ import subprocess
 import sys
 import threading
 
+from gwbox_tools import mpy_build
+
 BISECT_RUNS = int(os.environ.get("GWBOX_HEAP_BISECT_RUNS", "3"))
 CONFIRM_RUNS = int(os.environ.get("GWBOX_HEAP_CONFIRM_RUNS", "20"))
 
@@ -82,3 +84,16 @@ def mp_run(tag, exe, code, cwd, path, heap="256K"):
 def word_bits(tag, exe, cwd):
     """struct.calcsize("P") * 8 of the interpreter: 32 on a board, 64 for the pip one."""
     return int(mp_run(tag, exe, "import struct\nprint(struct.calcsize('P') * 8)", cwd, "")[-1])
+
+
+def interpreters(notes, keys):
+    """[(key prefix, interpreter)]: the .venv one ("mp", 64-bit) and the 32-bit one ("mp32")
+    where there is one; without it, a note that the `keys` were not measured."""
+    exes = [("mp", mpy_build.micropython_binary())]
+    exe32 = mpy_build.micropython32_binary()
+    if exe32:
+        exes.append(("mp32", exe32))
+    else:
+        notes.append("no 32-bit interpreter (MICROPYTHON32 or ../shared/tools/micropython32/micropython): "
+                     "%s keys not measured" % keys)
+    return exes

@@ -40,9 +40,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [os.path.join(ROOT, "firmware"), os.path.join(ROOT, "host_tools")]
 
-from gwbox_tools import mp_box, mpy_build  # noqa: E402
+from gwbox_tools import mp_box  # noqa: E402
 from gwbox_tools.cluster_rig import GATEWAYS, ClusterRig, RigError  # noqa: E402
-from heapsearch import CONFIRM_RUNS, HeapSearch, mp_run, word_bits  # noqa: E402
+from heapsearch import CONFIRM_RUNS, HeapSearch, interpreters, mp_run, word_bits  # noqa: E402
 
 G1 = GATEWAYS[0]
 BURST = 50
@@ -144,13 +144,7 @@ _PATHS = {}
 def main():
     mp_box.build_device()
     out = {"notes": [], "mp_box_heap_log": {}, "mp_box_heap_seconds": {}}
-    exes = [("mp", mpy_build.micropython_binary())]
-    exe32 = mpy_build.micropython32_binary()
-    if exe32:
-        exes.append(("mp32", exe32))
-    else:
-        out["notes"].append("no 32-bit interpreter (MICROPYTHON32 or ../shared/tools/micropython32/micropython): "
-                            "mp32_box_* keys not measured")
+    exes = interpreters(out["notes"], "mp32_box_*")
     frozen = os.environ.get("MICROPYTHON32_FROZEN")
     if frozen and os.path.isfile(frozen):
         _PATHS[frozen] = "unix:.frozen"

@@ -33,7 +33,7 @@ PATHS = [os.path.join(ROOT, p) for p in ("firmware", "tests/firmware", "host_too
 sys.path[:0] = PATHS
 
 from gwbox_tools import mpy_build  # noqa: E402
-from heapsearch import CONFIRM_RUNS, HeapSearch, mp_run, word_bits  # noqa: E402
+from heapsearch import CONFIRM_RUNS, HeapSearch, interpreters, mp_run, word_bits  # noqa: E402
 
 LOW_K = 16
 LIVE_K = 96
@@ -96,13 +96,7 @@ def live_peak(exe, heap_k):
 def main():
     mpy_build.build_mpy()
     out = {"notes": [], "mp_heap_log": {}, "mp_heap_seconds": {}}
-    exes = [("mp", mpy_build.micropython_binary())]
-    exe32 = mpy_build.micropython32_binary()
-    if exe32:
-        exes.append(("mp32", exe32))
-    else:
-        out["notes"].append("no 32-bit interpreter (MICROPYTHON32 or ../shared/tools/micropython32/micropython): "
-                            "mp32_* keys not measured")
+    exes = interpreters(out["notes"], "mp32_*")
     for prefix, exe in exes:
         t1 = time.monotonic()
         log = out["mp_heap_log"][prefix] = []

@@ -13,10 +13,11 @@ CALL_TIMEOUT_S = 10.0
 
 
 class LoopCalls:
-    """Mixin. The class names its thread in LOOP_NAME, calls _init_calls() in __init__ and
-    _open_wake() before its thread starts, keeps that thread in self._thread and what
-    killed it in self._crash, calls _on_wake() when self._wake_r is readable, and
-    _run_queued() once its loop has ended (nobody waits forever on a dead loop)."""
+    """Mixin. The class names its loop in LOOP_NAME, runs it in self._run (which ends once
+    self._stopping is set, keeps what killed it in self._crash, calls _on_wake() when
+    self._wake_r is readable and _run_queued() once it has ended: nobody waits forever on
+    a dead loop), calls _init_calls() in __init__, _open_wake() before _start_loop(), and
+    _stop_loop() before it closes its fds."""
 
     LOOP_NAME = "loop"
 
@@ -24,7 +25,19 @@ class LoopCalls:
         self._calls = queue.SimpleQueue()
         self._wake_r = self._wake_w = None
         self._thread = None
+        self._stopping = False
         self._crash = None
+
+    def _start_loop(self):
+        self._thread = threading.Thread(target=self._run, name=self.LOOP_NAME.replace(" ", "-"), daemon=True)
+        self._thread.start()
+
+    def _stop_loop(self, timeout=10.0):
+        t = self._thread
+        if t is not None and t.is_alive():
+            self._stopping = True
+            self._wake()
+            t.join(timeout)
 
     def _open_wake(self):
         self._wake_r, self._wake_w = os.pipe()

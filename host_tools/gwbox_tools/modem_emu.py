@@ -210,7 +210,6 @@ class ModemEmulator(LoopCalls):
         self._init_calls()
         self._sel = None
         self._masks = {}
-        self._stopping = False
         self._closed = False
 
     # ----------------------------------------------------------------- life cycle
@@ -247,8 +246,7 @@ class ModemEmulator(LoopCalls):
         except BaseException:
             self._close_fds()
             raise
-        self._thread = threading.Thread(target=self._run, name="modem-emu", daemon=True)
-        self._thread.start()
+        self._start_loop()
         return self
 
     def close(self):
@@ -256,11 +254,7 @@ class ModemEmulator(LoopCalls):
         if self._closed:
             return
         self._closed = True
-        t = self._thread
-        if t is not None and t.is_alive():
-            self._stopping = True
-            self._wake()
-            t.join(10.0)
+        self._stop_loop()
         self._close_fds()
 
     @staticmethod

@@ -319,7 +319,6 @@ class LineAttacker(LoopCalls):
         self._sel = None
         self._masks = {}
         self._cv = threading.Condition()
-        self._stopping = False
         self._closed = False
         self._seq = 0
 
@@ -352,8 +351,7 @@ class LineAttacker(LoopCalls):
         except BaseException:
             self._close_fds()
             raise
-        self._thread = threading.Thread(target=self._run, name="line-attacker", daemon=True)
-        self._thread.start()
+        self._start_loop()
         return self
 
     def close(self):
@@ -361,11 +359,7 @@ class LineAttacker(LoopCalls):
         if self._closed:
             return
         self._closed = True
-        t = self._thread
-        if t is not None and t.is_alive():
-            self._stopping = True
-            self._wake()
-            t.join(10.0)
+        self._stop_loop()
         self._close_fds()
 
     def _close_fds(self):
