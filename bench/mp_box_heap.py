@@ -10,7 +10,10 @@ The scenario, one run:
   an idle heartbeat round answered;
   TRICKLE more messages at TRICKLE_HZ; after FREEZE_AFTER of them G1 freezes (carrier
   up, nothing answers): the box declares it dead, authenticates the next gateway and
-  re-sends what was unconfirmed; every message 1..BURST+TRICKLE reaches a target.
+  re-sends what was unconfirmed; every message 1..BURST+TRICKLE reaches a target;
+  a console session on the box's console pty (gwbox_tools.devconsole, as `gwbox console`
+  talks to a board): status, show log, show policy (the policy parser loaded beside the
+  running box), login, test link, logout: every one must succeed.
 
 Short heartbeat timers (HeartbeatDeferTime 1 s, HeartbeatResponseTime 0.5 s, retries 2,
 HandshakeRetryTime 1 s) keep a run to about 15 s; they change when things happen, not
@@ -42,6 +45,7 @@ sys.path[:0] = [os.path.join(ROOT, "firmware"), os.path.join(ROOT, "host_tools")
 
 from gwbox_tools import mp_box  # noqa: E402
 from gwbox_tools.cluster_rig import GATEWAYS, ClusterRig, RigError  # noqa: E402
+from gwbox_tools.devconsole import ConsoleError, DeviceConsole, hash_password  # noqa: E402
 from heapsearch import CONFIRM_RUNS, HeapSearch, interpreters, mp_run, word_bits  # noqa: E402
 
 G1 = GATEWAYS[0]
@@ -52,11 +56,14 @@ FREEZE_AFTER = 10
 RUN_TIMEOUT_S = 60.0
 LOW_K = 24
 PARALLEL = int(os.environ.get("GWBOX_HEAP_PARALLEL", "3"))
+CONSOLE_PASSWORD = "bench-console-password"  # 1,000 PBKDF2 iterations: the heap is the same, the login quicker
 GENERAL = """HeartbeatDeferTime = 1
 HeartbeatResponseTime = 0.5
 HeartbeatRetries = 2
 HandshakeRetryTime = 1
-"""
+ConsolePassword = %s
+""" % hash_password(CONSOLE_PASSWORD, iterations=1000)
+CONSOLE_SESSION = ("status", "show log", "show policy", "login " + CONSOLE_PASSWORD, "test link", "logout")
 MAIN_IMPORTS = ("import gc\nimport sys\nimport board\nimport machine\nfrom gwbox.box import Box\n"
                 "from gwbox.link.modem import Modem\nfrom gwbox.port.device import DevicePort\nimport time\n"
                 "from gwbox.port.udplan import UdpLan\n")
@@ -95,12 +102,25 @@ def delivered(rig, n, deadline):
     raise Fail("lost %d" % (n - len(set(rig.delivered()) & set(range(1, n + 1)))))
 
 
+def console_session(rig):
+    """The console's read-only commands, as an integrator runs them: each must be answered."""
+    try:
+        with DeviceConsole(rig.box.console_path, timeout=10.0) as c:
+            c.sync()
+            for cmd in CONSOLE_SESSION:
+                r = c.command(cmd)
+                if not r.ok:
+                    raise Fail("console %s: %s" % (cmd, r.msg))
+    except (ConsoleError, OSError) as e:
+        raise Fail("console: %s" % e)
+
+
 def scenario(exe, heap_k):
     """One run at `heap_k` KB: None if it passed, else why not."""
     deadline = time.monotonic() + RUN_TIMEOUT_S
     with _build_lock:
         rig = ClusterRig(general=GENERAL, heap="%dK" % heap_k, micropython=exe, baud=9600,
-                         box_env={"MICROPYPATH": _PATHS.get(exe, "unix:lib")})
+                         box_env={"MICROPYPATH": _PATHS.get(exe, "unix:lib")}, box_console=True)
     try:
         wait(rig, "gateway_in_use", 30, gateway=G1)
         for i in range(1, BURST + 1):
@@ -117,6 +137,7 @@ def scenario(exe, heap_k):
                 raise Fail("failed over to the frozen gateway")
             feed.join(30)
         delivered(rig, BURST + TRICKLE, deadline)
+        console_session(rig)
         if rig.box.find("out_of_memory") or not rig.box.alive():
             raise Fail("out_of_memory at the end")
         bad = [ln for ln in rig.box.stderr if "Traceback" in ln or "Error" in ln]

@@ -113,7 +113,7 @@ class Traffic:
 class ClusterRig:
     def __init__(self, gateways=GATEWAYS, targets=TARGETS, preferred=GATEWAYS[0], direct=(), ras=True,
                  general="StatusInterval = 1", heap="256K", baud=9600, latency_ms=20, on_event=None,
-                 workdir=None, micropython=None, start_box=True, box_env=None):
+                 workdir=None, micropython=None, start_box=True, box_env=None, box_console=False):
         self.key = os.urandom(32)
         self.gateways = list(gateways)
         self.targets = list(targets)
@@ -129,6 +129,7 @@ class ClusterRig:
         self.baud = baud
         self.micropython = micropython
         self.box_env = box_env  # extra environment for the box (MICROPYPATH for a frozen build, say)
+        self.box_console = box_console  # the box's console on a pty (rig.box.console_path); no restarts
         try:
             self.ho = HeadOffice({IDENTITY: self.key}, gateways=gateways, direct=direct, targets=targets,
                                  echo=False, ras=ras).start()
@@ -145,7 +146,8 @@ class ClusterRig:
     def start_box(self, uart_path=None):
         """Start the box on the emulator's pty (or on `uart_path`: something in between)."""
         self.box = MpBox(uart_path or self.emu.box_path, self.policy_path, heap=self.heap, on_event=self.on_event,
-                         micropython=self.micropython, baud=self.baud, env=self.box_env)
+                         micropython=self.micropython, baud=self.baud, env=self.box_env,
+                         console=self.box_console, restart=False)
         return self.box
 
     # --- traffic ---------------------------------------------------------------------
