@@ -146,10 +146,15 @@ def init_ok(m, now):
     if m._init_idx + 1 < len(m.init):
         send_init(m, now, m._init_idx + 1)
         return
+    m._ready = True
+    ready(m, now, ev.MODEM_READY)
+
+
+def ready(m, now, event):
+    """Command mode, on hook: dial if a link is wanted, else the attempts start over."""
     end_wait(m)
     m.state = READY
-    m._ready = True
-    m._emit(ev.MODEM_READY)
+    m._emit(event)
     if m.want_link:
         dial(m, now)
     else:
@@ -237,13 +242,7 @@ def after_escape(m, now, carrier_gone):
 
 
 def hangup_done(m, now):
-    end_wait(m)
-    m.state = READY
-    m._emit(ev.HANGUP_DONE)
-    if m.want_link:
-        dial(m, now)
-    else:
-        m.attempts = 0
+    ready(m, now, ev.HANGUP_DONE)
 
 
 def fail(m, now, result, reason, clean=False, flush=False):
