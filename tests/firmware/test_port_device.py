@@ -3,60 +3,12 @@
 import json
 
 import clustersim
+from fakeio import FakeLan, FakePin, FakeUart, FakeWdt
 from test_box import DST, G1, G2, G3, PSK, policy_text
 from gwbox.box import Box
 from gwbox.link.modem import Modem
 from gwbox.policy import parse
 from gwbox.port.device import LED_SEARCHING, POLL_MS, DevicePort
-
-
-class FakeUart:
-    def __init__(self):
-        self.rx = bytearray()
-        self.tx = bytearray()
-        self.written = 0
-
-    def read(self):
-        if not self.rx:
-            return None
-        data = bytes(self.rx)
-        self.rx = bytearray()
-        return data
-
-    def write(self, data):
-        self.tx.extend(data)
-        self.written += len(data)
-        return len(data)
-
-
-class FakePin:
-    def __init__(self, v=0):
-        self.v = v
-
-    def value(self, v=None):
-        if v is None:
-            return self.v
-        self.v = v
-
-
-class FakeWdt:
-    def __init__(self):
-        self.fed = 0
-
-    def feed(self):
-        self.fed += 1
-
-
-class FakeLan:
-    def __init__(self):
-        self.inbox = []
-        self.sent = []
-
-    def recv(self):
-        return self.inbox.pop(0) if self.inbox else None
-
-    def send(self, src, port, payload):
-        self.sent.append((src, port, payload))
 
 
 class PortSim(clustersim.Sim):

@@ -1,39 +1,13 @@
 """gwbox.port.uartlan: a serial device's bytes as datagrams for one target, replies back to it."""
+from fakeio import FakeLan, FakeUart
 from gwbox.port.uartlan import GAP_MS, MAX, Lans, UartLan
 
 TARGET = (10 << 24) | 5
 
 
-class Uart:
-    def __init__(self):
-        self.rx = bytearray()
-        self.tx = bytearray()
-
-    def read(self):
-        if not self.rx:
-            return None
-        d, self.rx = bytes(self.rx), bytearray()
-        return d
-
-    def write(self, data):
-        self.tx.extend(data)
-
-
-class Udp:
-    def __init__(self):
-        self.inbox = []
-        self.sent = []
-
-    def recv(self):
-        return self.inbox.pop(0) if self.inbox else None
-
-    def send(self, src, port, payload):
-        self.sent.append((src, port, payload))
-
-
 def lan():
     t = [1000]
-    u = Uart()
+    u = FakeUart()
     return UartLan(u, TARGET, 4001, clock=lambda: t[0]), u, t
 
 
@@ -70,7 +44,7 @@ def test_replies_from_the_target_go_to_the_uart_and_others_do_not():
 
 def test_both_lan_sides_together():
     lan_, u, t = lan()
-    udp = Udp()
+    udp = FakeLan()
     both = Lans(lan_, udp)
     udp.inbox.append((TARGET + 1, 53, b"udp"))
     u.rx.extend(b"serial")
