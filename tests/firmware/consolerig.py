@@ -3,6 +3,7 @@ files on a fake file system (fakefs), virtual time: for the console tests."""
 import json
 
 from fakefs import FakeFs
+from fakeio import FakeUart
 from gwbox.port.device import DevicePort
 
 P = "gwbox.policy"
@@ -37,18 +38,6 @@ def store(fs):
     return Store(P, fs)
 
 
-class FakeIn:
-    def __init__(self):
-        self.data = bytearray()
-
-    def read(self):
-        if not self.data:
-            return None
-        d = bytes(self.data)
-        self.data = bytearray()
-        return d
-
-
 class Rig:
     def __init__(self, policy=POLICY, password=True, safe=None, port=None):
         self.t = 5000
@@ -56,7 +45,7 @@ class Rig:
         if policy:
             store(self.fs).save(policy)
         self.evs = []  # every event line, parsed, each checked for secrets as it is printed
-        self.cin = FakeIn()
+        self.cin = FakeUart()  # the console's input: rx
         self.resets = 0
         self.port = port or DevicePort(None, None, log=self.log, clock=lambda: self.t, console=self.cin,
                                        policy_path=P, password=(ITER, SALT, HASH) if password else None,
@@ -72,7 +61,7 @@ class Rig:
         self.resets += 1
 
     def send(self, data):
-        self.cin.data.extend(data)
+        self.cin.rx.extend(data)
 
     def run(self, ms):
         end = self.t + ms

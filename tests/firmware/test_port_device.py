@@ -140,19 +140,8 @@ def test_a_memory_error_in_the_loop_is_survived_and_reported():
 
 # --- the console beside the running box (gwbox.console), entropy, safe mode --------------------
 
-class ConsoleIn:
-    def __init__(self):
-        self.data = bytearray()
-
-    def read(self):
-        if not self.data:
-            return None
-        d, self.data = bytes(self.data), bytearray()
-        return d
-
-
 def console_sim():
-    cin = ConsoleIn()
+    cin = FakeUart()  # the console's input: rx
     s = PortSim(console=cin, password=None)
     s.run(3000)
     return s, cin
@@ -165,7 +154,7 @@ def replies(s, since):
 def test_console_status_beside_the_running_box():
     s, cin = console_sim()
     since = len(s.lines)
-    cin.data.extend(b"status\r\n")
+    cin.rx.extend(b"status\r\n")
     s.run(100)
     r = replies(s, since)
     assert len(r) == 1 and r[0]["ok"] and r[0]["msg"] == "running"
@@ -181,7 +170,7 @@ def test_console_test_link_sends_a_heartbeat_and_reports_the_answer():
     s.port.password = None
     s.port.safe = "test"  # no password: changes (test link is one) only in safe mode
     since = len(s.lines)
-    cin.data.extend(b"test link\n")
+    cin.rx.extend(b"test link\n")
     s.run(1500)
     r = replies(s, since)
     assert r and r[0]["ok"] and r[0]["gateway"] == G1 and r[0]["msg"].startswith(G1 + " answered in ")
@@ -194,7 +183,7 @@ def test_console_test_link_says_when_the_gateway_does_not_answer():
     s.port.safe = "test"
     s.gateways[G1].frozen = True
     since = len(s.lines)
-    cin.data.extend(b"test link\n")
+    cin.rx.extend(b"test link\n")
     s.run(6000)
     r = replies(s, since)
     assert r and not r[0]["ok"] and r[0]["msg"].startswith(G1 + " did not answer"), r
@@ -203,7 +192,7 @@ def test_console_test_link_says_when_the_gateway_does_not_answer():
 def test_the_console_module_leaves_the_heap_once_idle():
     import sys
     s, cin = console_sim()
-    cin.data.extend(b"help\n")
+    cin.rx.extend(b"help\n")
     s.run(100)
     assert "gwbox.console" in sys.modules
     s.run(6000)
@@ -227,7 +216,7 @@ def test_safe_mode_port_runs_the_console_alone_and_blinks_its_own_pattern():
     from gwbox.port.device import LED_SAFE
     led = FakePin(0)
     t = [0]
-    cin = ConsoleIn()
+    cin = FakeUart()  # the console's input: rx
     lines = []
     port = DevicePort(None, None, led=led, clock=lambda: t[0], console=cin, log=lines.append, safe="test")
     seen = []
@@ -238,6 +227,6 @@ def test_safe_mode_port_runs_the_console_alone_and_blinks_its_own_pattern():
         seen.append(led.value())
     on, off = LED_SAFE
     assert 0 in seen and 1 in seen and seen.count(1) > seen.count(0) * 5
-    cin.data.extend(b"status\n")
+    cin.rx.extend(b"status\n")
     port.step()
     assert json.loads(lines[-1])["msg"] == "safe mode: test"

@@ -4,8 +4,9 @@ banner, the boot record, the policy parser gone before the box runs."""
 import json
 import sys
 
-from consolerig import POLICY, PW_LINE, FakeIn
+from consolerig import POLICY, PW_LINE
 from fakefs import FakeFs
+from fakeio import FakeUart
 from gwbox.store import Store
 
 P = "gwbox.policy"
@@ -93,7 +94,7 @@ def boot(disk=None, board=None, console=None):
     fs = FakeFs(disk)
     m = Machine()
     clock = Clock(100 if board is not None and board.SAFE_WAIT_MS else 0)
-    port = start(board or Board(), m, log=lines.append, fs=fs, console=console or FakeIn(), clock=clock)
+    port = start(board or Board(), m, log=lines.append, fs=fs, console=console or FakeUart(), clock=clock)
     clock.step = 0
     return port, [json.loads(x) for x in lines], fs, m
 
@@ -182,8 +183,8 @@ def test_safe_button_and_requested_safe_mode():
 def test_a_console_key_within_the_window_is_safe_mode():
     class Waits(Board):
         SAFE_WAIT_MS = 3000
-    key = FakeIn()
-    key.data.extend(b" ")
+    key = FakeUart()
+    key.rx.extend(b" ")
     port, evs, fs, m = boot(saved(POLICY), board=Waits(), console=key)
     assert evs[0]["safe_key_ms"] == 3000 and port.safe == "console key at boot" and port.box is None
     port, evs, fs, m = boot(saved(POLICY), board=Waits())
