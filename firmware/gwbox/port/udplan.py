@@ -5,6 +5,7 @@ is the target's IPv4 address (4 bytes), its port (2 bytes, big-endian), then the
 a reply from a target comes back the same way, to the application that last sent to that
 target. Non-blocking: `recv` returns None when nothing waits.
 """
+import select
 import socket
 import struct
 
@@ -17,13 +18,15 @@ class UdpLan:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(socket.getaddrinfo(host, port)[0][-1])
         self.sock.setblocking(False)
+        self._poll = select.poll()  # recvfrom() allocates its whole buffer even when nothing waits
+        self._poll.register(self.sock, select.POLLIN)
         self._apps = {}  # (target, port) -> the application's address
         self._last = None
         self.bad = 0  # datagrams too short to name a target
 
     def recv(self):
         """(target IPv4 int, port, payload), or None."""
-        while True:
+        while self._poll.poll(0):
             try:
                 data, addr = self.sock.recvfrom(_MAX)
             except OSError:
@@ -37,6 +40,7 @@ class UdpLan:
             self._apps[(dst, port)] = addr
             self._last = addr
             return dst, port, data[_HEAD:]
+        return None
 
     def send(self, src, port, payload):
         addr = self._apps.get((src, port), self._last)
