@@ -45,6 +45,9 @@ def _store(con):
 
 
 def command(con, w, rest, now):
+    shown = con.port.shown if w == "show policy" else None
+    if shown is not None:  # the policy this boot runs, rendered at boot: no parser needed
+        return _lines(con, now, w, shown[0], "stored in " + shown[1], shown[2])
     if w != "save" and not (w == "show pending" and con.pending is None) and not room(con, now, w):
         return
     if w == "set":
@@ -73,6 +76,10 @@ def _show(con, now, cmd, text, where):
         return con.say(now, cmd, False, "the policy %s does not parse" % where)
     masked, checksum = p.masked(), p.checksum
     p = None
+    _lines(con, now, cmd, masked, where, checksum)
+
+
+def _lines(con, now, cmd, masked, where, checksum):
     for ln in masked.split("\n"):
         if ln:
             con.line(now, cmd, ln)
@@ -172,4 +179,5 @@ def _save(con, now):
     except (StoreError, OSError) as e:
         return con.say(now, "save", False, "not saved (%s): the stored policy is unchanged" % e)
     con.pending = None
+    con.port.shown = None  # `show policy` shows the stored policy: this one now, parsed
     con.say(now, "save", True, "saved: `reboot` to use it")

@@ -41,6 +41,7 @@ def _load(store):
         d = p.__dict__
         for k in d:
             setattr(v, k, d[k])
+        v.shown = p.masked()  # for `show policy` (gwbox.policyedit), without the parser
         p = d = None
     got = None
     _drop("policy")
@@ -90,6 +91,9 @@ def boot(board, machine, log=print, fs=None, console=None, clock=None):
     port = DevicePort(None, None, led=_pin(machine, board.LED, machine.Pin.OUT), log=log, name=name, clock=clock,
                       console=cin, policy_path=path, password=p.console_password if p else None,
                       reset=machine.reset, safe=safe, entropy=getattr(board, "entropy", None), fs=fs)
+    if p is not None:
+        port.shown = (p.shown, where, p.checksum)
+        p.shown = None
     port.event("boot", {
         "version": VERSION, "board": getattr(board, "BOARD", "?"), "identity": p.identity if p else None,
         "gateways": p.gateways if p else [], "policy": p.checksum if p else None, "policy_file": where,

@@ -25,6 +25,22 @@ def test_show_policy_needs_no_login_and_masks_every_secret():
     assert "ConsolePassword = <secret>" in lines and "143.1.0.64 = <secret>" in lines and "Identity = branch-7" in lines
 
 
+def test_show_policy_prints_the_text_rendered_at_boot_until_a_save():
+    # gwbox.start renders the booted policy while the parser is loaded anyway: showing it then
+    # needs no parser beside the running box. After a save, the stored policy is parsed to show it.
+    r = Rig()
+    r.port.shown = ("[GENERAL]\nIdentity = rendered-at-boot\n", P, "0123456789abcdef")
+    e, lines = r.cmd("show policy")
+    assert e["ok"] and e["checksum"] == "0123456789abcdef" and e["msg"] == "stored in gwbox.policy"
+    assert lines == ["[GENERAL]", "Identity = rendered-at-boot"], lines
+    r.cmd("login " + PASSWORD)
+    r.send(b"load\n" + POLICY.replace("branch-7", "branch-8").encode() + b".\n")
+    r.run(500)
+    assert r.cmd("save")[0]["ok"] and r.port.shown is None
+    e, lines = r.cmd("show policy")
+    assert e["ok"] and "Identity = branch-8" in lines and e["checksum"] != "0123456789abcdef"
+
+
 def test_load_with_errors_is_rejected_with_line_numbers_and_nothing_changes():
     r = Rig()
     before = dict(r.fs.disk)

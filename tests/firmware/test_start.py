@@ -121,6 +121,14 @@ def test_normal_boot_runs_the_box_with_a_banner_and_no_parser_left():
     assert port.uart.id == 2 and port.dtr.value() == 1 and port.stable_ms == 60000
 
 
+def test_boot_renders_the_masked_policy_for_show_policy_while_the_parser_is_loaded():
+    port, evs, fs, m = boot(saved(POLICY))
+    text, where, checksum = port.shown
+    assert where == P and checksum == evs[0]["policy"]
+    assert "Identity = branch-7" in text and "ConsolePassword = <secret>" in text
+    assert "5a5a5a5a" not in text and "pbkdf2" not in text
+
+
 def test_the_boot_counts_as_good_after_a_minute():
     port, evs, fs, m = boot(saved(POLICY))
     port.start()

@@ -97,6 +97,9 @@ class DevicePort:
         self.policy_path = policy_path
         self.fs = fs  # the file system for gwbox.store (None: the device's own)
         self.password = password  # (iterations, salt, hash) of ConsolePassword, or None
+        # (masked text, file, checksum) of the policy this boot runs, rendered while the parser was
+        # loaded anyway: `show policy` then needs no parser beside the running box. None: parse.
+        self.shown = None
         self.safe = safe  # why the box is in safe mode, or None
         self.reset = reset  # fn(): restart the board (machine.reset)
         self.stable_ms = stable_ms  # once the loop has run this long, the boot counts as good
