@@ -13,17 +13,14 @@ again at once), and remembers per box which tunnel message numbers it has handed
 """
 import sys
 
-from gwbox import const, ticks, wire
+from gwbox import ticks, wire
 from gwbox.config import SPI_ECHO
-from gwbox.crypto.mac import ct_equal, hmac_digest, hmac_key
 from gwbox.errors import ProtocolError
 from gwbox.events import Event
 from gwbox.sa import ReplayWindow, packet_spi
 from gwbox.session import Session
 from gwbox import events as ev
 
-_HALF_OPEN_PER_LINK = const(2)  # handshakes in progress per link (a box has one at a time)
-_COOKIE_SECRET_MS = const(60000)  # the cookie secret changes this often (the last one still counts)
 
 
 class Endpoint:
@@ -223,74 +220,8 @@ class Endpoint:
         for s in self.sessions:
             if s.current is not None and s.current.ctl_out.spi == msg.spi_i:
                 raise ProtocolError("SA_INIT for an established SA")
-        self._accept(message, msg, packet, now, link)
-
-    def _accept(self, message, msg, packet, now, link):
-        """A new SA_INIT request: the cheap checks first, statelessly; state and an X25519
-        computation only for one that passes them (RFC 7296 §2.6, WireGuard's cookie reply).
-
-        A link with a handshake in progress must prove it receives our answers: it gets a
-        COOKIE (an HMAC of its link, SPI and nonce under a rotating secret) and only a
-        msg1 that returns it is taken. Half-open state is bounded per link and overall;
-        a full table makes room by dropping the oldest entry of that link (else overall),
-        so a flood cannot lock a real box out, and all of a link's state goes with it."""
-        if msg.exch != wire.EXCH_SA_INIT or msg.msg_id != 0 or msg.spi_r != 0:
-            raise ProtocolError("not an SA_INIT request")
-        cookie = None
-        payloads = msg.payloads
-        if payloads and payloads[0][0] == wire.PL_NOTIFY:
-            ntype, cookie = message.decode_notify(payloads[0][1])
-            if ntype != wire.N_COOKIE:
-                raise ProtocolError("unexpected notify %d in SA_INIT" % ntype)
-            msg.payloads = payloads = payloads[1:]  # the transcript is msg1 without it
-        ctl, _data, props = message.decode_sa(msg.require(wire.PL_SA))
-        if ctl != msg.spi_i:
-            raise ProtocolError("SA payload SPI differs from header")
-        nonce = msg.require(wire.PL_NONCE)
-        if message.choose_proposal(props) is None:
-            self.refused += 1  # answered statelessly: no state, no key, no responder code
-            self._out.append((link, message.encode(message.Message(
-                wire.EXCH_SA_INIT, wire.FLAG_RESPONSE, 0,
-                [(wire.PL_NOTIFY, message.encode_notify(wire.N_NO_PROPOSAL_CHOSEN))], msg.spi_i, 0), True)))
-            return
-        mine = [r for r in self.half_open if r.link == link]
-        if mine and not self._cookie_ok(cookie, link, msg.spi_i, nonce, now):
-            self.cookies_sent += 1
-            self._out.append((link, message.encode(message.Message(
-                wire.EXCH_SA_INIT, wire.FLAG_RESPONSE, 0,
-                [(wire.PL_NOTIFY, message.encode_notify(wire.N_COOKIE, self._cookie(link, msg.spi_i, nonce, now)))],
-                msg.spi_i, 0), True)))
-            return
-        from gwbox.crypto.x25519 import low_order
-        if low_order(message.untag(msg.require(wire.PL_KE), wire.DH_X25519, wire.KE_LEN)):
-            raise ProtocolError("low-order public key")
-        if len(mine) >= _HALF_OPEN_PER_LINK or len(self.half_open) >= self.cfg.half_open_max:
-            self.evicted += 1
-            self.half_open.remove(mine[0] if mine else self.half_open[0])
-        from gwbox.responder import ResponderHandshake
-        transcript = message.encode(msg, True) if cookie is not None else packet
-        r = ResponderHandshake(self.cfg, self.identity, self._psk_for, transcript, msg, now, self._taken())
-        r.link = link
-        r.wire1 = bytes(packet)
-        self.half_open.append(r)
-        self._event(ev.HANDSHAKE_STARTED, role="responder", spi=msg.spi_i)
-
-    def _cookie(self, link, spi, nonce, now, previous=False):
-        if self._secret is None or ticks.diff(now, self._secret_at) >= _COOKIE_SECRET_MS:
-            self._old_secret = self._secret
-            from gwbox.crypto.entropy import random_bytes
-            self._secret = random_bytes(16)
-            self._secret_at = now
-        key = self._old_secret if previous else self._secret
-        if key is None:
-            return None
-        return hmac_digest(hmac_key(key), repr(link).encode(), spi.to_bytes(4, "big"), nonce)[:16]
-
-    def _cookie_ok(self, cookie, link, spi, nonce, now):
-        if cookie is None or len(cookie) != 16:
-            return False
-        return ct_equal(cookie, self._cookie(link, spi, nonce, now)) or \
-            ct_equal(cookie, self._cookie(link, spi, nonce, now, True) or b"")
+        from gwbox.admission import accept  # a gateway's code: a box never loads it
+        accept(self, message, msg, packet, now, link)
 
     def release(self, link, now):
         """The link is gone (a call ended): its half-open handshakes go with it."""
@@ -376,6 +307,8 @@ class Endpoint:
                 ended = True
             if not s.closed:
                 live.append(s)
+            else:
+                ended = True  # its DELETE loaded the control channel: a failover's handshake needs the room
         self.sessions = live
         if ended and not self.initiators and not keep:
             for s in live:
@@ -411,7 +344,7 @@ def _unload_key_exchange():
     (docs/memory.md). The next connect, SA_INIT or rekey imports them again; frozen into
     flash, that costs no RAM at all. gwbox.crypto.entropy stays: it holds the entropy pool.
     """
-    for full in ("gwbox.initiator", "gwbox.responder", "gwbox.rekey", "gwbox.handshake", "gwbox.keyschedule",
+    for full in ("gwbox.initiator", "gwbox.responder", "gwbox.admission", "gwbox.rekey", "gwbox.handshake", "gwbox.keyschedule",
                  "gwbox.crypto.x25519", "gwbox.message", "gwbox.control"):
         if sys.modules.pop(full, None) is not None:
             pkg, _, name = full.rpartition(".")
