@@ -14,9 +14,8 @@ ConsolePassword, and safe mode when it sets none. Wrong passwords lock the login
 delay that doubles with each (the count lives in the port, so it survives this module).
 """
 import gc
-import sys
 
-from gwbox import const, ticks
+from gwbox import const, forget, ticks
 from gwbox.crypto import mac
 
 _LINE_MAX = const(256)  # bytes of one command or policy line
@@ -41,16 +40,6 @@ _EDIT = ("show policy", "show pending", "set", "load", "save")  # gwbox.policyed
 # Console methods _c_<name>. Looked up only for these names: getattr() interns the name it
 # is given, and the heap must not grow with every word someone types.
 _OWN = ("help", "status", "show log", "login", "logout", "reboot", "repl", "test link")
-
-
-def drop(full):
-    """Forget a module so its code leaves the heap (imported again when needed)."""
-    if sys.modules.pop(full, None) is not None:
-        i = full.rfind(".")
-        owner = sys.modules.get(full[:i])
-        name = full[i + 1:]
-        if owner is not None and hasattr(owner, name):
-            delattr(owner, name)
 
 
 def serve(port, data, now):
@@ -79,7 +68,7 @@ def serve(port, data, now):
         port._line(now, "console_error", {"error": type(e).__name__})
     port._con = None
     for full in ("gwbox.console", "gwbox.policyedit", "gwbox.store", "gwbox.policy"):
-        drop(full)
+        forget(full)
     gc.collect()
 
 
@@ -152,7 +141,7 @@ class Console:
             self._say(now, "test link", False, "no answer from %s within %d s" % (w[0], w[2] // 1000))
         if self.loading is not None and ticks.diff(now, self.load_at) >= _LOAD_IDLE_MS:
             self.loading = None
-            drop("gwbox.policyedit")
+            forget("gwbox.policyedit")
             self._say(now, "load", False, "load abandoned: no input for %d s; nothing changed" % (_LOAD_IDLE_MS // 1000))
         for _ in range(8):  # a few lines per pass; the box runs in between
             if self.kdf is not None:
@@ -173,8 +162,8 @@ class Console:
                 self.loading = None
                 self._say(now, "?", False, "out of memory: nothing changed; `reboot safe`, then try again")
             if self.loading is None:
-                drop("gwbox.policyedit")
-                drop("gwbox.policy")
+                forget("gwbox.policyedit")
+                forget("gwbox.policy")
 
     def on_event(self, name, fields, now):
         w = self.watch

@@ -8,8 +8,7 @@ checksummed, the previous policy kept as the last good one).
 """
 import gc
 
-from gwbox import const
-from gwbox.console import drop
+from gwbox import const, forget
 
 # Heap the parser needs besides the text (32-bit, .mpy: 14.6K of code, the Policy, garbage).
 # Refused up front below that: a parser import that fails half way on a fragmented heap can
@@ -36,7 +35,7 @@ def _parse(text):
     try:
         return parse(text)
     finally:
-        drop("gwbox.policy")
+        forget("gwbox.policy")
 
 
 def _store(con):

@@ -13,10 +13,9 @@ main.py calls boot() and then drops this module: the parser, the store and this 
 leave the heap before the box runs; the box gets a plain copy of the policy's values.
 """
 import gc
-import sys
 import time
 
-from gwbox import VERSION, ticks
+from gwbox import VERSION, forget, ticks
 
 SAFE_RETRY_MS = 600000
 
@@ -49,11 +48,7 @@ def _load(store):
 
 
 def _drop(name):
-    """Forget gwbox.<name>: out of sys.modules and off the package, so its code can go."""
-    sys.modules.pop("gwbox." + name, None)
-    pkg = sys.modules["gwbox"]
-    if hasattr(pkg, name):
-        delattr(pkg, name)
+    forget("gwbox." + name)
     gc.collect()
 
 

@@ -10,9 +10,8 @@ NO CARRIER spotted, DCD), which a call needs all the time; gwbox.link.hayes hold
 command mode (init, dial, result codes, +++, hang-up, back-off), imported when needed
 and dropped again (`unload_command_mode`) once a call is up.
 """
-import sys
 
-from gwbox import ticks
+from gwbox import forget, ticks
 from gwbox.events import Event
 from gwbox import events as ev
 
@@ -262,7 +261,4 @@ def _hayes():
 
 def unload_command_mode():
     """Drop the command-mode half (a call is up: it is not needed until the next hang-up)."""
-    if sys.modules.pop("gwbox.link.hayes", None) is not None:
-        pkg = sys.modules.get("gwbox.link")
-        if pkg is not None and hasattr(pkg, "hayes"):
-            delattr(pkg, "hayes")
+    forget("gwbox.link.hayes")

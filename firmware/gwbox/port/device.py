@@ -22,7 +22,7 @@ import gc
 import sys
 import time
 
-from gwbox import const, ticks
+from gwbox import const, forget, ticks
 from gwbox.events import json_line
 
 POLL_MS = 20
@@ -42,15 +42,6 @@ LED_SAFE = (1900, 100)  # safe mode: the box does not run, the console does
 def _free():
     f = getattr(gc, "mem_free", None)  # MicroPython only
     return f() if f is not None else -1
-
-
-def _drop(full):
-    """Forget a gwbox module so its code can leave the heap (imported again when needed)."""
-    if sys.modules.pop(full, None) is not None:
-        pkg = sys.modules.get("gwbox")
-        name = full[6:]
-        if pkg is not None and hasattr(pkg, name):
-            delattr(pkg, name)
 
 
 class StdinConsole:
@@ -285,4 +276,4 @@ class DevicePort:
         from gwbox.store import Store
         Store(self.policy_path, self.fs).write_boot_record(count, safe)
         if self._con is None:
-            _drop("gwbox.store")
+            forget("gwbox.store")
