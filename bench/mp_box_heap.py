@@ -28,8 +28,9 @@ Keys, per interpreter (64-bit: the .venv `micropython`; 32-bit: MICROPYTHON32 or
 ../shared/tools/micropython32/micropython, skipped with a note when absent):
   mp_box_peak_heap_bytes / mp32_box_peak_heap_bytes     the least heap (bytes), 20/20
   mp_box_import_heap_bytes / mp32_box_import_heap_bytes gc.mem_alloc() after gc.collect()
-      once main.py's imports are done (board, machine, gwbox.box, gwbox.link.modem,
-      gwbox.port.device, time, gwbox.port.udplan), policy parser not loaded
+      once what the running box keeps is imported (board, machine, gwbox.box, gwbox.link.modem,
+      gwbox.port.device, time, gwbox.port.udplan, and what gwbox.boxbuild imports for Box()),
+      policy parser and boxbuild not loaded
   mp_box_state_heap_bytes / mp32_box_state_heap_bytes   the difference
   mp_heap_word_bits / mp32_heap_word_bits                struct.calcsize("P") * 8
 Prints one JSON object.
@@ -66,7 +67,8 @@ ConsolePassword = %s
 CONSOLE_SESSION = ("status", "show log", "show policy", "login " + CONSOLE_PASSWORD, "test link", "logout")
 MAIN_IMPORTS = ("import gc\nimport sys\nimport board\nimport machine\nfrom gwbox.box import Box\n"
                 "from gwbox.link.modem import Modem\nfrom gwbox.port.device import DevicePort\nimport time\n"
-                "from gwbox.port.udplan import UdpLan\n")
+                "from gwbox.port.udplan import UdpLan\nimport gwbox.boxbuild\nfrom gwbox import forget\n"
+                "forget('gwbox.boxbuild')\nforget('gwbox.ipv4')\n")  # Box() imports what the built box keeps, then drops boxbuild
 
 _build_lock = threading.Lock()
 

@@ -13,7 +13,7 @@ Prints one line per module, `bytes name`, then the total.
 import gc
 import sys
 
-MODULES = ("board", "machine", "gwbox.ticks", "gwbox.errors", "gwbox.events", "gwbox.ipv4", "gwbox.wire",
+MODULES = ("board", "machine", "gwbox.ticks", "gwbox.errors", "gwbox.events", "gwbox.wire",
            "gwbox.crypto.aes", "gwbox.crypto.mac", "gwbox.crypto.entropy", "gwbox.config", "gwbox.sa",
            "gwbox.tunnel", "gwbox.heartbeat", "gwbox.session", "gwbox.endpoint", "gwbox.outbox", "gwbox.cluster",
            "gwbox.link.framing", "gwbox.link.line", "gwbox.link.modem", "gwbox.box", "gwbox.port.device",

@@ -11,15 +11,12 @@ running only while a call reaches them.
 The port feeds UART bytes (`feed`) and LAN datagrams (`lan_send`), writes `take_uart()`
 and `take_lan()`, and calls `tick` at `next_deadline()`. Nothing here reads a clock.
 """
-from gwbox import const, ipv4, ticks, tunnel, wire
-from gwbox.cluster import Cluster, gateway_order
-from gwbox.config import DEFERRED, NONE, LinkConfig
-from gwbox.crypto.entropy import random_bytes
-from gwbox.endpoint import Endpoint
+from gwbox import const, forget, ticks, tunnel, wire
+from gwbox.config import DEFERRED, NONE
 from gwbox.errors import ProtocolError
 from gwbox.events import Event
-from gwbox.link.line import DOWN, UP, Line
-from gwbox.outbox import LINE_OVERHEAD, Outbox
+from gwbox.link.line import DOWN, UP
+from gwbox.outbox import LINE_OVERHEAD
 from gwbox import events as ev
 
 
@@ -28,61 +25,13 @@ _INFLIGHT_MIN = const(256)  # line bytes of messages in flight at least, however
 
 class Box:
     def __init__(self, policy, modem, framer=None, rand_bytes=None, start=0):
-        p = policy  # not kept: its class would keep the parser's code on the heap (main.py drops it)
-        self.mode = p.heartbeat
-        self.idle_hangup_ms = p.idle_hangup_ms
-        self.response_ms = p.response_ms
-        self.started = start
-        self.cfg = LinkConfig(defer_ms=p.defer_ms, response_ms=p.response_ms, retries=p.retries,
-                              heartbeat=p.heartbeat, heartbeat_form=p.form, rekey_ms=p.rekey_ms,
-                              rekey_bytes=p.rekey_bytes, handshake_retry_ms=p.handshake_retry_ms,
-                              handshake_retries=p.handshake_retries)
-        self._addr = {}  # gateway identity (bytes) -> IPv4 address int
-        self._number = {}  # gateway identity -> dial number
-        psks = {}
-        for gw in p.gateways:
-            g = gw.encode()
-            self._addr[g] = ipv4.ip_to_int(gw)
-            self._number[g] = p.dial_numbers[gw]
-            psks[g] = p.keys[gw]
-        self.endpoint = Endpoint(self.cfg, p.identity, psks=psks, initiator=True)
-        self.line = Line(modem, framer, p.retry_ms, p.retry_max_ms)
-        # An in-band NO CARRIER must be disproved by an answer to a heartbeat sent at once,
-        # well before that heartbeat's own retries could end in a verdict on the gateway.
-        modem.doubt_ms = min(modem.doubt_ms, max(200, p.response_ms * (p.retries + 1) // 2))
-        self.outbox = Outbox(p.outbox_bytes, 2 * p.response_ms)
-        rand = rand_bytes or random_bytes
-        self.clusters = []
-        by_nr = {}
-        for nr in sorted(p.clusters):
-            ids = [g.encode() for g in p.clusters[nr]]
-            pref = p.preferred.get(nr)
-            by_nr[nr] = self._cluster(p, "Cluster%d" % nr, gateway_order(ids, pref.encode() if pref else None,
-                                                                      p.randomize, rand), pref)
-        single = {}
-        self._routes = []  # (start, end, cluster), policy order
-        for _nr, start_ip, end_ip, kind, target in p.tunnels:
-            if kind == "auto":
-                kind, target = _redirect(p, p.access_server)
-            if kind == "cluster":
-                c = by_nr[target]
-            else:
-                c = single.get(target)
-                if c is None:
-                    c = single[target] = self._cluster(p, target, [target.encode()], None)
-            self._routes.append((start_ip, end_ip, c))
-        self._pending = []  # gateways to start a handshake with once the call reaches them
-        self._verify = []  # gateways whose cached key must answer before it is trusted
-        self._lan_out = []
-        self._events = []
-        self._idle_since = start  # DEFERRED: since when nothing needed the line
-        self.lan_refused = 0
-
-    def _cluster(self, p, name, order, preferred):
-        c = Cluster(name, len(self.clusters) + 1, order, preferred.encode() if preferred else None, self,
-                    p.retry_ms, p.retry_max_ms, p.failback_ms)
-        self.clusters.append(c)
-        return c
+        """Built from the policy's values by gwbox.boxbuild: boot-time code, dropped again (with
+        the address parser, which the running box never needs), so it does not sit in a device
+        heap beside the running box."""
+        from gwbox.boxbuild import build
+        build(self, policy, modem, framer, rand_bytes, start)
+        forget("gwbox.boxbuild")
+        forget("gwbox.ipv4")
 
     # --- the port's API ------------------------------------------------------------------
 
@@ -410,10 +359,3 @@ class Box:
             ep.send_plain(tunnel.encode_msg(c.space, e[1], e[2], e[3], e[4]), now, gw)
             left = ticks.add(left, (len(e[4]) + LINE_OVERHEAD) * 10000 // rate)
             ob.sent(e, gw, now, left)
-
-
-def _redirect(p, server):
-    for _nr, srv, kind, target in p.redirects:
-        if srv == server:
-            return kind, target
-    raise ValueError("AUTO tunnel without a redirect")  # the policy parser refuses this

@@ -11,9 +11,8 @@ decides which one carries payload. A gateway (responder) replaces the older sess
 identity that authenticates again (EP 0 999 673 [0035]: a dead box must be able to log in
 again at once), and remembers per box which tunnel message numbers it has handed on.
 """
-import sys
 
-from gwbox import ticks, wire
+from gwbox import forget, ticks, wire
 from gwbox.config import SPI_ECHO
 from gwbox.errors import ProtocolError
 from gwbox.events import Event
@@ -346,8 +345,4 @@ def _unload_key_exchange():
     """
     for full in ("gwbox.initiator", "gwbox.responder", "gwbox.admission", "gwbox.rekey", "gwbox.handshake", "gwbox.keyschedule",
                  "gwbox.crypto.x25519", "gwbox.message", "gwbox.control"):
-        if sys.modules.pop(full, None) is not None:
-            pkg, _, name = full.rpartition(".")
-            owner = sys.modules.get(pkg)
-            if owner is not None and hasattr(owner, name):
-                delattr(owner, name)
+        forget(full)
