@@ -32,9 +32,9 @@ from gwbox_tools.cluster_rig import ClusterRig  # noqa: E402
 
 PAYLOAD = 1000
 PAD = PAYLOAD - 9  # rig.send: b"%08d|" + padding
-# Messages unaccounted for (sent, not yet at the target) at most: the default 4,096-byte
-# outbox holds four, and one of them may have arrived but not been confirmed yet; with
-# three the box refuses none (with four it refuses about one message in two).
+# Messages unaccounted for (sent, not yet at the target) at most: the default 8,192-byte
+# outbox holds seven (each counts its payload plus 96 bytes), and one of them may have
+# arrived but not been confirmed yet; three keep the line busy and the box refuses none.
 WINDOW = 3
 BACKOFF_S = 0.1
 WARMUP_S = 5.0

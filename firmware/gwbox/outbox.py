@@ -6,8 +6,10 @@ sent again after a retransmission timeout, and after a failover every unconfirme
 message of that cluster goes out again through the new gateway, in order. Delivery is
 at least once: a gateway hands each number on once (it remembers them per box), so a
 duplicate can only come from a message whose confirmation died with a gateway; those are
-counted (`maybe_duplicated`). The outbox is bounded in payload bytes; a message that does
-not fit is refused (put returns None), never dropped silently later.
+counted (`maybe_duplicated`). The outbox is bounded in bytes of heap: each message counts
+its payload plus ENTRY_BYTES of bookkeeping, so many tiny (or empty) datagrams cannot fill
+the heap while the payload bound looks far away. A message that does not fit is refused
+(put returns None), never dropped silently later.
 
 A confirmation also proves the gateway alive, but only as of when the box first sent the
 message through it: a confirmation that an attacker held back proves nothing newer.
@@ -17,6 +19,7 @@ from gwbox import const, ticks
 WINDOW = const(32)  # messages in flight per cluster: the confirmation bitmap covers 32 below top
 # (and two messages at least, however big: the line never idles waiting for a confirmation)
 LINE_OVERHEAD = const(42)  # line bytes a message costs besides its payload (headers, ICV, framing)
+ENTRY_BYTES = const(96)  # heap a message costs besides its payload (32-bit: its list, the bytes header)
 
 # entry fields (a list per message: compact on a device heap)
 _SPACE = const(0)
@@ -51,7 +54,7 @@ class Outbox:
 
     def put(self, space, dst, port, payload):
         """Take a message; its number, or None if it does not fit (the caller reports it)."""
-        n = len(payload)
+        n = len(payload) + ENTRY_BYTES
         if self.used + n > self.max_bytes:
             self.refused += 1
             return None
@@ -109,7 +112,7 @@ class Outbox:
         keep = []
         for e in self.entries:
             if e[_SPACE] == space and _named(e[_NUM], top, bits):
-                self.used -= len(e[_PAYLOAD])
+                self.used -= len(e[_PAYLOAD]) + ENTRY_BYTES
                 self.confirmed += 1
                 if e[_GW] == gw and (proof is None or ticks.diff(e[_FIRST], proof) > 0):
                     proof = e[_FIRST]

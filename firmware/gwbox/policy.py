@@ -43,7 +43,7 @@ _GENERAL = (
     ("HeartbeatForm", "form", _CHOICE, "PROTECTED", ("PROTECTED", "PROBE", "SPI-ECHO"), 0),
     ("Identity", "identity", _IDENT, b"gwbox", 0, 0),
     ("RandomizeOrder", "randomize", _BOOL, True, 0, 0),
-    ("OutboxBytes", "outbox_bytes", _INT, 4096, 256, 65536),
+    ("OutboxBytes", "outbox_bytes", _INT, 8192, 256, 65536),
     ("ModemInit", "modem_init", _MODEM, ("ATZ", "ATE0V1Q0&C1&D2"), 0, 0),
     ("Dial", "dial", _DIALNR, None, 0, 0),
     ("AccessServer", "access_server", _ADDR, None, 0, 0),

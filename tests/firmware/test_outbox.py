@@ -1,6 +1,6 @@
 """gwbox.outbox: bounded, numbered, confirmed, retransmitted and rerouted LAN payload."""
 from gwbox import ticks
-from gwbox.outbox import WINDOW, Outbox
+from gwbox.outbox import ENTRY_BYTES, WINDOW, Outbox
 
 T0 = ticks.PERIOD - 1000
 A, B = b"gw-a", b"gw-b"
@@ -11,12 +11,22 @@ def at(ms):
 
 
 def test_numbers_per_space_and_the_byte_bound_refuses_without_dropping():
-    ob = Outbox(100, 1000)
+    ob = Outbox(100 + 3 * ENTRY_BYTES, 1000)  # each message counts its payload + ENTRY_BYTES
     assert ob.put(1, 10, 5, b"x" * 40) == 1
     assert ob.put(2, 10, 5, b"y" * 40) == 1  # each cluster has its own number space
-    assert ob.put(1, 10, 5, b"z" * 40) is None  # 120 > 100: refused, the others stay
+    assert ob.put(1, 10, 5, b"z" * 40) is None  # 120 > 100 payload bytes: refused, the others stay
     assert ob.put(1, 10, 5, b"z" * 20) == 2
-    assert (ob.used, ob.depth(), ob.refused, ob.accepted) == (100, 3, 1, 3)
+    assert (ob.used, ob.depth(), ob.refused, ob.accepted) == (100 + 3 * ENTRY_BYTES, 3, 1, 3)
+    ob.confirm(A, 1, 2, 1)  # never sent through A: confirmed all the same, and its bytes come back
+    assert (ob.used, ob.depth()) == (40 + ENTRY_BYTES, 1)
+
+
+def test_empty_and_tiny_messages_are_bounded_too():
+    # Payload bytes alone would let empty datagrams pile up until the heap ran out.
+    ob = Outbox(10 * ENTRY_BYTES, 1000)
+    assert all(ob.put(1, 10, 5, b"") == i for i in range(1, 11))
+    assert ob.put(1, 10, 5, b"") is None and ob.put(1, 10, 5, b"x") is None
+    assert (ob.depth(), ob.refused) == (10, 2)
 
 
 def test_due_sends_in_order_then_retransmits_after_the_timeout_with_back_off():

@@ -117,7 +117,7 @@ def test_range_spacing():
 def test_defaults():
     p = parse(BASE)
     assert (p.heartbeat, p.response_ms, p.defer_ms, p.retries, p.form) == ("INSTANT", 1000, 5000, 5, "PROTECTED")
-    assert (p.identity, p.randomize, p.outbox_bytes) == (b"gwbox", True, 4096)
+    assert (p.identity, p.randomize, p.outbox_bytes) == (b"gwbox", True, 8192)
     assert (p.modem_init, p.dial, p.access_server) == (("ATZ", "ATE0V1Q0&C1&D2"), "ras", None)
     assert (p.rekey_ms, p.rekey_bytes, p.handshake_retry_ms, p.handshake_retries) == (28800000, 10485760, 3000, 3)
     assert (p.retry_ms, p.retry_max_ms, p.failback_ms, p.idle_hangup_ms, p.status_ms) == (5000, 300000, 30000, 60000, 0)

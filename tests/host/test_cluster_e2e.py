@@ -43,7 +43,7 @@ HandshakeRetryTime = 1
 HandshakeRetries = 2
 RetryTime = 1
 RetryMaxTime = 8
-OutboxBytes = 16384
+OutboxBytes = 32768
 """ % (DEFER_S, RESPONSE_S, RETRIES)
 
 pytestmark = pytest.mark.timeout(TEST_LIMIT_S)
