@@ -20,6 +20,7 @@ from gwbox import const
 
 _HEAD = "#gwbox-policy "
 _MAX = const(16384)  # bytes: a policy is a few KB; anything larger is not one
+_CHUNK = const(512)  # read a file this much at a time: read(n) allocates all n bytes up front
 CRASH_LIMIT = 3  # boots in a row that did not stay up a minute -> safe mode
 
 
@@ -63,12 +64,21 @@ class Store:
             f = self.fs.open(path, "rb")
         except OSError:
             raise StoreError("missing")
+        parts = []  # not f.read(_MAX + 64): MicroPython would take 16 KB of heap, in one piece,
+        n = 0  # for a file of one or two (on a running box, from the console)
         try:
-            data = f.read(_MAX + 64)
+            while True:
+                b = f.read(_CHUNK)
+                if not b:
+                    break
+                n += len(b)
+                if n > _MAX + 60:  # the checksum line's 60 bytes besides the policy
+                    raise StoreError("larger than %d bytes" % _MAX)
+                parts.append(b)
         finally:
             f.close()
-        if len(data) > _MAX + 60:
-            raise StoreError("larger than %d bytes" % _MAX)
+        data = b"".join(parts)
+        parts = None
         if data[:len(_HEAD)] == _HEAD.encode():
             i = data.find(b"\n")
             w = data[len(_HEAD):i].split() if i > 0 else ()

@@ -151,6 +151,31 @@ def test_too_large_is_refused_before_anything_is_written():
     assert fs.steps == 0
 
 
+class _Endless:
+    """A file system whose every file goes on for ever."""
+
+    def open(self, path, mode):
+        return self
+
+    def read(self, n=-1):
+        return b"#" * n
+
+    def close(self):
+        pass
+
+
+def test_a_file_is_read_in_pieces_whole_and_one_too_large_is_refused():
+    # read() takes 512 bytes at a time (f.read(16448) would take 16 KB of heap at once on MicroPython)
+    big = "[GENERAL]\nIdentity = big-box\n" + "# padding to several pieces\n" * 100  # 2,829 bytes
+    disk = stored(big)
+    assert Store(P, FakeFs(disk)).load(must_be_policy)[0] == big
+    try:
+        Store(P, _Endless()).read(P)  # stops reading once it is too large, whatever the file's size
+        raise AssertionError("read")
+    except StoreError as e:
+        assert str(e) == "larger than 16384 bytes", e
+
+
 def test_boot_record_counts_and_carries_the_safe_flag_once():
     fs = FakeFs()
     s = Store("/flash/gwbox.policy", fs)
