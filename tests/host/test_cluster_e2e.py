@@ -249,7 +249,7 @@ def test_carrier_loss_redials_and_resumes_with_cached_key(rigs, record_property)
     seq = names(rig, mark)
     assert seq.index("link_down") < seq.index("dialing") < seq.index("link_up") < seq.index("gateway_verified")
     assert [e["gateway"] for e in rig.box.find("gateway_in_use")] == [G1]
-    assert len(rig.ho.find("ras", "call_up")) == 2
+    assert len(rig.ho.find("ras", "call_up")) == 2, (names(rig, mark), rig.ho.find("ras", "call_down"))
     assert rig.ho.find(G1, "handshake_started")[1:] == []
     assert_box_healthy(rig)
     report(record_property, case="carrier_loss", link_down_s=round(down["mono"] - dropped_at, 3),
