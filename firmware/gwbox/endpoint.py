@@ -11,7 +11,6 @@ decides which one carries payload. A gateway (responder) replaces the older sess
 identity that authenticates again (EP 0 999 673 [0035]: a dead box must be able to log in
 again at once), and remembers per box which tunnel message numbers it has handed on.
 """
-
 from gwbox import forget, ticks, wire
 from gwbox.config import SPI_ECHO
 from gwbox.errors import ProtocolError
@@ -19,7 +18,6 @@ from gwbox.events import Event
 from gwbox.sa import ReplayWindow, packet_spi
 from gwbox.session import Session
 from gwbox import events as ev
-
 
 
 class Endpoint:

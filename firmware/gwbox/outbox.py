@@ -54,14 +54,14 @@ class Outbox:
 
     def put(self, space, dst, port, payload):
         """Take a message; its number, or None if it does not fit (the caller reports it)."""
-        n = len(payload) + ENTRY_BYTES
-        if self.used + n > self.max_bytes:
+        cost = len(payload) + ENTRY_BYTES
+        if self.used + cost > self.max_bytes:
             self.refused += 1
             return None
         num = self._next.get(space, 1)
         self._next[space] = num + 1 if num < 0xFFFFFFFF else 1
         self.entries.append([space, num, dst, port, bytes(payload), None, None, None, 0, None])
-        self.used += n
+        self.used += cost
         self.accepted += 1
         return num
 

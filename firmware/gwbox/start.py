@@ -25,7 +25,8 @@ class _Values:
 
 
 def _load(store):
-    """(values, where, notes): the first stored policy that parses, or (None, None, notes)."""
+    """(values, shown, where, notes): the first stored policy that parses, and its masked text
+    for `show policy` (rendered now, while the parser is loaded anyway); or (None, None, None, notes)."""
     got = []
 
     def check(text):
@@ -33,18 +34,18 @@ def _load(store):
         got.append(parse(text))
 
     _text, where, notes = store.load(check)
-    v = None
+    v = shown = None
     if got:
         p = got[-1]
         v = _Values()
         d = p.__dict__
         for k in d:
             setattr(v, k, d[k])
-        v.shown = p.masked()  # for `show policy` (gwbox.policyedit), without the parser
+        shown = p.masked()
         p = d = None
     got = None
     _drop("policy")
-    return v, where, notes
+    return v, shown, where, notes
 
 
 def _drop(name):
@@ -67,7 +68,7 @@ def boot(board, machine, log=print, fs=None, console=None, clock=None):
     store = Store(path, fs)
     count, requested = store.boot_record()
     store.write_boot_record(count + 1)  # counts as a crash unless the loop stays up a minute
-    p, where, notes = _load(store)
+    p, shown, where, notes = _load(store)
     store = None
     _drop("store")
     safe = None
@@ -87,8 +88,7 @@ def boot(board, machine, log=print, fs=None, console=None, clock=None):
                       console=cin, policy_path=path, password=p.console_password if p else None,
                       reset=machine.reset, safe=safe, entropy=getattr(board, "entropy", None), fs=fs)
     if p is not None:
-        port.shown = (p.shown, where, p.checksum)
-        p.shown = None
+        port.shown = (shown, where, p.checksum)
     port.event("boot", {
         "version": VERSION, "board": getattr(board, "BOARD", "?"), "identity": p.identity if p else None,
         "gateways": p.gateways if p else [], "policy": p.checksum if p else None, "policy_file": where,

@@ -64,8 +64,10 @@ class Store:
             f = self.fs.open(path, "rb")
         except OSError:
             raise StoreError("missing")
-        parts = []  # not f.read(_MAX + 64): MicroPython would take 16 KB of heap, in one piece,
-        n = 0  # for a file of one or two (on a running box, from the console)
+        # In pieces, not f.read(_MAX + 64): MicroPython would take 16 KB of heap in one piece
+        # for a file of one or two (on a running box, from the console).
+        parts = []
+        n = 0
         try:
             while True:
                 b = f.read(_CHUNK)

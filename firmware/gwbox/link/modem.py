@@ -10,7 +10,6 @@ NO CARRIER spotted, DCD), which a call needs all the time; gwbox.link.hayes hold
 command mode (init, dial, result codes, +++, hang-up, back-off), imported when needed
 and dropped again (`unload_command_mode`) once a call is up.
 """
-
 from gwbox import forget, ticks
 from gwbox.events import Event
 from gwbox import events as ev
