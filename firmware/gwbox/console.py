@@ -67,7 +67,7 @@ def serve(port, data, now):
     except Exception as e:
         port._line(now, "console_error", {"error": type(e).__name__})
     port._con = None
-    for full in ("gwbox.console", "gwbox.policyedit", "gwbox.store", "gwbox.policy"):
+    for full in ("gwbox.console", "gwbox.policyedit", "gwbox.store", "gwbox.policy", "gwbox.policyvalue"):
         forget(full)
     gc.collect()
 
@@ -164,6 +164,7 @@ class Console:
             if self.loading is None:
                 forget("gwbox.policyedit")
                 forget("gwbox.policy")
+                forget("gwbox.policyvalue")
 
     def on_event(self, name, fields, now):
         w = self.watch

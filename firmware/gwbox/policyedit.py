@@ -36,6 +36,7 @@ def _parse(text):
         return parse(text)
     finally:
         forget("gwbox.policy")
+        forget("gwbox.policyvalue")
 
 
 def _store(con):

@@ -45,6 +45,7 @@ def _load(store):
         p = d = None
     got = None
     _drop("policy")
+    _drop("policyvalue")
     return v, shown, where, notes
 
 

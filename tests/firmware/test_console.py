@@ -120,6 +120,7 @@ def test_the_console_leaves_the_heap_when_idle_and_a_login_times_out():
     assert "gwbox.console" in sys.modules
     r.run(6000)
     assert "gwbox.console" not in sys.modules and "gwbox.policy" not in sys.modules
+    assert "gwbox.policyvalue" not in sys.modules
     import gwbox
     assert not hasattr(gwbox, "console") and not hasattr(gwbox, "policyedit") and not hasattr(gwbox, "store")
     r.cmd("login " + PASSWORD)

@@ -116,6 +116,7 @@ def test_normal_boot_runs_the_box_with_a_banner_and_no_parser_left():
     assert b["policy_file"] == P and b["notes"] == [] and b["boots"] == 1 and b["safe"] is None
     assert "5a5a5a5a" not in json.dumps(evs) and "pbkdf2" not in json.dumps(evs)
     assert "gwbox.policy" not in sys.modules and "gwbox.start" in sys.modules
+    assert "gwbox.policyvalue" not in sys.modules
     assert port.password[0] == 1000 and len(port.password[2]) == 32
     assert Store(P, fs).boot_record() == (1, False)
     assert port.uart.id == 2 and port.dtr.value() == 1 and port.stable_ms == 60000
