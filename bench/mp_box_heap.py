@@ -68,7 +68,7 @@ CONSOLE_SESSION = ("status", "show log", "show policy", "login " + CONSOLE_PASSW
 MAIN_IMPORTS = ("import gc\nimport sys\nimport board\nimport machine\nfrom gwbox.box import Box\n"
                 "from gwbox.link.modem import Modem\nfrom gwbox.port.device import DevicePort\nimport time\n"
                 "from gwbox.port.udplan import UdpLan\nimport gwbox.boxbuild\nfrom gwbox import forget\n"
-                "forget('gwbox.boxbuild')\nforget('gwbox.ipv4')\n")  # Box() imports what the built box keeps, then drops boxbuild
+                "forget('gwbox.boxbuild', 'gwbox.ipv4')\n")  # Box() imports what the built box keeps, then drops boxbuild
 
 _build_lock = threading.Lock()
 

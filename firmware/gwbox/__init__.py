@@ -11,14 +11,15 @@ except ImportError:
         return x
 
 
-def forget(full):
-    """Drop a loaded module so its code can leave the heap; imported again when next needed.
-    Out of sys.modules *and* off its package, where `import a.b` also put it: a module that is
-    still an attribute of its package stays alive (docs/memory.md)."""
+def forget(*names):
+    """Drop loaded modules (full names) so their code can leave the heap; each is imported
+    again when next needed. Out of sys.modules *and* off its package, where `import a.b` also
+    put it: a module that is still an attribute of its package stays alive (docs/memory.md)."""
     import sys
-    if sys.modules.pop(full, None) is not None:
-        i = full.rfind(".")
-        owner = sys.modules.get(full[:i])
-        name = full[i + 1:]
-        if owner is not None and hasattr(owner, name):
-            delattr(owner, name)
+    for full in names:
+        if sys.modules.pop(full, None) is not None:
+            i = full.rfind(".")
+            owner = sys.modules.get(full[:i])
+            name = full[i + 1:]
+            if owner is not None and hasattr(owner, name):
+                delattr(owner, name)

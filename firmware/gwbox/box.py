@@ -30,8 +30,7 @@ class Box:
         heap beside the running box."""
         from gwbox.boxbuild import build
         build(self, policy, modem, framer, rand_bytes, start)
-        forget("gwbox.boxbuild")
-        forget("gwbox.ipv4")
+        forget("gwbox.boxbuild", "gwbox.ipv4")
 
     # --- the port's API ------------------------------------------------------------------
 

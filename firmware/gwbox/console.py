@@ -67,8 +67,7 @@ def serve(port, data, now):
     except Exception as e:
         port._line(now, "console_error", {"error": type(e).__name__})
     port._con = None
-    for full in ("gwbox.console", "gwbox.policyedit", "gwbox.store", "gwbox.policy", "gwbox.policyvalue"):
-        forget(full)
+    forget("gwbox.console", "gwbox.policyedit", "gwbox.store", "gwbox.policy", "gwbox.policyvalue")
     gc.collect()
 
 
@@ -162,9 +161,7 @@ class Console:
                 self.loading = None
                 self._say(now, "?", False, "out of memory: nothing changed; `reboot safe`, then try again")
             if self.loading is None:
-                forget("gwbox.policyedit")
-                forget("gwbox.policy")
-                forget("gwbox.policyvalue")
+                forget("gwbox.policyedit", "gwbox.policy", "gwbox.policyvalue")
 
     def on_event(self, name, fields, now):
         w = self.watch

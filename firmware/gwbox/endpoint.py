@@ -341,6 +341,5 @@ def _unload_key_exchange():
     (docs/memory.md). The next connect, SA_INIT or rekey imports them again; frozen into
     flash, that costs no RAM at all. gwbox.crypto.entropy stays: it holds the entropy pool.
     """
-    for full in ("gwbox.initiator", "gwbox.responder", "gwbox.admission", "gwbox.rekey", "gwbox.handshake", "gwbox.keyschedule",
-                 "gwbox.crypto.x25519", "gwbox.message", "gwbox.control"):
-        forget(full)
+    forget("gwbox.initiator", "gwbox.responder", "gwbox.admission", "gwbox.rekey", "gwbox.handshake", "gwbox.keyschedule",
+           "gwbox.crypto.x25519", "gwbox.message", "gwbox.control")

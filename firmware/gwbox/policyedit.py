@@ -35,8 +35,7 @@ def _parse(text):
     try:
         return parse(text)
     finally:
-        forget("gwbox.policy")
-        forget("gwbox.policyvalue")
+        forget("gwbox.policy", "gwbox.policyvalue")
 
 
 def _store(con):

@@ -44,13 +44,12 @@ def _load(store):
         shown = p.masked()
         p = d = None
     got = None
-    _drop("policy")
-    _drop("policyvalue")
+    _drop("gwbox.policy", "gwbox.policyvalue")
     return v, shown, where, notes
 
 
-def _drop(name):
-    forget("gwbox." + name)
+def _drop(*names):
+    forget(*names)
     gc.collect()
 
 
@@ -71,7 +70,7 @@ def boot(board, machine, log=print, fs=None, console=None, clock=None):
     store.write_boot_record(count + 1)  # counts as a crash unless the loop stays up a minute
     p, shown, where, notes = _load(store)
     store = None
-    _drop("store")
+    _drop("gwbox.store")
     safe = None
     button = getattr(board, "safe_button", None)
     if button is not None and button():
