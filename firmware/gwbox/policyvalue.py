@@ -113,7 +113,7 @@ def safe(s):
     return len(s) < 22
 
 
-def quote(s, fmt="'%s'"):
+def _quote(s, fmt="'%s'"):
     """`s` quoted for a message if it is safe()."""
     return fmt % s if safe(s) else "(value not shown)"
 
@@ -122,7 +122,7 @@ def addr(tok):
     try:
         return int_to_ip(ip_to_int(tok))
     except ValueError:
-        raise ValueError("%s is not an IPv4 address" % quote(tok))
+        raise ValueError("%s is not an IPv4 address" % _quote(tok))
 
 
 def numbered(canon, prefix):
@@ -142,29 +142,29 @@ def value(g, v):
         f = w[i + 1:] if i >= 0 else "0"
         w = w[:i] if i >= 0 else w
         if not _digits(w) or len(f) > 3 or not _digits(f):
-            raise ValueError("%s is not a number of seconds (at most 3 decimals)" % quote(v))
+            raise ValueError("%s is not a number of seconds (at most 3 decimals)" % _quote(v))
         ms = int(w) * 1000 + int((f + "00")[:3])
         if v[0] == "-" or ms < a:
             raise ValueError("must be %s %s s, not %s" % ("more than" if a == 1 else "at least", secs(a - (a == 1)),
-                                                           quote(v, "%s")))
+                                                           _quote(v, "%s")))
         if ms >= _TIMER_MS:
-            raise ValueError("%s s does not fit the 2^29 ms (149 h) timer range" % quote(v, "%s"))
+            raise ValueError("%s s does not fit the 2^29 ms (149 h) timer range" % _quote(v, "%s"))
         return ms
     if k == _INT or k == _KB:
         if not _digits(v[1:] if v[:1] == "-" else v):
-            raise ValueError("%s is not a whole number" % quote(v))
+            raise ValueError("%s is not a whole number" % _quote(v))
         if not a <= int(v) <= b:
-            raise ValueError("must be from %d to %d, not %s" % (a, b, quote(v, "%s")))
+            raise ValueError("must be from %d to %d, not %s" % (a, b, _quote(v, "%s")))
         return int(v) * (1024 if k == _KB else 1)
     u = v.upper()
     if k == _CHOICE:
         if u not in a:
-            raise ValueError("must be %s or %s, not %s" % (", ".join(a[:-1]), a[-1], quote(v)))
+            raise ValueError("must be %s or %s, not %s" % (", ".join(a[:-1]), a[-1], _quote(v)))
         return u
     if k == _BOOL:
         if u in ("ON", "YES", "TRUE", "1", "OFF", "NO", "FALSE", "0"):
             return u in ("ON", "YES", "TRUE", "1")
-        raise ValueError("must be ON or OFF, not %s" % quote(v))
+        raise ValueError("must be ON or OFF, not %s" % _quote(v))
     if k == _IDENT:
         for c in v.encode():
             if c <= 32 or c > 126:
@@ -176,7 +176,7 @@ def value(g, v):
         cmds = tuple(v.split())
         for c in cmds:
             if c[:2].upper() != "AT" or "\r" in c or "\n" in c:
-                raise ValueError("%s is not an AT command" % quote(c))
+                raise ValueError("%s is not an AT command" % _quote(c))
         if not cmds:
             raise ValueError("needs at least one AT command")
         return cmds
@@ -185,11 +185,11 @@ def value(g, v):
     if k == _TARGET:
         i = v.rfind(":")
         if i < 0 or not _digits(v[i + 1:]) or not 0 < int(v[i + 1:]) < 65536:
-            raise ValueError("%s is not <address>:<port>" % quote(v))
+            raise ValueError("%s is not <address>:<port>" % _quote(v))
         return addr(v[:i]), int(v[i + 1:])
     if k == _DIALNR:
         if not (0 < len(v) <= 40 and _chars(v, b"*#,+-_.:")):
-            raise ValueError("dial number %s is not 1 to 40 of 0-9 A-Z a-z * # , + - _ . :" % quote(v))
+            raise ValueError("dial number %s is not 1 to 40 of 0-9 A-Z a-z * # , + - _ . :" % _quote(v))
         return v
     return addr(v)
 
@@ -264,10 +264,10 @@ def tunnel(v, redirect):
         d = w[7:] or t[i]
         i += w == "cluster"
         if not _digits(d) or not int(d):
-            raise ValueError("Cluster needs a positive number, not %s" % quote(d))
+            raise ValueError("Cluster needs a positive number, not %s" % _quote(d))
         kind, target = "cluster", int(d)
     else:
         kind, target = "addr", addr(t[i - 1])
     if t[i]:
-        raise ValueError("unexpected %s after the target" % quote(" ".join(t[i:-1])))
+        raise ValueError("unexpected %s after the target" % _quote(" ".join(t[i:-1])))
     return start, end, kind, target
