@@ -71,9 +71,10 @@ class HeapSearch:
         return hi
 
 
-def mp_run(tag, exe, code, cwd, path, heap="256K"):
-    """Run `code` under `exe` (MICROPYPATH=path) and return its output's words."""
-    env = dict(os.environ, MICROPYPATH=path)
+def mp_run(tag, exe, code, cwd, path, heap="256K", env=None):
+    """Run `code` under `exe` (MICROPYPATH=path, and `env`) and return its output's words."""
+    env = dict(os.environ, **(env or {}))
+    env["MICROPYPATH"] = path
     r = subprocess.run([exe, "-X", "heapsize=" + heap, "-c", code], cwd=cwd, env=env,
                        capture_output=True, text=True, timeout=60)
     if r.returncode != 0:

@@ -24,8 +24,16 @@ no traceback on its console. The heap search is heapsearch.py's, from LOW_K (the
 cannot even import there; checked), 20 of 20 runs at the answer, PARALLEL runs at a time
 (each with its own rig).
 
-Keys, per interpreter (64-bit: the .venv `micropython`; 32-bit: MICROPYTHON32 or
-../shared/tools/micropython32/micropython, skipped with a note when absent):
+Legs: the firmware as .mpy files in lib/ (a board's file system: the .mpy is copied
+into the heap) on the 64-bit .venv `micropython` ("mp") and the 32-bit MICROPYTHON32 or
+../shared/tools/micropython32/micropython ("mp32", skipped with a note when absent); the
+same .mpy files in a ROMFS image on the 32-bit one ("mp32romfs": run in place, as on a
+board with a ROMFS partition; boards/unix/romfs.py reads the image into one bytearray at
+boot, and that allocation is subtracted from every figure of the leg, since on a board
+the image is flash); the firmware frozen into a 32-bit build ("mp32frozen", only with
+MICROPYTHON32_FROZEN; docs/memory.md has the build line).
+
+Keys, per leg:
   mp_box_peak_heap_bytes / mp32_box_peak_heap_bytes     the least heap (bytes), 20/20
   mp_box_import_heap_bytes / mp32_box_import_heap_bytes gc.mem_alloc() after gc.collect()
       once what the running box keeps is imported (board, machine, gwbox.box, gwbox.link.modem,
@@ -33,6 +41,8 @@ Keys, per interpreter (64-bit: the .venv `micropython`; 32-bit: MICROPYTHON32 or
       policy parser and boxbuild not loaded
   mp_box_state_heap_bytes / mp32_box_state_heap_bytes   the difference
   mp_heap_word_bits / mp32_heap_word_bits                struct.calcsize("P") * 8
+  mp32romfs_box_image_bytes, mp32romfs_box_heap_with_image_bytes   the image, and the least
+      heap before the image's allocation is subtracted
 Prints one JSON object.
 """
 import json
@@ -117,12 +127,13 @@ def console_session(rig):
         raise Fail("console: %s" % e)
 
 
-def scenario(exe, heap_k):
-    """One run at `heap_k` KB: None if it passed, else why not."""
+def scenario(exe, heap_k, env=None):
+    """One run at `heap_k` KB: None if it passed, else why not. `env`: the box's module path
+    and ROMFS image, per leg (LIB when not given)."""
     deadline = time.monotonic() + RUN_TIMEOUT_S
     with _build_lock:
         rig = ClusterRig(general=GENERAL, heap="%dK" % heap_k, micropython=exe, baud=9600,
-                         box_env={"MICROPYPATH": _PATHS.get(exe, "unix:lib")}, box_console=True)
+                         box_env=env or LIB, box_console=True)
     try:
         wait(rig, "gateway_in_use", 30, gateway=G1)
         for i in range(1, BURST + 1):
@@ -152,39 +163,68 @@ def scenario(exe, heap_k):
         rig.close()
 
 
-def import_heap(exe, path="unix:lib"):
-    """Heap in use (after a collection) once main.py's imports are done, and before any."""
-    out = mp_run("mp_box_heap", exe, "import gc\ngc.collect()\nprint(gc.mem_alloc())\n" + MAIN_IMPORTS +
-                 "gc.collect()\nprint(gc.mem_alloc())", mp_box.DEVICE_DIR, path)
+def import_heap(exe, env):
+    """Heap in use (after a collection) once main.py's imports are done, and before any
+    (with a ROMFS image: once `import board` has mounted it)."""
+    mount = "import board\n" if "GWBOX_ROMFS" in env else ""
+    out = mp_run("mp_box_heap", exe, "import gc\n" + mount + "gc.collect()\nprint(gc.mem_alloc())\n" + MAIN_IMPORTS +
+                 "gc.collect()\nprint(gc.mem_alloc())", mp_box.DEVICE_DIR, env["MICROPYPATH"], env=env)
     return int(out[-1]), int(out[0])
 
 
-# A 32-bit interpreter with the firmware frozen in (boards/unix/manifest.py; the build line
-# is in docs/memory.md): it finds gwbox in ".frozen", not in lib/ as .mpy.
-_PATHS = {}
+# Where the box finds the firmware, per leg: .mpy files in lib/ (a board's file system);
+# frozen into the interpreter (boards/unix/manifest.py; the build line is in
+# docs/memory.md); a ROMFS image mounted at /rom (boards/unix/romfs.py).
+LIB = {"MICROPYPATH": "unix:lib"}
+FROZEN = {"MICROPYPATH": "unix:.frozen"}
+
+
+def romfs_env():
+    return {"MICROPYPATH": "unix", "GWBOX_ROMFS": mp_box.build_romfs()}
+
+
+def image_allocation(word_bits_, image_bytes):
+    """The heap that boards/unix/romfs.py's bytearray takes: its data rounded up to GC blocks
+    (16 bytes on 32-bit, 32 on 64-bit), plus one block for the bytearray object itself."""
+    block = 16 if word_bits_ == 32 else 32
+    return -(-image_bytes // block) * block + block
+
+
+def legs(notes):
+    """[(key prefix, interpreter, box env)]."""
+    out = [(prefix, exe, LIB) for prefix, exe in interpreters(notes, "mp32_box_*, mp32romfs_box_*")]
+    if any(prefix == "mp32" for prefix, _exe, _env in out):
+        out.append(("mp32romfs", dict((p, e) for p, e, _ in out)["mp32"], romfs_env()))
+    frozen = os.environ.get("MICROPYTHON32_FROZEN")
+    if frozen and os.path.isfile(frozen):
+        out.append(("mp32frozen", frozen, FROZEN))
+    else:
+        notes.append("no frozen 32-bit build (MICROPYTHON32_FROZEN; docs/memory.md has the build line): "
+                     "mp32frozen_box_* keys not measured")
+    return out
 
 
 def main():
     mp_box.build_device()
     out = {"notes": [], "mp_box_heap_log": {}, "mp_box_heap_seconds": {}}
-    exes = interpreters(out["notes"], "mp32_box_*")
-    frozen = os.environ.get("MICROPYTHON32_FROZEN")
-    if frozen and os.path.isfile(frozen):
-        _PATHS[frozen] = "unix:.frozen"
-        exes.append(("mp32frozen", frozen))
-    else:
-        out["notes"].append("no frozen 32-bit build (MICROPYTHON32_FROZEN; docs/memory.md has the build line): "
-                            "mp32frozen_box_* keys not measured")
-    for prefix, exe in exes:
+    for prefix, exe, env in legs(out["notes"]):
         t1 = time.monotonic()
         log = out["mp_box_heap_log"][prefix] = []
-        peak = HeapSearch("mp_box_heap", scenario, LOW_K, PARALLEL).least_heap(exe, log) * 1024
-        imports, bare = import_heap(exe, _PATHS.get(exe, "unix:lib"))
-        out[prefix + "_box_peak_heap_bytes"] = peak
-        out[prefix + "_box_import_heap_bytes"] = imports
-        out[prefix + "_box_state_heap_bytes"] = peak - imports
-        out[prefix + "_box_interpreter_heap_bytes"] = bare
-        out[prefix + "_heap_word_bits"] = word_bits("mp_box_heap", exe, mp_box.DEVICE_DIR)
+        run = (lambda e, k, env=env: scenario(e, k, env))
+        heap = HeapSearch("mp_box_heap " + prefix, run, LOW_K, PARALLEL).least_heap(exe, log) * 1024
+        imports, bare = import_heap(exe, env)
+        bits = word_bits("mp_box_heap", exe, mp_box.DEVICE_DIR)
+        rom = 0
+        if "GWBOX_ROMFS" in env:  # the image sits in this heap; on a board it is in flash
+            size = os.path.getsize(env["GWBOX_ROMFS"])
+            rom = image_allocation(bits, size)
+            out[prefix + "_box_image_bytes"] = size
+            out[prefix + "_box_heap_with_image_bytes"] = heap
+        out[prefix + "_box_peak_heap_bytes"] = heap - rom
+        out[prefix + "_box_import_heap_bytes"] = imports - rom
+        out[prefix + "_box_state_heap_bytes"] = heap - imports
+        out[prefix + "_box_interpreter_heap_bytes"] = bare - rom
+        out[prefix + "_heap_word_bits"] = bits
         out["mp_box_heap_seconds"][prefix] = round(time.monotonic() - t1, 1)
         out[prefix + "_box_heap_runs"] = sum(x["runs"] for x in log)
     out["mp_box_heap_confirm_runs"] = CONFIRM_RUNS

@@ -7,10 +7,17 @@ GWBOX_LAN_UART, a second "UART" on another pty; the policy file is GWBOX_POLICY 
 box's other files go beside it. No DCD, DTR, LED or watchdog: a pty has no modem lines,
 carrier loss arrives in band (NO CARRIER). GWBOX_SAFE_WAIT_MS opens the boot window for a
 safe-mode key (0, none, unless set); GWBOX_SAFE_BUTTON=1 is the safe button held at boot;
-GWBOX_POWER_CUT_AT=n cuts the power at the n-th file system step (powercut.py).
+GWBOX_POWER_CUT_AT=n cuts the power at the n-th file system step (powercut.py);
+GWBOX_ROMFS=image mounts a ROMFS image at /rom, as a board with a ROMFS partition (romfs.py).
 Used with boards/unix/machine.py, which stands in for the `machine` module.
 """
 import os
+import sys
+
+if os.getenv("GWBOX_ROMFS"):  # the firmware from a ROMFS image, as a board with a ROMFS partition
+    import romfs
+    romfs.mount(os.getenv("GWBOX_ROMFS"))
+    del romfs, sys.modules["romfs"]
 
 BOARD = "unix"
 UART_ID = os.getenv("GWBOX_UART")

@@ -52,6 +52,38 @@ def build_device():
         shutil.copyfile(main_src, main_dst)
 
 
+ROMFS_IMAGE = os.path.join(DEVICE_DIR, "gwbox.romfs")
+
+
+def build_romfs():
+    """build/mpy/gwbox.romfs: the gwbox package as build/mpy/lib holds it (host-only modules
+    left out, as `gwbox deploy --romfs` leaves them out), for GWBOX_ROMFS (boards/unix/romfs.py).
+    Returns its path; the file is rewritten only when its contents change."""
+    from gwbox_tools import romfs_image
+    from gwbox_tools.deploy import is_host_only
+    build_device()
+    lib = os.path.join(DEVICE_DIR, "lib")
+    paths = {}
+    for d, dirs, files in os.walk(os.path.join(lib, "gwbox")):
+        dirs.sort()
+        for f in files:
+            rel = os.path.relpath(os.path.join(d, f), lib).replace(os.sep, "/")
+            if f.endswith(".mpy") and not is_host_only(rel[:-4] + ".py"):
+                paths[rel] = os.path.join(d, f)
+    image = romfs_image.build_image(romfs_image.read_files(paths))
+    try:
+        with open(ROMFS_IMAGE, "rb") as f:
+            same = f.read() == image
+    except OSError:
+        same = False
+    if not same:
+        tmp = ROMFS_IMAGE + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(image)
+        os.replace(tmp, ROMFS_IMAGE)
+    return ROMFS_IMAGE
+
+
 def free_udp_port():
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("127.0.0.1", 0))
