@@ -13,6 +13,13 @@
    Other files (the box's settings, logs) are never touched.
 4. One mpremote invocation makes the missing directories, copies, removes, soft-resets.
 
+With --romfs (a MicroPython image built with a ROMFS partition, 1.25 or later), the
+package modules go into one ROMFS image instead (gwbox_tools.romfs_image), written with
+`mpremote romfs deploy` only when it differs from the image in the partition; they then
+run in place from flash and the box needs about 36 KB less heap (docs/memory.md). Their
+files and directories on the file system are removed, since they would hide /rom;
+main.py, boot.py and the board's modules stay files.
+
 Every connection interrupts the program running on the board (mpremote sends Ctrl-C and
 soft-resets on connecting).
 """
@@ -100,7 +107,8 @@ def mpremote(port):
 
 
 def probe_code(tops):
-    """MicroPython code that prints the .mpy version and every file under `tops`, hashed."""
+    """MicroPython code that prints the .mpy version, the ROMFS partition (its size and the
+    SHA-256 of the image in it, or none) and every file under `tops`, hashed."""
     return "\n".join([
         "import sys, os",
         "try:",
@@ -131,7 +139,30 @@ def probe_code(tops):
         "   _gw_walk(p + '/' + e[0])",
         " else:",
         "  print('GWBOX file', st[6], _gw_hash(p), p)",
+        "def _gw_rom():",
+        " try:",
+        "  import vfs",
+        "  s = vfs.rom_ioctl(2, 0)",
+        "  m = memoryview(s)",
+        " except Exception:",
+        "  return 'none'",
+        " n = 0",
+        " if bytes(m[:3]) == b'\\xd2\\xcd\\x31':",
+        "  for i in range(3, min(len(m), 13)):",
+        "   n = n << 7 | m[i] & 0x7F",
+        "   if not m[i] & 0x80:",
+        "    n += i + 1",
+        "    break",
+        "  else:",
+        "   n = 0",
+        " if not n or n > len(m) or hashlib is None:",
+        "  return '%d -' % len(m)",
+        " h = hashlib.sha256()",
+        " for o in range(0, n, 512):",
+        "  h.update(m[o:min(n, o + 512)])",
+        " return '%d %s' % (len(m), binascii.hexlify(h.digest()).decode())",
         "print('GWBOX mpy', getattr(sys.implementation, '_mpy', -1))",
+        "print('GWBOX romfs', _gw_rom())",
         "print('GWBOX version', sys.platform, '.'.join(str(x) for x in sys.implementation.version[:3]))",
         "for p in %r:" % (tuple(tops),),
         " _gw_walk(p)",
@@ -144,6 +175,7 @@ class Device:
         self.platform = self.version = "?"
         self.files = {}  # path -> (size, sha256 hex or "-")
         self.dirs = set()
+        self.romfs = None  # (partition size, SHA-256 hex of the image in it or "-"), or None: no ROMFS
         for line in text.splitlines():
             words = line.strip().split(" ", 1)
             if words[0] != "GWBOX" or len(words) < 2:
@@ -155,6 +187,9 @@ class Device:
                 self.platform, _, self.version = rest.partition(" ")
             elif kind == "dir":
                 self.dirs.add(rest)
+            elif kind == "romfs" and rest != "none":
+                size, sha = rest.split(" ", 1)
+                self.romfs = (int(size), sha)
             elif kind == "file":
                 size, sha, path = rest.split(" ", 2)
                 self.files[path] = (int(size), sha)
@@ -244,7 +279,16 @@ def sha256_file(path):
 
 
 class Plan:
-    def __init__(self, srcs, local, device):
+    """What to change on the device. With `image` (the ROMFS image's local path), the
+    firmware's packages go into the ROMFS partition instead of the file system: their
+    modules and directories on the file system are removed, since MicroPython searches
+    the current directory before /rom (even an empty gwbox/ directory would hide
+    /rom/gwbox), and only the top-level files (main.py, boot.py, board modules) are copied."""
+
+    def __init__(self, srcs, local, device, image=None):
+        packages = {REMOTE_ROOT + rel.split("/", 1)[0] + "/" for rel in srcs if "/" in rel}
+        if image:
+            srcs = {rel: src for rel, src in srcs.items() if "/" not in rel}
         self.files = []  # (device path, local path, size, status) status: new | changed | same
         for rel in sorted(srcs, key=lambda r: ("/" in r, r)):
             dev, src = device_path(rel), local[rel]
@@ -261,39 +305,77 @@ class Plan:
                 dirs.add(parent)
                 parent = parent.rsplit("/", 1)[0]
         self.mkdirs = sorted((d for d in dirs if d not in device.dirs), key=lambda d: (d.count("/"), d))
+        in_packages = [p for p in device.files if any(p.startswith(pkg) for pkg in packages)]
+        self.image = self.rmdirs = None
+        if image:
+            others = sorted(p for p in in_packages if not p.endswith((".py", ".mpy")))
+            if others:
+                raise UserError("the device's file system holds files that are not modules in the firmware's "
+                                "package directories: %s. Those directories must go for the modules in ROMFS "
+                                "to import (MicroPython looks in the current directory before /rom): move or "
+                                "remove these files first" % ", ".join(p.lstrip("/") for p in others))
+            size = os.path.getsize(image)
+            status = "new" if device.romfs[1] == "-" else "same" if device.romfs[1] == sha256_file(image) else "changed"
+            self.image = (image, size, status)
+            self.removes = sorted((p, "the module is in the ROMFS image now") for p in in_packages)
+            self.rmdirs = sorted((d for d in device.dirs if any((d + "/").startswith(pkg) for pkg in packages)),
+                                 key=lambda d: (-d.count("/"), d))
+            return
         # Stale modules inside the firmware's own package directories, and any source that
         # would shadow a deployed .mpy; never settings or data.
-        packages = {REMOTE_ROOT + rel.split("/", 1)[0] + "/" for rel in srcs if "/" in rel}
-        stale = {p for p in device.files if p not in wanted and p.endswith((".py", ".mpy"))
-                 and any(p.startswith(pkg) for pkg in packages)}
+        stale = {p for p in in_packages if p not in wanted and p.endswith((".py", ".mpy"))}
         shadows = {shadowing_source(dev) for dev in wanted} & set(device.files)
         self.removes = sorted((p, "would shadow its .mpy" if p in shadows else "no longer part of the firmware")
                               for p in stale | shadows)
 
     def command(self, port):
         cmd = mpremote(port)
+        if self.image and self.image[2] != "same":
+            cmd += ["romfs", "deploy", self.image[0], "+"]
         if self.mkdirs:
             cmd += ["fs", "mkdir"] + [":" + d for d in self.mkdirs] + ["+"]
         for dev, src, _size, _status in self.copies:
             cmd += ["fs", "cp", "-f", src, ":" + dev, "+"]
         if self.removes:
             cmd += ["fs", "rm"] + [":" + p for p, _why in self.removes] + ["+"]
+        if self.rmdirs:
+            cmd += ["fs", "rmdir"] + [":" + d for d in self.rmdirs] + ["+"]
         return cmd + ["soft-reset"]
 
     def changes(self):
-        return bool(self.copies or self.removes or self.mkdirs)
+        return bool(self.copies or self.removes or self.mkdirs or self.rmdirs
+                    or self.image and self.image[2] != "same")
 
     def show(self):
+        if self.image:
+            path, size, status = self.image
+            print("  %-7s %8d  ROMFS partition 0 <- %s%s" % ("write" if status != "same" else "same", size,
+                                                            os.path.basename(path),
+                                                            "  (%s)" % status if status != "same" else ""))
         for dev, _src, size, status in self.files:
             print("  %-7s %8d  %s" % ("copy" if status != "same" else "same", size, dev.lstrip("/"))
                   + ("  (%s)" % status if status != "same" else ""))
         for p, why in self.removes:
             print("  %-7s %8s  %s  (%s)" % ("remove", "", p.lstrip("/"), why))
+        for d in self.rmdirs or ():
+            print("  %-7s %8s  %s/  (%s)" % ("rmdir", "", d.lstrip("/"), "it would hide the ROMFS package"))
         total = sum(f[2] for f in self.files)
         copied = sum(f[2] for f in self.copies)
         print("total: %d files, %d bytes on the device; %d to copy (%d bytes), %d unchanged, %d to remove"
               % (len(self.files), total, len(self.copies), copied, len(self.files) - len(self.copies),
                  len(self.removes)))
+
+
+def build_image(firmware, srcs, local):
+    """The ROMFS image of the firmware's package modules (.mpy, as compiled for the device),
+    beside them in build/deploy; its path."""
+    from gwbox_tools import romfs_image
+    files = {rel[:-3] + ".mpy": local[rel] for rel in srcs if "/" in rel}
+    path = os.path.join(os.path.dirname(os.path.abspath(firmware)), "build", "deploy", "gwbox.romfs")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(romfs_image.build_image(romfs_image.read_files(files)))
+    return path
 
 
 def probe_paths(srcs):
@@ -319,7 +401,17 @@ def run(args):
     print("device on %s: %s" % (args.port, device.describe()))
     extra = mpy_cross_args(device)
     local = build(firmware, srcs, extra, args.board)
-    plan = Plan(srcs, local, device)
+    image = None
+    if args.romfs:
+        if device.romfs is None:
+            raise UserError("the device has no ROMFS partition (vfs.rom_ioctl): its MicroPython %s was built "
+                            "without one. Deploy without --romfs (modules as .mpy files), or flash an image "
+                            "built with ROMFS enabled (boards/README.md)" % device.version)
+        image = build_image(firmware, srcs, local)
+        if os.path.getsize(image) > device.romfs[0]:
+            raise UserError("the ROMFS image is %d bytes, the device's ROMFS partition %d: flash an image with a "
+                            "larger partition (boards/README.md)" % (os.path.getsize(image), device.romfs[0]))
+    plan = Plan(srcs, local, device, image)
     plan.show()
     if not plan.changes():
         print("the device is up to date: nothing to copy")
@@ -330,9 +422,12 @@ def run(args):
         print(shell_join(cmd))
         return 0
     copied = sum(f[2] for f in plan.copies)
-    print("copying %d files (%d bytes) with mpremote, then a soft reset ..." % (len(plan.copies), copied))
+    rom = plan.image[1] if plan.image and plan.image[2] != "same" else 0
+    print("%scopying %d files (%d bytes) with mpremote, then a soft reset ..."
+          % ("writing the ROMFS partition (%d bytes), " % rom if rom else "", len(plan.copies), copied))
     # Raw REPL writes reach ~2-10 KB/s on a 115200-baud UART: allow 1 KB/s and a margin.
-    run_mpremote(cmd, "copying to the device", args.port, 60 + copied // 1000)
-    print("done: %d files copied, %d removed; main.py runs at the next reset (reset button, or "
-          "`mpremote connect %s reset`)" % (len(plan.copies), len(plan.removes), args.port))
+    run_mpremote(cmd, "copying to the device", args.port, 60 + (copied + rom) // 1000)
+    print("done: %s%d files copied, %d removed; main.py runs at the next reset (reset button, or "
+          "`mpremote connect %s reset`)" % ("ROMFS partition written, " if rom else "", len(plan.copies),
+                                            len(plan.removes), args.port))
     return 0

@@ -13,6 +13,7 @@ mpremote's own fs code (hashlib, os.stat, open) runs unmodified inside MicroPyth
 Every process started here is killed on every exit path; each has a timeout, and the
 whole test an alarm.
 """
+import contextlib
 import os
 import shutil
 import signal
@@ -22,7 +23,7 @@ import tty
 
 import pytest
 
-from gwbox_tools import cli, deploy, mpy_build
+from gwbox_tools import cli, deploy, mpy_build, romfs_image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MICROPYTHON = mpy_build.micropython_binary()
@@ -32,10 +33,16 @@ TEST_ALARM_S = 400
 DEVICE_REPL = r'''
 # A MicroPython board's REPL as mpremote sees it, on stdin/stdout: friendly REPL, raw REPL
 # (Ctrl-A), raw-paste mode (Ctrl-E A Ctrl-A), soft reset (Ctrl-D). argv[1] is mounted at /.
+# With argv[2] (a directory holding rom_vfs.py), the board has a ROMFS partition.
 import gc
 import os
 import sys
 
+if len(sys.argv) > 2:
+    sys.path.insert(0, sys.argv[2])
+    import rom_vfs
+    sys.modules["vfs"] = rom_vfs  # what `import vfs` gives the code mpremote runs
+    del sys.path[0]
 os.mount(os.VfsPosix(sys.argv[1]), "/")
 os.chdir("/")
 
@@ -62,6 +69,8 @@ def soft_reset():
             del sys.modules[name]
     g = {"__name__": "__main__"}
     os.chdir("/")
+    if "rom_vfs" in sys.modules:
+        sys.modules["rom_vfs"].mount_at_boot()
     gc.collect()
 
 
@@ -168,6 +177,54 @@ while True:
         mode = nxt
 '''
 
+ROM_VFS = r'''
+# The `vfs` module of a board with one ROMFS partition of ROM_BYTES, as MicroPython's
+# vfs.rom_ioctl serves it (the unix port has none): what `mpremote romfs` and the
+# deploy probe use. At every (soft) boot a valid image is mounted at /rom and /rom put on
+# sys.path, as a board does.
+import sys
+from vfs import *  # VfsRom, VfsPosix, mount, umount: the real ones
+import vfs as _vfs
+
+ROM_BYTES = 256 * 1024
+BLOCK = 4096
+rom = bytearray(b"\xff" * ROM_BYTES)
+
+
+def rom_ioctl(op, *args):
+    if op == 1:  # number of partitions
+        return 1
+    if args and args[0] != 0:
+        return -19
+    if op == 2:  # the partition, memory-mapped
+        return memoryview(rom)
+    if op == 3:  # prepare to write: erase
+        offset, n = (0, args[1]) if len(args) == 2 else args[1:3]
+        end = min(ROM_BYTES, -(-(offset + n) // BLOCK) * BLOCK)
+        rom[offset:end] = b"\xff" * (end - offset)
+        return 4  # smallest write
+    if op == 4:  # write
+        offset, buf = args[1], args[2]
+        rom[offset:offset + len(buf)] = buf
+        return 0
+    if op == 5:  # writing done
+        return 0
+    if op == 6:  # block size
+        return BLOCK
+    return -22
+
+
+def mount_at_boot():
+    try:
+        _vfs.umount("/rom")
+    except OSError:
+        pass
+    if rom[:3] == b"\xd2\xcd\x31":
+        _vfs.mount(_vfs.VfsRom(memoryview(rom)), "/rom")
+        if "/rom" not in sys.path:
+            sys.path.append("/rom")
+'''
+
 
 @pytest.fixture(autouse=True)
 def alarm():
@@ -183,20 +240,25 @@ def alarm():
         signal.signal(signal.SIGALRM, old)
 
 
-@pytest.fixture
-def device(tmp_path):
-    """(port, device directory): micropython running DEVICE_REPL behind a pty."""
+@contextlib.contextmanager
+def running_device(tmp_path, romfs=0):
+    """(port, device directory): micropython running DEVICE_REPL behind a pty; with `romfs`
+    (bytes), a board with a ROMFS partition of that size (ROM_VFS)."""
     root = tmp_path / "device"
     root.mkdir()
     script = tmp_path / "device_repl.py"
     script.write_text(DEVICE_REPL)
+    argv = [MICROPYTHON, str(script), str(root)]
+    if romfs:
+        (tmp_path / "rom").mkdir()
+        (tmp_path / "rom" / "rom_vfs.py").write_text(ROM_VFS.replace("256 * 1024", str(romfs)))
+        argv.append(str(tmp_path / "rom"))
     master, slave = os.openpty()
     tty.setraw(slave)  # no echo, no newline translation until mpremote opens it
     log = open(tmp_path / "device.log", "wb")
     proc = None
     try:
-        proc = subprocess.Popen([MICROPYTHON, str(script), str(root)], stdin=master, stdout=master, stderr=log,
-                                start_new_session=True)
+        proc = subprocess.Popen(argv, stdin=master, stdout=master, stderr=log, start_new_session=True)
         os.close(master)
         master = None
         # The test keeps the slave open between mpremote sessions: with no slave open,
@@ -211,6 +273,18 @@ def device(tmp_path):
             os.close(master)
         os.close(slave)
         log.close()
+
+
+@pytest.fixture
+def device(tmp_path):
+    with running_device(tmp_path) as d:
+        yield d
+
+
+@pytest.fixture
+def romfs_device(tmp_path):
+    with running_device(tmp_path, romfs=256 * 1024) as d:
+        yield d
 
 
 @pytest.fixture
@@ -316,6 +390,103 @@ def test_deploy_lands_compiled_modules_copies_only_changes_and_they_import(devic
                           capture_output=True, text=True, timeout=STEP_TIMEOUT_S)
     assert proc.stdout.strip() == "imported %d 1" % len(modules), proc.stdout + proc.stderr
     assert not [f for f in after if f.startswith("gwbox/") and f.endswith(".py")]
+
+
+def device_exec(port, code):
+    """Run `code` on the device through mpremote (which soft-resets it first); its output."""
+    proc = subprocess.run([sys.executable, "-m", "mpremote", "connect", port, "exec", code], capture_output=True,
+                          text=True, timeout=STEP_TIMEOUT_S)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def rom_image(port):
+    """The image in the device's ROMFS partition, as its header declares it."""
+    out = device_exec(port, "import vfs, binascii\nm = vfs.rom_ioctl(2, 0)\n"
+                            "print(binascii.hexlify(bytes(m[:16])).decode())")
+    head = bytes.fromhex(out.split()[-1])
+    n = romfs_image.image_length(head)
+    out = device_exec(port, "import vfs, binascii\nm = vfs.rom_ioctl(2, 0)\n"
+                            "for o in range(0, %d, 2048):\n print(binascii.hexlify(bytes(m[o:min(%d, o + 2048)])).decode())"
+                            % (n, n))
+    return bytes.fromhex("".join(out.split()))
+
+
+def test_deploy_romfs_writes_the_modules_into_the_partition_and_they_import_from_rom(romfs_device, firmware):
+    port, root = romfs_device
+    status, out = gwbox("deploy", "--port", port, "--firmware", str(firmware), "--board", "esp32")  # as files first
+    assert status == 0, out
+    assert (root / "gwbox" / "box.mpy").exists()
+
+    status, out = gwbox("deploy", "--port", port, "--firmware", str(firmware), "--board", "esp32", "--romfs")
+    assert status == 0, out
+    assert "  write " in out and "ROMFS partition 0 <- gwbox.romfs  (changed)" not in out  # erased flash: new
+    files = device_files(root)
+    assert sorted(files) == ["board.mpy", "main.py"], files  # the package's files and directories are gone
+    assert not (root / "gwbox").exists()
+    removed = [line.split()[1] for line in out.splitlines() if line.startswith("  remove ")]
+    sources = deploy.firmware_sources(str(firmware))
+    assert sorted(removed) == sorted(deploy.device_path(r).lstrip("/") for r in sources if "/" in r)
+    assert "  rmdir " in out and "gwbox/  (it would hide the ROMFS package)" in out
+    image = rom_image(port)
+    local = (firmware.parent / "build" / "deploy" / "gwbox.romfs").read_bytes()
+    assert image == local
+    # What the device now imports comes from /rom, compiled; host-only modules are not in it.
+    modules = sorted(mpy_build.module_name(r) for r in sources if "/" in r)
+    out = device_exec(port, "import sys, os\nfor m in %r:\n __import__(m)\n"
+                            "print(sorted(set(sys.modules[m].__file__.rsplit('/', 1)[0] for m in %r)))\n"
+                            "print(sorted(os.listdir('/rom/gwbox/port')))" % (modules, modules))
+    dirs, port_files = [eval(line) for line in out.splitlines()[-2:]]
+    assert dirs == ["/rom/gwbox", "/rom/gwbox/crypto", "/rom/gwbox/link", "/rom/gwbox/port"], out
+    assert "device.mpy" in port_files and "pipe.mpy" not in port_files and "host_aes.mpy" not in port_files
+
+    # Again: nothing to write.
+    status, out = gwbox("deploy", "--port", port, "--firmware", str(firmware), "--board", "esp32", "--romfs")
+    assert status == 0, out
+    assert "the device is up to date: nothing to copy" in out and "  same " in out
+
+    # One module changed: the image is written again, and the device runs the new code.
+    wire = firmware / "gwbox" / "wire.py"
+    wire.write_text(wire.read_text() + "\n_DEPLOY_TEST_MARK = 2\n")
+    st = os.stat(wire)
+    os.utime(wire, (st.st_atime, st.st_mtime + 5))
+    status, out = gwbox("deploy", "--port", port, "--firmware", str(firmware), "--board", "esp32", "--romfs")
+    assert status == 0, out
+    assert "ROMFS partition 0 <- gwbox.romfs  (changed)" in out and copied(out) == []
+    out = device_exec(port, "import gwbox.wire\nprint(gwbox.wire._DEPLOY_TEST_MARK, gwbox.wire.__file__)")
+    assert out.split()[-2:] == ["2", "/rom/gwbox/wire.mpy"]
+
+
+def test_deploy_romfs_refuses_a_package_directory_holding_other_files(romfs_device, firmware):
+    port, root = romfs_device
+    (root / "gwbox").mkdir()
+    (root / "gwbox" / "sa.mpy").write_bytes(b"M\x06\x00\x1f")
+    (root / "gwbox" / "notes.txt").write_text("keep me\n")
+    status, out = gwbox("deploy", "--port", port, "--firmware", str(firmware), "--romfs")
+    assert status == cli.EXIT_REFUSED, out
+    assert "holds files that are not modules in the firmware's package directories: gwbox/notes.txt" in out
+    assert sorted(device_files(root)) == ["gwbox/notes.txt", "gwbox/sa.mpy"]  # nothing changed
+    out = device_exec(port, "import vfs\nprint(bytes(vfs.rom_ioctl(2, 0)[:3]))")
+    assert out.split()[-1] == "b'\\xff\\xff\\xff'"  # nor the partition
+
+
+def test_deploy_romfs_refuses_an_image_larger_than_the_partition(tmp_path, firmware):
+    with running_device(tmp_path, romfs=64 * 1024) as (port, root):
+        status, out = gwbox("deploy", "--port", port, "--firmware", str(firmware), "--romfs")
+        assert status == cli.EXIT_REFUSED, out
+        image = (firmware.parent / "build" / "deploy" / "gwbox.romfs").stat().st_size
+        assert ("gwbox deploy: the ROMFS image is %d bytes, the device's ROMFS partition 65536: flash an image "
+                "with a larger partition (boards/README.md)" % image) in out
+        assert device_files(root) == {}
+
+
+def test_deploy_romfs_on_a_device_without_a_romfs_partition_is_refused(device, firmware):
+    port, root = device
+    status, out = gwbox("deploy", "--port", port, "--firmware", str(firmware), "--romfs")
+    assert status == cli.EXIT_REFUSED, out
+    assert "gwbox deploy: the device has no ROMFS partition (vfs.rom_ioctl): its MicroPython " in out
+    assert "was built without one. Deploy without --romfs (modules as .mpy files), or flash an image built " in out
+    assert device_files(root) == {}
 
 
 def test_port_that_does_not_exist_is_refused(tmp_path, capsys):
