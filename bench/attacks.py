@@ -139,20 +139,15 @@ print(json.dumps({"cookie": median([r[0] for r in runs]), "full": median([r[1] f
 '''
 
 
-def mp32():
-    exe = os.environ.get("MICROPYTHON32") or os.path.join(os.path.dirname(ROOT), "shared", "tools",
-                                                          "micropython32", "micropython")
-    return exe if os.path.isfile(exe) and os.access(exe, os.X_OK) else None
-
-
 def sa_init_cpu(out):
     mpy_build.build_mpy()
     script = os.path.join(mpy_build.BUILD, "bench_sa_init.py")
     with open(script, "w") as f:
         f.write(MP_SCRIPT)
     exes = [("mp", mpy_build.micropython_binary())]
-    if mp32():
-        exes.append(("mp32", mp32()))
+    exe32 = mpy_build.micropython32_binary()
+    if exe32:
+        exes.append(("mp32", exe32))
     else:
         out["notes"].append("no 32-bit interpreter (MICROPYTHON32 or ../shared/tools/micropython32/micropython): "
                             "mp32_sa_init_* not measured")
