@@ -193,8 +193,9 @@ def image_allocation(word_bits_, image_bytes):
 def legs(notes):
     """[(key prefix, interpreter, box env)]."""
     out = [(prefix, exe, LIB) for prefix, exe in interpreters(notes, "mp32_box_*, mp32romfs_box_*")]
-    if any(prefix == "mp32" for prefix, _exe, _env in out):
-        out.append(("mp32romfs", dict((p, e) for p, e, _ in out)["mp32"], romfs_env()))
+    exe32 = dict((prefix, exe) for prefix, exe, _env in out).get("mp32")
+    if exe32:
+        out.append(("mp32romfs", exe32, romfs_env()))
     frozen = os.environ.get("MICROPYTHON32_FROZEN")
     if frozen and os.path.isfile(frozen):
         out.append(("mp32frozen", frozen, FROZEN))

@@ -306,6 +306,7 @@ class Plan:
                 parent = parent.rsplit("/", 1)[0]
         self.mkdirs = sorted((d for d in dirs if d not in device.dirs), key=lambda d: (d.count("/"), d))
         in_packages = [p for p in device.files if any(p.startswith(pkg) for pkg in packages)]
+        shadows = {shadowing_source(dev) for dev in wanted} & set(device.files)
         self.image = self.rmdirs = None
         if image:
             others = sorted(p for p in in_packages if not p.endswith((".py", ".mpy")))
@@ -317,14 +318,14 @@ class Plan:
             size = os.path.getsize(image)
             status = "new" if device.romfs[1] == "-" else "same" if device.romfs[1] == sha256_file(image) else "changed"
             self.image = (image, size, status)
-            self.removes = sorted((p, "the module is in the ROMFS image now") for p in in_packages)
+            self.removes = sorted([(p, "the module is in the ROMFS image now") for p in in_packages]
+                                  + [(p, "would shadow its .mpy") for p in shadows])
             self.rmdirs = sorted((d for d in device.dirs if any((d + "/").startswith(pkg) for pkg in packages)),
                                  key=lambda d: (-d.count("/"), d))
             return
         # Stale modules inside the firmware's own package directories, and any source that
         # would shadow a deployed .mpy; never settings or data.
         stale = {p for p in in_packages if p not in wanted and p.endswith((".py", ".mpy"))}
-        shadows = {shadowing_source(dev) for dev in wanted} & set(device.files)
         self.removes = sorted((p, "would shadow its .mpy" if p in shadows else "no longer part of the firmware")
                               for p in stale | shadows)
 

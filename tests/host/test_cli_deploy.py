@@ -418,15 +418,17 @@ def test_deploy_romfs_writes_the_modules_into_the_partition_and_they_import_from
     assert status == 0, out
     assert (root / "gwbox" / "box.mpy").exists()
 
+    (root / "board.py").write_text("UART_ID = 99\n")  # by hand, beside board.mpy: it would shadow it
     status, out = gwbox("deploy", "--port", port, "--firmware", str(firmware), "--board", "esp32", "--romfs")
     assert status == 0, out
+    assert "board.py  (would shadow its .mpy)" in out
     assert "  write " in out and "ROMFS partition 0 <- gwbox.romfs  (changed)" not in out  # erased flash: new
     files = device_files(root)
     assert sorted(files) == ["board.mpy", "main.py"], files  # the package's files and directories are gone
     assert not (root / "gwbox").exists()
     removed = [line.split()[1] for line in out.splitlines() if line.startswith("  remove ")]
     sources = deploy.firmware_sources(str(firmware))
-    assert sorted(removed) == sorted(deploy.device_path(r).lstrip("/") for r in sources if "/" in r)
+    assert sorted(removed) == sorted(["board.py"] + [deploy.device_path(r).lstrip("/") for r in sources if "/" in r])
     assert "  rmdir " in out and "gwbox/  (it would hide the ROMFS package)" in out
     image = rom_image(port)
     local = (firmware.parent / "build" / "deploy" / "gwbox.romfs").read_bytes()
