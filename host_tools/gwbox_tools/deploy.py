@@ -371,11 +371,8 @@ def build_image(firmware, srcs, local):
     """The ROMFS image of the firmware's package modules (.mpy, as compiled for the device),
     beside them in build/deploy; its path."""
     from gwbox_tools import romfs_image
-    files = {rel[:-3] + ".mpy": local[rel] for rel in srcs if "/" in rel}
     path = os.path.join(os.path.dirname(os.path.abspath(firmware)), "build", "deploy", "gwbox.romfs")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(romfs_image.build_image(romfs_image.read_files(files)))
+    romfs_image.write_image({rel[:-3] + ".mpy": local[rel] for rel in srcs if "/" in rel}, path)
     return path
 
 

@@ -56,31 +56,15 @@ ROMFS_IMAGE = os.path.join(DEVICE_DIR, "gwbox.romfs")
 
 
 def build_romfs():
-    """build/mpy/gwbox.romfs: the gwbox package as build/mpy/lib holds it (host-only modules
-    left out, as `gwbox deploy --romfs` leaves them out), for GWBOX_ROMFS (boards/unix/romfs.py).
+    """build/mpy/gwbox.romfs: the package modules `gwbox deploy --romfs` puts in an image (host-only
+    ones left out), as build/mpy/lib holds them, for GWBOX_ROMFS (boards/unix/romfs.py).
     Returns its path; the file is rewritten only when its contents change."""
     from gwbox_tools import romfs_image
-    from gwbox_tools.deploy import is_host_only
+    from gwbox_tools.deploy import firmware_sources
     build_device()
     lib = os.path.join(DEVICE_DIR, "lib")
-    paths = {}
-    for d, dirs, files in os.walk(os.path.join(lib, "gwbox")):
-        dirs.sort()
-        for f in files:
-            rel = os.path.relpath(os.path.join(d, f), lib).replace(os.sep, "/")
-            if f.endswith(".mpy") and not is_host_only(rel[:-4] + ".py"):
-                paths[rel] = os.path.join(d, f)
-    image = romfs_image.build_image(romfs_image.read_files(paths))
-    try:
-        with open(ROMFS_IMAGE, "rb") as f:
-            same = f.read() == image
-    except OSError:
-        same = False
-    if not same:
-        tmp = ROMFS_IMAGE + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(image)
-        os.replace(tmp, ROMFS_IMAGE)
+    modules = [rel[:-3] + ".mpy" for rel in firmware_sources(mpy_build.FIRMWARE) if "/" in rel]
+    romfs_image.write_image({m: os.path.join(lib, m) for m in modules}, ROMFS_IMAGE)
     return ROMFS_IMAGE
 
 

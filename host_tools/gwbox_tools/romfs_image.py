@@ -11,6 +11,8 @@ The image holds the gwbox package at its root (/rom/gwbox on the board, where /r
 MicroPython runs them by name. The encoding is mpremote's (VfsRomWriter), the same as
 `mpremote romfs build` writes.
 """
+import os
+
 from mpremote.romfs import VfsRomWriter
 
 # The image starts with these bytes, then its length as a variable-length integer.
@@ -59,10 +61,22 @@ def image_length(head):
     return None
 
 
-def read_files(paths):
-    """{image path: bytes} for the local files {image path: local path}."""
-    out = {}
+def write_image(paths, out):
+    """The image of the local files {image path: local path}, written to `out` (directories
+    made) unless `out` already holds exactly that image, so its mtime tells when it changed."""
+    files = {}
     for path, local in paths.items():
         with open(local, "rb") as f:
-            out[path] = f.read()
-    return out
+            files[path] = f.read()
+    image = build_image(files)
+    try:
+        with open(out, "rb") as f:
+            if f.read() == image:
+                return
+    except OSError:
+        pass
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    tmp = out + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(image)
+    os.replace(tmp, out)
