@@ -178,40 +178,56 @@ while True:
 '''
 
 ROM_VFS = r'''
-# The `vfs` module of a board with one ROMFS partition of ROM_BYTES, as MicroPython's
-# vfs.rom_ioctl serves it (the unix port has none): what `mpremote romfs` and the
-# deploy probe use. At every (soft) boot a valid image is mounted at /rom and /rom put on
-# sys.path, as a board does.
+# The `vfs` module of a board with one ROMFS partition of ROM_BYTES, as ESP32 and RP2
+# serve it (the unix port has none): what `mpremote romfs` and the deploy probe use.
+# vfs.rom_ioctl(2, 0) gives the partition object (esp32.Partition, rp2.Flash): memory-
+# mapped (the buffer protocol) and a block device, which mpremote erases with ioctl(6, n)
+# and programs with writeblocks(n, buf, offset). Programming NOR flash only clears bits,
+# so a write without its erase shows up in the image. At every (soft) boot a valid image
+# is mounted at /rom and /rom put on sys.path, as a board does.
 import sys
 from vfs import *  # VfsRom, VfsPosix, mount, umount: the real ones
 import vfs as _vfs
 
 ROM_BYTES = 256 * 1024
 BLOCK = 4096
-rom = bytearray(b"\xff" * ROM_BYTES)
+EINVAL = 22
+
+
+class Partition(bytearray):  # a bytearray: memoryview() maps it, as the flash is mapped
+    def ioctl(self, op, arg):
+        if op == 4:  # block count
+            return len(self) // BLOCK
+        if op == 5:  # block size
+            return BLOCK
+        if op == 6:  # erase one block
+            self[arg * BLOCK:(arg + 1) * BLOCK] = b"\xff" * BLOCK
+            return 0
+        return 0 if op in (1, 2, 3) else None
+
+    def readblocks(self, n, buf, offset=0):
+        o = n * BLOCK + offset
+        buf[:] = self[o:o + len(buf)]
+
+    def writeblocks(self, n, buf, offset=None):
+        o = n * BLOCK
+        if offset is None:  # the simple form erases what it writes first
+            self[o:o + len(buf)] = b"\xff" * len(buf)
+        else:  # the extended form only programs: erased before, or the bits stay cleared
+            o += offset
+        for i in range(len(buf)):
+            self[o + i] &= buf[i]
+
+
+rom = Partition(b"\xff" * ROM_BYTES)
 
 
 def rom_ioctl(op, *args):
     if op == 1:  # number of partitions
         return 1
-    if args and args[0] != 0:
-        return -19
-    if op == 2:  # the partition, memory-mapped
-        return memoryview(rom)
-    if op == 3:  # prepare to write: erase
-        offset, n = (0, args[1]) if len(args) == 2 else args[1:3]
-        end = min(ROM_BYTES, -(-(offset + n) // BLOCK) * BLOCK)
-        rom[offset:end] = b"\xff" * (end - offset)
-        return 4  # smallest write
-    if op == 4:  # write
-        offset, buf = args[1], args[2]
-        rom[offset:offset + len(buf)] = buf
-        return 0
-    if op == 5:  # writing done
-        return 0
-    if op == 6:  # block size
-        return BLOCK
-    return -22
+    if op == 2 and args[0] == 0:  # the partition
+        return rom
+    return -EINVAL  # ESP32 and RP2 answer nothing else
 
 
 def mount_at_boot():
@@ -220,7 +236,7 @@ def mount_at_boot():
     except OSError:
         pass
     if rom[:3] == b"\xd2\xcd\x31":
-        _vfs.mount(_vfs.VfsRom(memoryview(rom)), "/rom")
+        _vfs.mount(_vfs.VfsRom(rom), "/rom")
         if "/rom" not in sys.path:
             sys.path.append("/rom")
 '''
