@@ -40,6 +40,9 @@ Keys, per leg:
       gwbox.port.device, time, gwbox.port.udplan, and what gwbox.boxbuild imports for Box()),
       policy parser and boxbuild not loaded
   mp_box_state_heap_bytes / mp32_box_state_heap_bytes   the difference
+  mp_box_failover_code_heap_bytes / mp32_...             the same once the names of boot's code
+      (dropped after boot) and the key exchange a fresh-key failover loads are added: the code
+      the box holds at its peak, before any state; the least heap can be no lower
   mp_heap_word_bits / mp32_heap_word_bits                struct.calcsize("P") * 8
   mp32romfs_box_image_bytes, mp32romfs_box_heap_with_image_bytes   the image, and the least
       heap before the image's allocation is subtracted
@@ -79,6 +82,12 @@ MAIN_IMPORTS = ("import gc\nimport sys\nimport board\nimport machine\nfrom gwbox
                 "from gwbox.link.modem import Modem\nfrom gwbox.port.device import DevicePort\nimport time\n"
                 "from gwbox.port.udplan import UdpLan\nimport gwbox.boxbuild\nfrom gwbox import forget\n"
                 "forget('gwbox.boxbuild', 'gwbox.ipv4')\n")  # Box() imports what the built box keeps, then drops boxbuild
+# Then what a fresh-key failover adds to that code, with no state at all: the names boot's code
+# leaves behind (it is dropped, interned names never are) and the key exchange (initiator.py
+# brings handshake, message, keyschedule and X25519), as the box holds them at its peak.
+FAILOVER_IMPORTS = ("import gwbox.start, gwbox.store, gwbox.policy, gwbox.link.hayes\n"
+                    "forget('gwbox.start', 'gwbox.store', 'gwbox.policy', 'gwbox.policyvalue', 'gwbox.ipv4', "
+                    "'gwbox.link.hayes')\nimport gwbox.initiator\n")
 
 _build_lock = threading.Lock()
 
@@ -164,12 +173,13 @@ def scenario(exe, heap_k, env=None):
 
 
 def import_heap(exe, env):
-    """Heap in use (after a collection) once main.py's imports are done, and before any
-    (with a ROMFS image: once `import board` has mounted it)."""
+    """Heap in use (after a collection) before any import (with a ROMFS image: once `import
+    board` has mounted it), once main.py's imports are done, and with FAILOVER_IMPORTS too."""
     mount = "import board\n" if "GWBOX_ROMFS" in env else ""
-    out = mp_run("mp_box_heap", exe, "import gc\n" + mount + "gc.collect()\nprint(gc.mem_alloc())\n" + MAIN_IMPORTS +
-                 "gc.collect()\nprint(gc.mem_alloc())", mp_box.DEVICE_DIR, env["MICROPYPATH"], env=env)
-    return int(out[-1]), int(out[0])
+    show = "gc.collect()\nprint(gc.mem_alloc())\n"
+    out = mp_run("mp_box_heap", exe, "import gc\n" + mount + show + MAIN_IMPORTS + show + FAILOVER_IMPORTS + show,
+                 mp_box.DEVICE_DIR, env["MICROPYPATH"], env=env)
+    return [int(x) for x in out[-3:]]
 
 
 # Where the box finds the firmware, per leg: .mpy files in lib/ (a board's file system);
@@ -213,7 +223,7 @@ def main():
         log = out["mp_box_heap_log"][prefix] = []
         run = (lambda e, k, env=env: scenario(e, k, env))
         heap = HeapSearch("mp_box_heap " + prefix, run, LOW_K, PARALLEL).least_heap(exe, log) * 1024
-        imports, bare = import_heap(exe, env)
+        bare, imports, failover_code = import_heap(exe, env)
         bits = word_bits("mp_box_heap", exe, mp_box.DEVICE_DIR)
         rom = 0
         if "GWBOX_ROMFS" in env:  # the image sits in this heap; on a board it is in flash
@@ -223,6 +233,7 @@ def main():
             out[prefix + "_box_heap_with_image_bytes"] = heap
         out[prefix + "_box_peak_heap_bytes"] = heap - rom
         out[prefix + "_box_import_heap_bytes"] = imports - rom
+        out[prefix + "_box_failover_code_heap_bytes"] = failover_code - rom
         out[prefix + "_box_state_heap_bytes"] = heap - imports
         out[prefix + "_box_interpreter_heap_bytes"] = bare - rom
         out[prefix + "_heap_word_bits"] = bits
