@@ -131,7 +131,7 @@ def add_deploy(sub):
                         "which main.py imports; not needed when they are frozen into the image")
     p.add_argument("--romfs", action="store_true",
                    help="put the firmware's modules into the board's ROMFS partition (an image built with "
-                        "ROMFS, MicroPython 1.25+): they run in place from flash and need about 36 KB less "
+                        "ROMFS, MicroPython 1.25+): they run in place from flash and need about 37 KB less "
                         "heap; their copies on the file system are removed")
     p.add_argument("--firmware", metavar="DIR", default=os.path.join(ROOT, "firmware"),
                    help="firmware tree to deploy (default: this checkout's firmware/); boards are "

@@ -16,7 +16,7 @@
 With --romfs (a MicroPython image built with a ROMFS partition, 1.25 or later), the
 package modules go into one ROMFS image instead (gwbox_tools.romfs_image), written with
 `mpremote romfs deploy` only when it differs from the image in the partition; they then
-run in place from flash and the box needs about 36 KB less heap (docs/memory.md). Their
+run in place from flash and the box needs about 37 KB less heap (docs/memory.md). Their
 files and directories on the file system are removed, since they would hide /rom;
 main.py, boot.py and the board's modules stay files.
 
