@@ -406,9 +406,10 @@ def run(args):
                             "without one. Deploy without --romfs (modules as .mpy files), or flash an image "
                             "built with ROMFS enabled (boards/README.md)" % device.version)
         image = build_image(firmware, srcs, local)
-        if os.path.getsize(image) > device.romfs[0]:
+        size = os.path.getsize(image)
+        if size > device.romfs[0]:
             raise UserError("the ROMFS image is %d bytes, the device's ROMFS partition %d: flash an image with a "
-                            "larger partition (boards/README.md)" % (os.path.getsize(image), device.romfs[0]))
+                            "larger partition (boards/README.md)" % (size, device.romfs[0]))
     plan = Plan(srcs, local, device, image)
     plan.show()
     if not plan.changes():
