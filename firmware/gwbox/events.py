@@ -73,6 +73,14 @@ def _plain(v):
     return v
 
 
+def text_line(t_ms, name, fields):
+    """One event as a line for people (`show log`): seconds since boot, its name, key=value."""
+    s = "%d.%03d s %s" % (t_ms // 1000, t_ms % 1000, name)
+    for k in fields:
+        s += " %s=%s" % (k, _plain(fields[k]))
+    return s
+
+
 def json_line(t_ms, node, name, fields):
     """One event as one JSON line (no newline), the same on a board, in a pipe and on the host."""
     d = _plain(fields)

@@ -521,6 +521,17 @@ def _settings(pairs, heartbeat):
     return LinkConfig(**kw)
 
 
+def check_address(text):
+    """The gateway's --address in canonical form; ValueError saying what it must be instead."""
+    try:
+        return int_to_ip(ip_to_int(text))
+    except ValueError:
+        pass
+    what = "a host name" if any(c.isalpha() for c in text) else "not an IPv4 address"
+    raise ValueError("--address %s is %s: give the gateway's IPv4 address (four numbers 0-255, e.g. 143.1.0.64), "
+                     "the identity the boxes' policies name it by" % (text, what))
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m gwbox_tools.gateway", description=__doc__.split("\n")[0])
     p.add_argument("--address", required=True, help="this gateway's IPv4 address (its identity)")
@@ -540,7 +551,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     lan_sock = None
     try:
-        address = int_to_ip(ip_to_int(a.address))
+        address = check_address(a.address)
         cfg = _settings(a.setting, a.heartbeat)
         lan = LanMap.load(a.lan_map)
         psks = load_psks(a.psk_file)
