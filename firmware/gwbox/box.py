@@ -21,6 +21,7 @@ from gwbox import events as ev
 
 
 _INFLIGHT_MIN = const(256)  # line bytes of messages in flight at least, however slow the line
+_STUCK_NOTICE = const(3)  # losses of one message (its gateway answered later sendings) before `message_stuck`
 
 
 class Box:
@@ -201,6 +202,7 @@ class Box:
                 busy = True
                 line.send(self._addr[link], pkt, now)
             for peer, nh, body in ep.take_messages():
+                busy = True  # a confirmation opens the window: plan again, or the line idles
                 self._on_message(peer, nh, body, now)
             for _peer, payload in ep.take_received():
                 self._lan_out.append((0, 0, payload))
@@ -225,6 +227,8 @@ class Box:
                     s.heartbeat.proof(proof, now)
                 for c in self._clusters_of(peer):
                     c.verified(peer, now)
+                    if c.space == body[0]:
+                        self._answered(c, peer, proof, now)
         elif nh == wire.NH_REPLY:
             self._lan_out.append(body)
 
@@ -240,8 +244,11 @@ class Box:
             for c in self._clusters_of(e.get("peer")):
                 c.dead(e.get("peer"), now, e.get("reason"))
         elif n == ev.HEARTBEAT_ACK:
-            for c in self._clusters_of(e.get("peer")):
-                c.verified(e.get("peer"), now)
+            gw = e.get("peer")
+            for c in self._clusters_of(gw):
+                c.verified(gw, now)
+                if e.get("rtt_ms") is not None:
+                    self._answered(c, gw, ticks.add(now, -e.get("rtt_ms")), now)
         elif n == ev.LINK_UP:
             for c in self.clusters:
                 c.resume(now)
@@ -263,6 +270,18 @@ class Box:
             for gw in self._in_use():  # ask at once: an answer disproves a forged NO CARRIER
                 if gw not in self._verify:
                     self._verify.append(gw)
+
+    def _answered(self, c, gw, t, now):
+        """`gw` answered what we sent at `t`: what it left unconfirmed from before then goes
+        again; a message it keeps leaving unconfirmed is reported, then counts as its failure."""
+        worst = self.outbox.answered(c.space, gw, t)
+        if worst is None or c.in_use != gw:
+            return
+        num, losses = worst
+        if losses == _STUCK_NOTICE:
+            self._event(ev.MESSAGE_STUCK, cluster=c.name, gateway=gw, space=c.space, number=num, losses=losses)
+        if losses >= max(_STUCK_NOTICE, self.cfg.retries + 1):
+            c.dead(gw, now, "message_stuck")  # it answers, but not this: fail over, never jam
 
     def _call_failed(self, number, now):
         """A dial failed: a gateway being keyed there failed; a gateway in use there that has
