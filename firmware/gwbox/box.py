@@ -220,6 +220,9 @@ class Box:
             self._event(ev.DROPPED, reason=str(e), bytes=len(body), peer=peer)
             return
         if nh == wire.NH_CONFIRM:
+            s = self.endpoint.session(peer)
+            if s is not None and s.tunnel is not None:
+                s.tunnel.confirmed(body[0], body[1], body[2])  # contexts bound, the top it saw
             proof = self.outbox.confirm(peer, body[0], body[1], body[2])
             if proof is not None:
                 s = self.endpoint.session(peer)
@@ -383,8 +386,13 @@ class Box:
         rate = m.rate or m.baud or 9600
         ob.inflight_bytes = max(_INFLIGHT_MIN, rate // 10 * self.response_ms // 2000)
         ep = self.endpoint
+        s = ep.session(gw)
+        cp = s.tunnel
+        if cp is None:
+            cp = s.tunnel = tunnel.Compactor()  # the session's: a new one starts afresh
         left = m.tx_done(now)  # the line may still be busy with what went before
         for e in ob.due(c.space, gw, now):
-            ep.send_plain(tunnel.encode_msg(c.space, e[1], e[2], e[3], e[4]), now, gw)
+            # compact (2 header bytes, not 12) only on a first sending through this gateway
+            ep.send_plain(cp.encode(c.space, e[1], e[2], e[3], e[4], e[5] != gw), now, gw)
             left = ticks.add(left, (len(e[4]) + LINE_OVERHEAD) * 10000 // rate)
             ob.sent(e, gw, now, left)

@@ -25,6 +25,7 @@ box reports a message that keeps being lost (`message_stuck`) and, after a bound
 as a failure of that gateway.
 """
 from gwbox import const, ticks
+from gwbox.tunnel import named
 
 WINDOW = const(32)  # numbers in flight per cluster, from the oldest unconfirmed: the confirmation
 # bitmap covers 32 below top (and two messages at least, however big, within them: the line
@@ -142,7 +143,7 @@ class Outbox:
         proof = None
         keep = []
         for e in self.entries:
-            if e[_SPACE] == space and _named(e[_NUM], top, bits):
+            if e[_SPACE] == space and named(e[_NUM], top, bits):
                 self.used -= len(e[_PAYLOAD]) + ENTRY_BYTES
                 self.confirmed += 1
                 if e[_GW] == gw and (proof is None or ticks.diff(e[_FIRST], proof) > 0):
@@ -197,9 +198,3 @@ class Outbox:
                 return e[_FIRST], e[_LEFT]
         return None
 
-
-def _named(num, top, bits):
-    if num == top:
-        return True
-    off = (top - num) & 0xFFFFFFFF
-    return 1 <= off <= 32 and (bits >> (off - 1)) & 1
