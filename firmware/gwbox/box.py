@@ -241,9 +241,11 @@ class Box:
             for c in self._clusters_of(e.get("peer")):
                 c.established(e.get("peer"), now)
         elif n == ev.HANDSHAKE_FAILED and e.get("role") == "initiator":
+            self.line.unbind(self._addr.get(e.get("peer")))
             for c in self._clusters_of(e.get("peer")):
                 c.failed(e.get("peer"), now)
         elif n == ev.SA_DELETED and e.get("reason") != "replaced":
+            self.line.unbind(self._addr.get(e.get("peer")))
             for c in self._clusters_of(e.get("peer")):
                 c.dead(e.get("peer"), now, e.get("reason"))
         elif n == ev.HEARTBEAT_ACK:
@@ -344,6 +346,7 @@ class Box:
             if up and self._number[gw] == on_call:
                 self._pending.remove(gw)
                 if not ep.handshaking(gw):
+                    line.unbind(self._addr[gw])  # a handshake goes in long form: never misdirected
                     ep.connect(now, gw, gw)
         mode = self.mode
         for s in ep.sessions:
@@ -365,6 +368,18 @@ class Box:
             if want == DEFERRED:
                 hb.set_payload(self._payload_for(gw), now)
             hb.expect(self._awaiting(gw) if reach else None)
+            if reach:
+                self._binding(gw, hb)
+
+    def _binding(self, gw, hb):
+        """The outer address towards `gw`: while an answer is overdue (payload unanswered for a
+        response time, or a heartbeat), its context may have been re-pointed at another
+        gateway by an injected long-form frame: long form again until `gw` answers one."""
+        a = hb.awaiting
+        if hb.attempt >= 2 or (hb.attempt and a is not None and ticks.diff(a[0], hb.proven) > 0):
+            self.line.unbind(self._addr[gw])
+        else:
+            self.line.proven(self._addr[gw], hb.proven)
 
     def _awaiting(self, gw):
         for c in self.clusters:

@@ -449,3 +449,72 @@ def test_messages_shrink_to_two_header_bytes_once_the_gateway_bound_their_contex
     assert msgs == [1 + 8 + 13 + 5 + 16, 1 + 8 + 2 + 5 + 16, 1 + 8 + 2 + 5 + 16]
     assert sorted(set(s.delivered())) == [(1, n) for n in range(1, 8)]
 
+
+def _addr(gw):
+    a, b, c, d = [int(x) for x in gw.split(".")]
+    return (a << 24) | (b << 16) | (c << 8) | d
+
+
+def _inject_binding(s, gw_from, gw_to):
+    """An attacker on the line sends one long-form frame (12 bytes with its flags, more if
+    its FCS needs escaping): the context the box uses for `gw_from` now names `gw_to` at
+    the access server."""
+    from gwbox import tunnel
+    from gwbox.link.framing import Framer
+    ctx = s.box.line._ctx[_addr(gw_from)]
+    s.modem._to_far_end(Framer().encode(tunnel.encode_outer(ctx, _addr(gw_to)) + b"\x01\x02\x03"))
+    assert s.modem.bound[ctx] == _addr(gw_to)
+    return ctx
+
+
+def test_an_injected_binding_frame_misdirects_only_until_the_gateway_is_overdue():
+    # Review item 3: the box sent the long (binding) form only until a gateway first answered;
+    # one injected frame then re-pointed the context for the rest of the call. Now an answer
+    # overdue by a response time (0.5 s here) puts the box back on the long form, which
+    # re-binds the context, and short frames follow once the gateway answered a long one.
+    s = sim()
+    s.run(3000)
+    send(s, 5, spacing=200)
+    ctx = _inject_binding(s, G1, G2)
+    t0 = s.now
+    g1 = s.gateways[G1]
+    mark = len(g1.handed_on)
+    healed = None
+    for i in range(5, 35):
+        assert s.box.lan_send(DST, 5000, b"msg %d" % i, s.now)
+        s.run(200)
+        if healed is None and len(g1.handed_on) > mark:
+            healed = clustersim.ticks.diff(s.now, t0)
+    s.run(3000)
+    assert healed is not None and healed <= 2000, healed
+    assert s.find("gateway_dead") == [] and s.in_use() == G1.encode()
+    assert sorted(set(s.delivered())) == [(1, n) for n in range(1, 36)]
+    assert s.modem.bound[ctx] == _addr(G1) and ctx in s.box.line._bound  # re-bound, short frames again
+
+
+def test_one_injected_frame_per_gateway_does_not_lock_the_box_out_of_its_cluster():
+    # The issue's 36 bytes: each of the three contexts re-pointed at another gateway. Before,
+    # heartbeats, failover handshakes and failback tries all went to the wrong gateways for
+    # the rest of the call (0 of 20 messages through in 10 minutes). Now the box heals each
+    # context the first time its gateway does not answer, and keeps its preferred gateway.
+    s = sim()
+    s.run(3000)
+    for gw in (G2, G3):
+        s.box.connect(gw.encode(), s.now)  # keys cached with the others: contexts 2 and 3 on this call
+    s.run(2000)
+    assert s.box.has_key(G2.encode()) and s.box.has_key(G3.encode())
+    mark = len(s.events)
+    _inject_binding(s, G1, G2)
+    _inject_binding(s, G2, G3)
+    _inject_binding(s, G3, G1)
+    send(s, 20, spacing=500)
+    s.run(3000)
+    assert sorted(set(s.delivered())) == [(1, n) for n in range(1, 21)]
+    assert len(s.gateways[G1].handed_on) == 20 and s.in_use() == G1.encode()
+    assert s.find("gateway_dead", mark) == [] and s.find("handshake_failed", mark) == []
+    s.gateways[G1].frozen = True  # and a failover still reaches the right gateway
+    s.run_until_event("gateway_in_use", 15000, gateway=G2.encode())
+    send(s, 3, start=20, spacing=500)
+    s.run(2000)
+    assert [m[1] for m in s.gateways[G2].handed_on] == [21, 22, 23]
+    assert s.find("handshake_failed", mark) == []
