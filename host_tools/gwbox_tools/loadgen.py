@@ -245,6 +245,9 @@ class Unit:
         pol = parse(policy_text(self.name, spec["key"], gen.gateways, spec["preferred"], spec["dial"],
                                 gen.targets, gen.general))
         self.box = Box(pol, Modem(baud=gen.baud), start=now_ms(t0))
+        # A device drops the key-exchange code after each exchange to free its heap; thousands
+        # of boxes in one CPython process would only import it again and again.
+        self.box.endpoint.keep_code = True
         self.targets = [int.from_bytes(socket.inet_aton(t), "big") for t in gen.targets]
         self.seq = 0
         self.refused = []

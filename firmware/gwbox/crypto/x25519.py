@@ -9,6 +9,7 @@ backed by `cryptography`: what a head-office gateway answering thousands of boxe
 every function here then goes through it, and `pure_x25519` stays the ladder.
 """
 from gwbox import const
+from gwbox import crypto as _pkg
 from gwbox.crypto.entropy import random_bytes
 from gwbox.errors import ProtocolError
 
@@ -54,21 +55,20 @@ def _ladder(k, u):
     return x2 * pow(z2, p - 2, p) % p
 
 
-_backend = None  # a port's X25519(k, u) with this module's contract, or None: the ladder
-
-
 def use(backend):
-    """The port hands in X25519(scalar, u) -> 32 bytes (RFC 7748, all-zero for low-order u)."""
-    global _backend
-    _backend = backend
+    """The port hands in X25519(scalar, u) -> 32 bytes (RFC 7748, all-zero for low-order u).
+    Kept on the package, which outlives this module when the key-exchange code is dropped
+    (gwbox.forget) and imported again."""
+    _pkg.x25519_backend = backend
 
 
 def x25519(scalar, u):
     """RFC 7748 X25519(k, u): clamps the scalar and masks the top bit of u."""
     if len(scalar) != 32 or len(u) != 32:
         raise ValueError("x25519 needs 32-byte scalar and u")
-    if _backend is not None:
-        return _backend(scalar, u)
+    b = _pkg.x25519_backend
+    if b is not None:
+        return b(scalar, u)
     return pure_x25519(scalar, u)
 
 
