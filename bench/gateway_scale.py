@@ -32,11 +32,10 @@ import tracemalloc
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [os.path.join(ROOT, "firmware"), os.path.join(ROOT, "host_tools")]
 
-import gwbox_tools  # noqa: E402,F401  (installs the host AES)
 from gwbox import tunnel, wire  # noqa: E402
 from gwbox.config import LinkConfig  # noqa: E402
 from gwbox.endpoint import Endpoint  # noqa: E402
-from gwbox.port import host_x25519  # noqa: E402
+from gwbox.port import host_aes, host_x25519  # noqa: E402
 
 NOW = 1000
 GW = b"143.1.0.64"
@@ -130,6 +129,7 @@ def one_size(n, cfg, rng):
 
 
 def main():
+    host_aes.install()  # the gateway's crypto backends, as gwbox_tools.gateway runs with them
     host_x25519.install()
     sizes = [int(a) for a in sys.argv[1:]] or [1000, 10000]
     cfg = LinkConfig()

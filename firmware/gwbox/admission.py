@@ -98,7 +98,7 @@ def settle(ep, r, now):
         return False  # evicted or released meanwhile
     if r.done:
         _drop(ep, r)
-        ep._open(r.peer_id, r.sas, False, now, r.link, (1, r.response), ep._window(r.peer_id))
+        ep._open(r.peer_id, r.sas, False, now, r.link, (1, r.response), ep._window(r.peer_id, r.epoch))
         inits = ep._inits
         inits[r.spi_i] = ep._peers[r.peer_id]
         if len(inits) > 2 * len(ep.sessions) + 64:  # closed sessions' entries go in bulk: O(1) each

@@ -106,7 +106,7 @@ class Cluster:
                 ticks.diff(now, self.since_failback) < 4 * self.failback_ms:
             self.fb_backoff = min(self.fb_backoff * 2, 16 * self.failback_ms)  # came back, died again: wait longer
         self.since_failback = None
-        self.drv.event(ev.GATEWAY_DEAD, cluster=self.name, gateway=gw, reason=reason, cached=was_verifying)
+        self.drv.event(ev.GATEWAY_DEAD, cluster=self.name, gateway=gw, reason=reason, unverified=was_verifying)
         self.cursor = (self.order.index(gw) + 1) % len(self.order)
         self.tried = 1
         self._select(now)

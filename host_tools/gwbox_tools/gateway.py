@@ -576,6 +576,17 @@ def _settings(pairs, heartbeat):
     return LinkConfig(**kw)
 
 
+def check_address(text):
+    """The gateway's --address in canonical form; ValueError saying what it must be instead."""
+    try:
+        return int_to_ip(ip_to_int(text))
+    except ValueError:
+        pass
+    what = "a host name" if any(c.isalpha() for c in text) else "not an IPv4 address"
+    raise ValueError("--address %s is %s: give the gateway's IPv4 address (four numbers 0-255, e.g. 143.1.0.64), "
+                     "the identity the boxes' policies name it by" % (text, what))
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m gwbox_tools.gateway", description=__doc__.split("\n")[0])
     p.add_argument("--address", required=True, help="this gateway's IPv4 address (its identity)")
@@ -604,7 +615,7 @@ def main(argv=None):
     from gwbox.port import host_x25519
     host_x25519.install()  # OpenSSL's X25519 behind the firmware's API: an SA_INIT costs microseconds
     try:
-        address = int_to_ip(ip_to_int(a.address))
+        address = check_address(a.address)
         cfg = _settings(a.setting, a.heartbeat)
         lan = LanMap.load(a.lan_map)
         psks = load_psks(a.psk_file)

@@ -119,7 +119,7 @@ def test_a_cached_key_that_does_not_answer_is_given_up_too():
     assert c.in_use == G2 and c.verifying
     c.dead(G2, at(3000), "peer_dead")
     assert d.log[-1] == ("connect", G3)
-    assert d.events[-2][1]["cached"] is True
+    assert d.events[-2][1]["unverified"] is True  # it never answered after it was taken into use
 
 
 def test_a_reactivated_gateway_is_used_again_when_it_is_next_in_order():
