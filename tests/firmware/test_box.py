@@ -347,34 +347,34 @@ def test_after_a_reboot_every_new_message_is_handed_on_not_taken_for_a_replay():
     # fewer than 64 old ones the new ones looked like replays (confirmed, never handed on),
     # with more they fell below the window (never handed on, the outbox jammed). The box's
     # boot epoch, told at login, makes a gateway start that box's windows afresh.
-    for before in (40, 200):
-        s = sim()
-        s.run(3000)
-        for i in range(before):
-            assert s.box.lan_send(DST, 5000, b"old %d" % i, s.now)
-            s.run(100)
+    s = sim()
+    s.run(3000)
+    sent = 0
+    for boot, count in enumerate((40, 100, 40)):  # each boot after one that sent 40 (< 64), then 100
+        if boot:
+            s.reboot_box()
+            assert s.run_until_event("gateway_in_use", 10000) is not None
+        for i in range(count):
+            assert s.box.lan_send(DST, 5000, b"boot %d msg %d" % (boot, i), s.now)
+            s.run(50)
         s.run(2000)
-        assert s.box.outbox.depth() == 0
-        s.reboot_box()
-        t = s.run_until_event("gateway_in_use", 10000)
-        assert t is not None
-        for i in range(100):
-            assert s.box.lan_send(DST, 5000, b"new %d" % i, s.now)
-            s.run(100)
-        s.run(3000)
-        got = _handed_on_payloads(s)
-        assert [p for p in got if p.startswith(b"new")] == [b"new %d" % i for i in range(100)], before
-        assert s.box.outbox.depth() == 0 and s.box.outbox.confirmed == 100 and s.find("lan_refused") == []
+        got = [p for p in _handed_on_payloads(s) if p.startswith(b"boot %d " % boot)]
+        assert got == [b"boot %d msg %d" % (boot, i) for i in range(count)], boot
+        assert s.box.outbox.depth() == 0 and s.box.outbox.confirmed == count and s.find("lan_refused") == []
+        sent += count
+    assert len(_handed_on_payloads(s)) == sent
 
 
 def _padded(head, size):
     return head + b"." * (size - len(head))
 
 
-def test_two_messages_lost_for_30_s_then_300_on_a_clean_line_are_all_delivered():
+def test_two_messages_lost_for_a_while_then_the_next_ones_on_a_clean_line_are_all_delivered():
     # Review item 2: the gateway takes numbers up to 63 below its highest and confirms 32 below
     # it; the box ran further ahead of a lost message, which could then never be confirmed,
-    # and two such messages held the in-flight budget: 0 of the next 300 went through. Now
+    # and two such messages held the in-flight budget: 0 of the next 300 went through (the
+    # bench drops 30 s and offers 300 with the default timers, bench/delivery.py; 10 s and
+    # 100 here, with this policy's short ones, keep the suite short). Now
     # the window counts numbers from the oldest unconfirmed message, and what the gateway
     # answers around goes again at once (a lost message is reported, then fails the gateway).
     s = sim()
@@ -383,16 +383,16 @@ def test_two_messages_lost_for_30_s_then_300_on_a_clean_line_are_all_delivered()
     for i in range(10):
         assert s.box.lan_send(DST, 5000, _padded(b"m%d|" % i, 200 if i in (3, 4) else 100), s.now)
         s.run(200)
-    s.run(30000)
-    assert s.find("message_stuck") and s.lost >= 8
+    s.run(10000)
+    assert s.find("message_stuck") and s.find("gateway_dead", reason="message_stuck") and s.lost >= 8
     s.drop_up = None
     mark = len(s.events)
-    for i in range(300):
+    for i in range(100):
         assert s.box.lan_send(DST, 5000, _padded(b"clean %d|" % i, 100), s.now), i
         s.run(100)
     s.run(5000)
     got = set(p.split(b"|")[0] for p in _handed_on_payloads(s))
-    assert got == set([b"m%d" % i for i in range(10)] + [b"clean %d" % i for i in range(300)])
+    assert got == set([b"m%d" % i for i in range(10)] + [b"clean %d" % i for i in range(100)])
     assert s.find("lan_refused", mark) == [] and s.box.outbox.depth() == 0
 
 
@@ -404,9 +404,9 @@ def test_a_gateway_that_answers_but_never_hands_a_message_on_counts_as_failed():
     s.run(3000)
     s.gateways[G1].no_route.add(other)
     assert s.box.lan_send(other, 5000, b"only via another gateway", s.now)
-    for i in range(40):
+    for i in range(20):
         assert s.box.lan_send(DST, 5000, b"m%d" % i, s.now)
-        s.run(250)
+        s.run(500)
     s.run(5000)
     stuck = s.find("message_stuck")
     assert stuck and stuck[0].get("gateway") == G1.encode() and stuck[0].get("number") == 1
@@ -414,7 +414,7 @@ def test_a_gateway_that_answers_but_never_hands_a_message_on_counts_as_failed():
     names = s.names()
     assert names[names.index("gateway_dead"):].index("gateway_in_use") > 0  # the next one took over
     assert [m[4] for m in s.gateways[G2].handed_on if m[2] == other] == [b"only via another gateway"]
-    assert len(set(p for p in _handed_on_payloads(s) if p.startswith(b"m"))) == 40
+    assert len(set(p for p in _handed_on_payloads(s) if p.startswith(b"m"))) == 20
     assert s.box.outbox.depth() == 0
 
 
