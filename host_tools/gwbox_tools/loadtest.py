@@ -42,7 +42,7 @@ BOXES_PER_WORKER = 2500
 BOXES_PER_RAS = 4000
 # The boxes' policy beyond topology and key: payload every interval keeps heartbeats away
 # (the defer time is longer), so a dead gateway is noticed by unanswered payload.
-GENERAL = """HeartbeatDeferTime = 20
+GENERAL = """HeartbeatDeferTime = %d
 FailbackTime = 30
 """
 
@@ -162,7 +162,7 @@ class Worker:
 
 class LoadTest:
     def __init__(self, boxes, gateways=3, interval_s=10.0, latency_ms=20, baud=9600, start_s=None,
-                 workers=None, access_servers=None, general=GENERAL, progress=None, seed=1):
+                 workers=None, access_servers=None, general=None, progress=None, seed=1):
         if boxes < 1 or not 2 <= gateways <= len(GATEWAYS):
             raise ValueError("--boxes must be at least 1 and --gateways from 2 to %d" % len(GATEWAYS))
         self.n = boxes
@@ -173,7 +173,7 @@ class LoadTest:
         self.start_s = start_s if start_s is not None else boxes / 150.0  # logins spread over this
         self.n_workers = workers or max(1, -(-boxes // BOXES_PER_WORKER))
         self.n_ras = access_servers or max(1, -(-boxes // BOXES_PER_RAS))
-        self.general = general
+        self.general = general if general is not None else GENERAL % max(20, int(interval_s * 1.5) + 1)
         self.progress = progress or (lambda text: None)
         self.seed = seed
         self.ho = None
@@ -311,9 +311,11 @@ class LoadTest:
         self.result["gateway_rss_kb_logged_in"] = dict((g, u[1]) for g, u in self.gateway_usage().items())
         return s
 
-    def cache(self, timeout=120):
-        self.broadcast({"cmd": "cache"})
-        self.wait("caching a second key", lambda s: s["cached"] == self.n and s["carrying"] == self.n, timeout)
+    def cache(self, timeout=None):
+        spread = self.n / 150.0  # as fast as the logins
+        self.broadcast({"cmd": "cache", "spread_s": spread / self.n_workers * self.n_workers})
+        self.wait("caching a second key", lambda s: s["cached"] == self.n and s["carrying"] == self.n,
+                  timeout or 120 + 2 * spread)
 
     def storm(self, victim=None, timeout=None, steady_s=None):
         """Kill `victim` (default: the first gateway) and wait until every box carries again."""
