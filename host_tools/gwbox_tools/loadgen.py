@@ -358,6 +358,7 @@ class LoadWorker:
             self._schedule(u, t0 + spread * i / max(1, len(self.units)))
         self.stop = False
         self.errors = 0
+        self.lag = 0.0  # the latest a box was served after its wake-up time, since the last status
 
     # --- the loop ----------------------------------------------------------------------
 
@@ -407,6 +408,7 @@ class LoadWorker:
             while h and h[0][0] <= now:
                 t, _, u = heapq.heappop(h)
                 if u.wake == t:
+                    self.lag = max(self.lag, now - t)  # how late this process serves its boxes
                     self._run_unit(u, now)
             timeout = 0.05 if not h else min(0.05, max(0.0, h[0][0] - time.monotonic()))
             for key, mask in self.sel.select(timeout):
@@ -464,8 +466,12 @@ class LoadWorker:
 
     def status(self):
         by_gw = {}
-        carrying = cached = 0
+        carrying = cached = on_line = handshaking = candidates = 0
         for u in self.units:
+            on_line += u.vm.mode == "data"
+            for hs in u.box.endpoint.initiators:
+                handshaking += 1
+                candidates += len(hs.candidates)
             gw = u.in_use()
             key = gw.decode() if gw else "-"
             by_gw[key] = by_gw.get(key, 0) + 1
@@ -475,7 +481,12 @@ class LoadWorker:
                 cached += 1
         return {"boxes": len(self.units), "carrying": carrying, "in_use": by_gw, "cached": cached,
                 "sent": sum(u.seq for u in self.units), "confirmed": sum(u.confirmed for u in self.units),
-                "errors": self.errors}
+                "errors": self.errors, "on_line": on_line, "handshaking": handshaking, "candidates": candidates,
+                "lag_ms": round(self._lag() * 1000)}
+
+    def _lag(self):
+        lag, self.lag = self.lag, 0.0
+        return lag
 
     def report(self):
         boxes = {}
