@@ -5,8 +5,8 @@
 Two runs of gwbox_tools.loadtest (docs/headoffice.md has the set-up), each with BOXES
 boxes (the firmware Box, a 9,600-baud modem line each, 20 ms one way) in worker processes,
 three access servers and three gateway processes on loopback, logins spread over
-BOXES / 100 s, one message per box every INTERVAL_S (HeartbeatDeferTime beyond it, so payload left unanswered is what notices the
-death), FailbackTime 30 s:
+BOXES / 50 s, one message per box every INTERVAL_S (HeartbeatDeferTime beyond it, so
+payload left unanswered is what notices the death), FailbackTime 30 s:
   1. cached: once all carry, every box keys the next gateway of its order too; then the
      first gateway is SIGKILLed; then restarted (the failback wave);
   2. fresh: the same without the cached keys, no restart.
@@ -43,7 +43,7 @@ def progress(text):
 
 
 def run(cached):
-    with LoadTest(BOXES, 3, interval_s=INTERVAL_S, start_s=BOXES / 100.0, progress=progress) as lt:
+    with LoadTest(BOXES, 3, interval_s=INTERVAL_S, start_s=BOXES / 50.0, progress=progress) as lt:
         lt.login()
         if cached:
             lt.cache()
