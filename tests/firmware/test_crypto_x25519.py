@@ -96,7 +96,7 @@ def test_generated_keypairs_agree_and_differ():
 
 # --- Project Wycheproof: all 518 cases of x25519_test.json ------------------------------
 
-def _wycheproof():
+def wycheproof():
     """(tcId, private, public, shared) of every case, read a line at a time (a device-sized
     heap does not hold the whole file's text)."""
     here = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
@@ -116,7 +116,7 @@ def _wycheproof():
 
 def test_wycheproof_every_vector():
     n = 0
-    for tc, priv, pub, shared in _wycheproof():
+    for tc, priv, pub, shared in wycheproof():
         assert x25519.x25519(priv, pub) == shared, "Wycheproof tcId %d" % tc
         assert x25519.low_order(pub) == (shared == bytes(32)), "tcId %d: low_order() disagrees" % tc
         n += 1
@@ -127,7 +127,7 @@ def test_wycheproof_integer_ladder():
     # Where no native code is loaded the test above ran the integer ladder on every case;
     # beside native code, it gets every 8th one here too.
     n = 0
-    for tc, priv, pub, shared in _wycheproof():
+    for tc, priv, pub, shared in wycheproof():
         if tc % 8 == 0:
             assert x25519.Ladder(priv, pub, native=False).run() == shared, "Wycheproof tcId %d" % tc
             n += 1
@@ -226,3 +226,37 @@ def test_bad_lengths_are_value_errors():
             pass
         else:
             assert False, "accepted %d/%d bytes" % (len(k), len(u))
+
+
+def test_a_backend_handed_in_is_what_every_function_uses():
+    calls = []
+
+    def backend(k, u):
+        calls.append(u)
+        return x25519.pure_x25519(k, u)
+
+    x25519.use(backend)
+    try:
+        assert x25519.shared_secret(ALICE_PRIV, BOB_PUB) == SHARED
+        assert x25519.public_key(BOB_PRIV) == BOB_PUB
+    finally:
+        x25519.use(None)
+    assert calls == [BOB_PUB, x25519.BASE_POINT]
+    assert x25519.shared_secret(BOB_PRIV, ALICE_PUB) == SHARED  # the ladder again
+
+
+def test_a_ladder_uses_a_handed_in_backend_in_one_step():
+    calls = []
+
+    def backend(k, u):
+        calls.append(u)
+        return x25519.pure_x25519(k, u)
+
+    x25519.use(backend)
+    try:
+        ld = x25519.Ladder(ALICE_PRIV, BOB_PUB)
+        assert ld.step() and ld.result == SHARED  # the gateway's Offer computes through it
+        assert x25519.Ladder(ALICE_PRIV, BOB_PUB, port=False).run() == SHARED
+    finally:
+        x25519.use(None)
+    assert calls == [BOB_PUB]

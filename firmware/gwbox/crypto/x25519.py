@@ -10,8 +10,14 @@ ladder over Python integers below: about 560 ms on the RP2040, 1.5 ms on CPython
 A `Ladder` runs at most SLICE ladder bits per `step()` (the last step inverts), so the box
 loop can read its UART and feed its watchdog between steps (docs/crypto.md). The
 conditional swap is arithmetic in both ladders: no branch on a secret bit.
+
+A port may hand in a faster primitive with `use` (on CPython, gwbox.port.host_x25519,
+backed by `cryptography`: what a head-office gateway answering thousands of boxes runs);
+every function here, a Ladder too (in one step), then goes through it, and `pure_x25519`
+stays this module's own.
 """
 from gwbox import const
+from gwbox import crypto as _pkg
 from gwbox.crypto.entropy import random_bytes
 from gwbox.errors import ProtocolError
 
@@ -29,12 +35,19 @@ except (ImportError, ValueError):  # not built for this CPU, or no emitter: the 
 
 class Ladder:
     """X25519(scalar, u) = clamped scalar times u, a slice at a time: call `step()` until it
-    returns True, then `result` holds the 32 bytes. `native=False` takes the integer ladder
-    even where native code is loaded (the tests compare the two)."""
+    returns True, then `result` holds the 32 bytes. A port's primitive (`use`) answers at
+    once unless `port=False`; `native=False` takes the integer ladder even where native
+    code is loaded (the tests compare them)."""
 
-    def __init__(self, scalar, u, native=True):
+    def __init__(self, scalar, u, native=True, port=True):
         if len(scalar) != 32 or len(u) != 32:
             raise ValueError("x25519 needs 32-byte scalar and u")
+        b = _pkg.x25519_backend if port else None
+        if b is not None:
+            self.result = b(scalar, u)
+            self.bit = 0
+            self._v = self._s = self._k = None
+            return
         k = bytearray(scalar)
         k[0] &= 248  # clamp (RFC 7748 section 5)
         k[31] = (k[31] & 127) | 64
@@ -138,9 +151,26 @@ def _finish(s):
     return x2 * pow(z2, p - 2, p) % p
 
 
+def use(backend):
+    """The port hands in X25519(scalar, u) -> 32 bytes (RFC 7748, all-zero for low-order u).
+    Kept on the package, which outlives this module when the key-exchange code is dropped
+    (gwbox.forget) and imported again."""
+    _pkg.x25519_backend = backend
+
+
 def x25519(scalar, u):
     """RFC 7748 X25519(k, u): clamps the scalar and masks the top bit of u."""
-    return Ladder(scalar, u).run()
+    b = _pkg.x25519_backend
+    if b is not None:
+        if len(scalar) != 32 or len(u) != 32:
+            raise ValueError("x25519 needs 32-byte scalar and u")
+        return b(scalar, u)
+    return pure_x25519(scalar, u)
+
+
+def pure_x25519(scalar, u):
+    """X25519 by this module's own ladder, whatever backend is in use (tests compare them)."""
+    return Ladder(scalar, u, port=False).run()
 
 
 def public_key(private):
