@@ -385,7 +385,7 @@ def _unload_key_exchange():
     An established session never needs them between exchanges (its SAs are in sa.py), and
     a device heap is better spent on payload: they are about 10 KB on a 32-bit board
     (docs/memory.md); X25519's native code, loaded from a file or a ROMFS image on an RP2040,
-    about 30 KB more. The next connect, SA_INIT or rekey imports them again; frozen into
+    about 20 KB more. The next connect, SA_INIT or rekey imports them again; frozen into
     flash, that costs no RAM at all. gwbox.crypto.entropy stays: it holds the entropy pool.
     """
     forget("gwbox.initiator", "gwbox.responder", "gwbox.admission", "gwbox.rekey", "gwbox.handshake", "gwbox.keyschedule",

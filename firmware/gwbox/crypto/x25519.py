@@ -3,9 +3,9 @@
 Two ladders, one result. Where the firmware was built for the board's CPU (native code is
 per architecture: `gwbox deploy`, the ROMFS image and the freeze manifests build it with
 `mpy-cross -march=...`), the field arithmetic is gwbox.crypto.x25519_viper: viper code
-with 13-bit limbs, about 125 ms per scalar multiplication on a 125 MHz RP2040. Elsewhere
+with 13-bit limbs, about 140 ms per scalar multiplication on a 125 MHz RP2040. Elsewhere
 (CPython, a port without a native emitter, a build for another CPU) it is the Montgomery
-ladder over Python integers below: about 560 ms on the RP2040, 1.5 ms on CPython.
+ladder over Python integers below: about 600 ms on the RP2040, 2.5 ms on CPython.
 
 A `Ladder` runs at most SLICE ladder bits per `step()` (the last step inverts), so the box
 loop can read its UART and feed its watchdog between steps (docs/crypto.md). The
@@ -24,12 +24,14 @@ from gwbox.errors import ProtocolError
 P = (1 << 255) - 19
 _A24 = const(121665)  # (486662 - 2) / 4, RFC 7748 section 5
 BASE_POINT = b"\x09" + bytes(31)
-# Ladder bits per step: about 15 ms of native code or 60 ms of bytecode on an RP2040.
+# Ladder bits per step: about 16 ms of native code or 55-70 ms of bytecode on an RP2040.
 SLICE = const(32)
 
 try:
     from gwbox.crypto import x25519_viper as _native
-except (ImportError, ValueError):  # not built for this CPU, or no emitter: the integer ladder
+except (ImportError, ValueError, MemoryError):
+    # not built for this CPU, no emitter, or no room for its code now (an ESP32 puts native
+    # code in its little executable RAM): the integer ladder, until the module is loaded again
     _native = None
 
 
