@@ -339,8 +339,7 @@ class Console:
         self._say(now, "reboot", True, "rebooting" + (" into safe mode" if safe else ""))
         p = self.port
         p.record(0, safe)  # a deliberate restart, not a crash: the count starts again
-        if p.reset is not None:
-            p.reset()
+        p.restart()  # the outbox's messages are reported lost first
 
     def _c_repl(self, rest, now):
         if not self.port.safe:

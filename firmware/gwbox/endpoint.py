@@ -14,6 +14,7 @@ again at once), and remembers per box which tunnel message numbers it has handed
 from gwbox.session import Session  # first: compiled from source, the largest needs the emptiest heap
 from gwbox import forget, ticks, wire
 from gwbox.config import SPI_ECHO
+from gwbox.crypto.entropy import random_bytes
 from gwbox.errors import ProtocolError
 from gwbox.events import Event
 from gwbox.sa import ReplayWindow, packet_spi
@@ -34,7 +35,12 @@ class Endpoint:
         self.initiators = []  # InitiatorHandshake in progress, each with .link
         self.half_open = []  # ResponderHandshake, with .link
         self.sessions = []
-        self._windows = {}  # (peer identity, space) -> ReplayWindow of message numbers (gateway)
+        # A box: its boot epoch, told to every gateway at login (msg3): message numbers start
+        # at 1 again after a reboot, and a gateway that learns a new epoch forgets the old ones.
+        self.epoch = None
+        if self.is_initiator:
+            self.epoch = int.from_bytes(random_bytes(4), "big") or 1
+        self._boxes = {}  # gateway: box identity -> [epoch, {space: ReplayWindow of message numbers}]
         self._secret = self._old_secret = None  # cookie secrets: current and the one before
         self._secret_at = 0
         self.cookies_sent = 0  # counters of what unauthenticated SA_INITs cost (nothing more)
@@ -60,6 +66,7 @@ class Endpoint:
         from gwbox.initiator import InitiatorHandshake
         hs = InitiatorHandshake(self.cfg, self.identity, psk, now, peer, self._taken())
         hs.link = link
+        hs.epoch = self.epoch
         self.initiators.append(hs)
         self._event(ev.HANDSHAKE_STARTED, role="initiator", peer=peer, spi=hs.spi_i)
         self._collect(now)
@@ -191,12 +198,23 @@ class Endpoint:
     def _psk_for(self, identity):
         return self._psks.get(identity)
 
-    def _window(self, peer):
+    def _window(self, peer, epoch):
+        """The windows of box `peer` (fn(space) -> ReplayWindow), kept across its SAs while its
+        boot epoch stays the same; a new epoch (the box rebooted, numbering from 1 again)
+        starts them afresh, so its new messages are never taken for replays."""
+        box = self._boxes.get(peer)
+        if box is None:
+            box = self._boxes[peer] = [epoch, {}]
+        elif box[0] != epoch:
+            box[0] = epoch
+            box[1].clear()
+            self._event(ev.WINDOWS_RESET, peer=peer, epoch=epoch)
+        spaces = box[1]
+
         def window(space):
-            key = (peer, space)
-            w = self._windows.get(key)
+            w = spaces.get(space)
             if w is None:
-                w = self._windows[key] = ReplayWindow()
+                w = spaces[space] = ReplayWindow()
             return w
         return window
 
@@ -287,7 +305,8 @@ class Endpoint:
                     if old.peer_id == r.peer_id:
                         old.close("replaced", now, notify=False)
                         self._drain(old)
-                s = Session(self.cfg, r.peer_id, r.sas, False, now, r.link, (1, r.response), self._window(r.peer_id))
+                s = Session(self.cfg, r.peer_id, r.sas, False, now, r.link, (1, r.response),
+                            self._window(r.peer_id, r.epoch))
                 self._add_session(s, r.sas)
                 ended = True
             elif r.failed is not None:

@@ -36,6 +36,7 @@ LINK_UP = "link_up"
 MODEM_ERROR = "modem_error"
 MODEM_FAILED = "modem_failed"
 MODEM_READY = "modem_ready"
+OUTBOX_LOST = "outbox_lost"
 PEER_DEAD = "peer_dead"
 REDIAL = "redial"
 REKEY_FAILED = "rekey_failed"
@@ -45,6 +46,7 @@ SA_DELETED = "sa_deleted"
 SA_ESTABLISHED = "sa_established"
 SEND_FAILED = "send_failed"
 SESSION_ERROR = "session_error"
+WINDOWS_RESET = "windows_reset"
 
 
 class Event:

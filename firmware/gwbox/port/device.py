@@ -125,6 +125,16 @@ class DevicePort:
     def event(self, name, fields):
         self._line(self.now(), name, fields)
 
+    def restart(self):
+        """A deliberate restart (console `reboot`, a crash caught in main.py): the box first
+        reports what its outbox loses with the RAM (`outbox_lost`), then the board resets."""
+        if self.box is not None:
+            now = self.now()
+            self.box.shutdown(now)
+            self._flush(now)
+        if self.reset is not None:
+            self.reset()
+
     def step(self):
         """One pass of the loop; returns how long to sleep (ms) before the next."""
         now = self.now()
