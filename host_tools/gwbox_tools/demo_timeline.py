@@ -21,21 +21,26 @@ CHAR_PX = 6.2  # about the width of a character at fontsize 8
 
 
 class Labels:
-    """Marker labels in rows (0 nearest the edge), each in the first row where it overlaps none."""
+    """Marker labels in rows (0 nearest the edge), each in the first row where it overlaps none;
+    a label that would run off the plot goes on the marker's other side."""
 
-    def __init__(self, s_per_px):
-        self.s_per_px = s_per_px
+    def __init__(self, xlim):
+        self.xlim = xlim
+        self.s_per_px = (xlim[1] - xlim[0]) / AXES_PX
         self.rows = []  # per row: [(x0, x1)]
 
-    def row(self, t, text, right):
+    def place(self, t, text, right):
+        """(row, right): where the label of the marker at `t` goes, and on which side."""
         w = (len(text) * CHAR_PX + 6) * self.s_per_px
+        if right and t - w < self.xlim[0] or not right and t + w > self.xlim[1]:
+            right = not right
         x0, x1 = (t - w, t) if right else (t, t + w)
         for k, taken in enumerate(self.rows):
             if all(x1 < a or x0 > b for a, b in taken):
                 taken.append((x0, x1))
-                return k
+                return k, right
         self.rows.append([(x0, x1)])
-        return len(self.rows) - 1
+        return len(self.rows) - 1, right
 
 
 def transitions(box_ev):
@@ -61,14 +66,14 @@ def transitions(box_ev):
 
 def plot(rows, path):
     """Draw the timeline of events.jsonl's `rows` into `path` (a PNG); what was drawn:
-    {"lines": [(t, kind)], "labels": [text], "legend": [text]}."""
+    {"lines": [(t, kind)], "labels": [text], "placed": [(text, row, side)], "legend": [text]}."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    drawn = {"lines": [], "labels": [], "legend": []}
+    drawn = {"lines": [], "labels": [], "placed": [], "legend": []}
     lanes = ["box"] + list(GATEWAYS)
     y = {n: len(lanes) - 1 - i for i, n in enumerate(lanes)}
     fig, ax = plt.subplots(figsize=(FIG_W, 5.4))
@@ -76,23 +81,25 @@ def plot(rows, path):
     faults = [(e["t_ms"] / 1000.0, e["event"], e.get("gateway")) for e in rows if e["node"] == "demo"]
     end = max([e["t_ms"] / 1000.0 for e in rows] + [1.0])
     xlim = (-0.02 * end, 1.02 * end)
-    top, bottom = Labels((xlim[1] - xlim[0]) / AXES_PX), Labels((xlim[1] - xlim[0]) / AXES_PX)
+    top, bottom = Labels(xlim), Labels(xlim)
     legend = []
 
     def vline(t, kind, **style):
         ax.axvline(t, **style)
         drawn["lines"].append((t, kind))
 
-    def label_top(t, text, color, right):
+    def put_label(rows, y0, dy, t, text, color, right):
         drawn["labels"].append(text)
-        k = top.row(t, text, right)
-        ax.annotate(text, (t, len(lanes) - 0.45 - 0.2 * k), fontsize=8, color=color, ha="right" if right else "left",
+        k, right = rows.place(t, text, right)
+        drawn["placed"].append((text, k, "left" if right else "right"))  # the side of the marker it is on
+        ax.annotate(text, (t, y0 + dy * k), fontsize=8, color=color, ha="right" if right else "left",
                     textcoords="offset points", xytext=(-3 if right else 3, 0))
 
+    def label_top(t, text, color, right):
+        put_label(top, len(lanes) - 0.45, -0.2, t, text, color, right)
+
     def label_bottom(t, text, color):
-        drawn["labels"].append(text)
-        k = bottom.row(t, text, False)
-        ax.annotate(text, (t, -0.75 + 0.2 * k), fontsize=8, color=color, textcoords="offset points", xytext=(3, 0))
+        put_label(bottom, -0.75, 0.2, t, text, color, False)
 
     def once(handle):
         if handle.get_label() not in [h.get_label() for h in legend]:

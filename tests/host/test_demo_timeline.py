@@ -58,6 +58,12 @@ def test_the_picture_marks_the_reboot_and_each_failover_once(tmp_path):
                                       (55.0, "change"), (68.2, "dead and change")]
     times = [t for t, _kind in drawn["lines"]]
     assert len(times) == len(set(times))  # no two lines at one moment
+    # labels that would overlap take another row; one that would run off the plot its marker's left
+    placed = {text: (row, side) for text, row, side in drawn["placed"]}
+    assert placed["power cut: the box reboots"] == (0, "right")
+    assert placed["%s declared dead" % G1][0] in (0, 1)
+    assert placed["failover 1 (fresh key) to %s" % G3] != placed["after the reboot: %s" % G1]
+    assert placed["failover 2 (cached key) to %s" % G3][1] == "left"
 
 
 def test_the_legend_lists_only_what_was_drawn(tmp_path):
