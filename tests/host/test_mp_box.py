@@ -1,5 +1,6 @@
 """gwbox_tools.mp_box: a power cut in the middle of traffic (power_cycle) and the box back on
-the same files, UART and LAN port, as the demo's reboot needs it."""
+the same files, UART and LAN port, as the demo's reboot needs it; what it takes afterwards is
+delivered (the per-boot epoch)."""
 import time
 
 import pytest
@@ -34,5 +35,8 @@ def test_power_cycle_mid_traffic_starts_the_box_again_on_the_same_port_and_files
         assert use["boot"] == 2 and use["gateway"] == GATEWAYS[0]
         st = box.wait_event(lambda e: e["event"] == "status" and e["boot"] == 2 and e.get("outbox") == 0, 30)
         assert st is not None and st["accepted"] == 8, st  # taken, sent and confirmed: nothing left in RAM
+        # numbered from 1 again, under a new boot epoch: handed on, not taken for replays
+        assert rig.wait_delivered(range(13, 21), 20), sorted(rig.delivered())
+        assert all(len(ts) == 1 for ts in rig.delivered().values())
         assert box.alive() and box.exit_code is None
         assert all(e["boot"] == 1 for e in box.events[:before])
