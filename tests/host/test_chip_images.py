@@ -47,6 +47,17 @@ def test_an_image_over_the_file_system_partition_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("layout", sorted(images.LAYOUTS))
+def test_an_image_without_romfs_may_use_the_romfs_partitions_flash(tmp_path, layout):
+    # A frozen image of a stock board ends past where a ROMFS board's partition starts.
+    lfs_off, _lfs_size, rom_off, _rom_size = images.LAYOUTS[layout]
+    p = tmp_path / "frozen.uf2"
+    p.write_bytes(uf2_block(0x10000000 + rom_off, b"code"))
+    assert images.flash_image(str(p), layout)[rom_off:rom_off + 4] == b"code"
+    with pytest.raises(images.ImageError, match="inside the file system"):
+        images.flash_image(str(p), layout, romfs=romfs_image.build_image({"gwbox/x.mpy": b"abc"}))
+
+
+@pytest.mark.parametrize("layout", sorted(images.LAYOUTS))
 def test_romfs_and_littlefs_go_to_the_partitions_of_the_layout(tmp_path, layout):
     p = tmp_path / "a.uf2"
     p.write_bytes(uf2_block(0x10000000, b"boot"))

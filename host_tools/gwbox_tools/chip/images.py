@@ -120,9 +120,12 @@ def flash_image(uf2, layout, romfs=None, files=None):
     """The 2 MiB flash: the UF2 image, the ROMFS image (bytes) at its partition, littlefs
     with `files` ({path: bytes}) at its offset (or left erased, for MicroPython to format)."""
     lfs_off, lfs_size, rom_off, rom_size = LAYOUTS[layout]
+    # The ROMFS partition is only there when an image is built with one; an image without
+    # (a stock or frozen one: firmware up to the file system) may use that flash itself.
+    limit = rom_off if romfs is not None else lfs_off
     flash = bytearray(b"\xff" * FLASH_SIZE)
     for off, data in read_uf2(uf2).items():
-        if off + len(data) > min(lfs_off, rom_off) and off < lfs_off + lfs_size:
+        if off + len(data) > limit and off < lfs_off + lfs_size:
             raise ImageError("%s writes at 0x%x, inside the file system partitions of a %s layout"
                              % (uf2, off, layout))
         flash[off:off + len(data)] = data
