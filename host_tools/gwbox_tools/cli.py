@@ -4,7 +4,7 @@
     gwbox deploy --port /dev/ttyUSB0
     gwbox config check|push|pull ...      gwbox console-password
     gwbox console --port P                gwbox monitor --port P
-    gwbox gateway ...   gwbox emulate   gwbox demo
+    gwbox gateway ...   gwbox emulate   gwbox demo   gwbox loadtest --boxes N --gateways G
     gwbox psk new
 
 Adding a subcommand is one function here, decorated with @subcommand: it receives the
@@ -303,6 +303,39 @@ def add_emulate(sub):
                                                         "the 32-bit one where present, else the pinned 64-bit one)")
     p.add_argument("--safe-wait", type=int, default=0, metavar="MS",
                    help="the box's boot window for a safe-mode key, ms (default 0: none)")
+    p.set_defaults(run=run)
+
+
+@subcommand
+def add_loadtest(sub):
+    def run(args):
+        from gwbox_tools import loadtest
+        argv = ["--boxes", str(args.boxes), "--gateways", str(args.gateways), "--interval-s", str(args.interval_s),
+                "--latency-ms", str(args.latency_ms)]
+        if args.start_s is not None:
+            argv += ["--start-s", str(args.start_s)]
+        argv += [f for f, on in (("--kill", args.kill), ("--cached", args.cached), ("--failback", args.failback))
+                 if on]
+        if args.json:
+            argv += ["--json", args.json]
+        return loadtest.main(argv)
+    p = sub.add_parser("loadtest", formatter_class=_formatter, help="many real boxes against a head office; the storm",
+                       description=_wrap("N boxes (the firmware's Box, each with its own identity, key, policy and "
+                                         "9,600-baud modem line) log in through access servers to a cluster of "
+                                         "gateway processes on loopback and send steady traffic; optionally the "
+                                         "first gateway is killed (the re-authentication storm) and restarted "
+                                         "(the failback wave). Progress on stderr; one JSON result. Exit 0 only "
+                                         "if no accepted message was lost (docs/headoffice.md)."),
+                       epilog="Example: gwbox loadtest --boxes 10000 --gateways 3 --cached --kill --failback")
+    p.add_argument("--boxes", type=int, default=200, help="how many boxes (default 200)")
+    p.add_argument("--gateways", type=int, default=3, help="gateways in the cluster, 2 to 6 (default 3)")
+    p.add_argument("--interval-s", type=float, default=10.0, help="each box sends a message this often (default 10)")
+    p.add_argument("--start-s", type=float, default=None, help="box starts spread over this many s (default boxes/150)")
+    p.add_argument("--latency-ms", type=int, default=20, help="one-way modem line latency (default 20)")
+    p.add_argument("--kill", action="store_true", help="kill the first gateway once all carry (the storm)")
+    p.add_argument("--cached", action="store_true", help="before that, every box keys the next gateway too")
+    p.add_argument("--failback", action="store_true", help="after the storm, restart the killed gateway")
+    p.add_argument("--json", metavar="FILE", help="write the result here (default: stdout)")
     p.set_defaults(run=run)
 
 

@@ -276,6 +276,19 @@ def test_rekey_by_time_loses_nothing_and_uses_new_spis():
     assert n.a.session().current.ctl_in.spi != first.ctl_in.spi
     assert n.a.session().previous is None and n.b.session().previous is None
     assert "dropped" not in n.names(n.a) + n.names(n.b)
+    for ep in (n.a, n.b):
+        assert_maps_follow_the_sessions(ep)
+
+
+def assert_maps_follow_the_sessions(ep):
+    """The endpoint's O(1) maps (inbound SPI -> owner, peer -> session) hold exactly its
+    live sessions' SPIs after rekeys, whatever SPIs came and went."""
+    want = {}
+    for s in ep.sessions:
+        for spi in s.taken_spis():
+            want[spi] = s
+    assert ep._spis == want
+    assert ep._peers == dict((s.peer_id, s) for s in ep.sessions)
 
 
 def test_rekey_by_bytes_with_messages_in_flight():

@@ -56,10 +56,17 @@ def test_usage_errors_exit_2_without_traceback(argv, says, capsys):
     assert says in err and "Traceback" not in err
 
 
+def test_loadtest_refuses_impossible_sizes_before_starting_anything(capsys):
+    assert cli.main(["loadtest", "--boxes", "0"]) == 2
+    assert cli.main(["loadtest", "--gateways", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--boxes must be at least 1 and --gateways from 2 to 6" in err and "Traceback" not in err
+
+
 def test_every_subcommand_is_one_registered_function():
     names = [add.__name__ for add in cli.SUBCOMMANDS]
     assert names == ["add_flash", "add_deploy", "add_psk", "add_config", "add_console_password", "add_console",
-                     "add_monitor", "add_gateway", "add_emulate", "add_demo"]
+                     "add_monitor", "add_gateway", "add_emulate", "add_loadtest", "add_demo"]
 
 
 # ---------------------------------------------------------------- gwbox psk new
