@@ -37,11 +37,19 @@ $(STAMP): requirements.txt pyproject.toml $(CHIP_NPM)
 
 venv: $(STAMP)  ## create .venv: pinned dependencies and the gwbox command (.venv/bin/gwbox)
 
-test: $(STAMP)  ## every test: pytest on CPython, which also runs the MicroPython suite
-	$(PY) -m pytest -q tests
+# Tests run in JOBS pytest processes at once (pytest-xdist): most of them wait on ptys at
+# 9,600 baud, so more processes than cores pays. Tests that must not overlap share an
+# xdist_group, which one process runs in turn: "cpu" (fuzzing, the emulated chip, the
+# storm, timings) and "mp" (the MicroPython suite), so at most two CPU-bound streams run
+# beside the real-time tests (docs/tools.md). JOBS=1: one process, no workers.
+JOBS   ?= 4
+XDIST  := $(if $(filter 1,$(JOBS)),-n 0,-n $(JOBS) --dist loadgroup)
 
-test-host: $(STAMP)  ## quick loop: pytest without the tests that start micropython
-	$(PY) -m pytest -q tests --ignore=tests/host/test_micropython_suite.py --ignore=tests/host/test_mp_two_node_scenario.py
+test: $(STAMP)  ## every test: pytest on CPython, which also runs the MicroPython suite (JOBS=4 processes)
+	$(PY) -m pytest -q $(XDIST) tests
+
+test-host: $(STAMP)  ## quick loop: pytest without the tests that start micropython (JOBS=4 processes)
+	$(PY) -m pytest -q $(XDIST) tests --ignore=tests/host/test_micropython_suite.py --ignore=tests/host/test_mp_two_node_scenario.py
 
 test-mp: $(STAMP)  ## the firmware suite under micropython, one process per module, device heaps (32- and 64-bit)
 	$(PY) tests/mp_suite.py

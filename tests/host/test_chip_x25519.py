@@ -16,6 +16,7 @@ from test_crypto_x25519 import wycheproof
 nothing_leaks, time_limit = leakcheck.nothing_leaks, leakcheck.time_limit  # autouse: a limit, no leaks
 
 TEST_LIMIT_S = 240
+pytestmark = pytest.mark.xdist_group("cpu")  # CPU-bound: one such test at a time in `make test` (Makefile)
 EVERY = 32  # Wycheproof cases run on the chip: every 32nd (17 of 518); bench/rp2_crypto.py runs all
 
 SCRIPT = """

@@ -18,9 +18,13 @@ ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(ROOT, "host_tool
 pytestmark = pytest.mark.timeout(180)
 
 
-def start(*argv):
+def start(*argv, sigint=signal.SIG_DFL):
+    """The command in a session of its own. SIGINT as `sigint` there (a child inherits only
+    an ignored one): SIG_DFL as from a terminal, SIG_IGN as in a job started with `&` from a
+    script (how CI may run `make test`), whatever this test process was given."""
     return subprocess.Popen([sys.executable, "-m", "gwbox_tools", *argv], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=ENV, start_new_session=True)
+                            stderr=subprocess.STDOUT, text=True, env=ENV, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, sigint))
 
 
 def stop(proc, sig=signal.SIGINT):
@@ -103,8 +107,9 @@ def test_gateway_on_tcp_logs_json_and_stops_on_ctrl_c(tmp_path):
     assert "gateway_stopped" in out and "ab" * 32 not in out
 
 
-def test_emulate_runs_a_box_whose_console_answers_and_ctrl_c_stops_everything():
-    proc = start("emulate")
+@pytest.mark.parametrize("sigint", [signal.SIG_DFL, signal.SIG_IGN], ids=["terminal", "background"])
+def test_emulate_runs_a_box_whose_console_answers_and_ctrl_c_stops_everything(sigint):
+    proc = start("emulate", sigint=sigint)
     try:
         lines = read_until(proc, lambda ln: ln.startswith("  modem line"), 90)
         port = [ln.split()[2] for ln in lines if ln.startswith("  box console")][0]

@@ -201,6 +201,47 @@ def test_an_interrupted_install_is_redone_from_scratch(fake, tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="no make")
+@pytest.mark.parametrize("target", ["test", "test-host"])
+@pytest.mark.parametrize("jobs, runs", [(None, "-n 4 --dist loadgroup tests"), ("3", "-n 3 --dist loadgroup tests"),
+                                        ("1", "-n 0 tests")])
+def test_make_test_runs_in_jobs_processes_and_jobs_1_in_this_one(fake, target, jobs, runs):
+    py, venv, env = fake
+    env.pop("JOBS", None)
+    proc = make("-n", target, "PYTHON=" + py, "VENV=" + venv, *(["JOBS=" + jobs] if jobs else []), env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "%s/bin/python -m pytest -q %s" % (venv, runs) in proc.stdout, proc.stdout
+
+
+GROUPED_TESTS = """
+import pytest
+
+@pytest.mark.xdist_group("g")
+@pytest.mark.parametrize("i", range(4))
+def test_grouped(i):
+    pass
+
+@pytest.mark.parametrize("i", range(4))
+def test_free(i):
+    pass
+"""
+
+
+def test_tests_of_one_xdist_group_run_in_one_worker(tmp_path):
+    """make test's --dist loadgroup keeps each group in one worker (tests/xdist_groups.py:
+    pytest 9.2 made xdist ignore the groups silently)."""
+    (tmp_path / "test_groups.py").write_text(GROUPED_TESTS)
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "tests"))
+    env.pop("PYTEST_ADDOPTS", None)  # only these options: none of the outer run's
+    proc = run([sys.executable, "-m", "pytest", "-v", "-n", "2", "--dist", "loadgroup", "-p", "xdist_groups",
+                "-p", "no:cacheprovider", "test_groups.py"], cwd=str(tmp_path), env=env)
+    assert proc.returncode == 0 and "8 passed" in proc.stdout, proc.stdout + proc.stderr
+    ran = re.findall(r"^\[(gw\d)\] .*PASSED test_groups.py::(test_\w+)\[(\d)\](@g)?", proc.stdout, re.M)
+    grouped = [r for r in ran if r[1] == "test_grouped"]
+    assert len(grouped) == 4 and all(r[3] == "@g" for r in grouped), proc.stdout
+    assert len(set(r[0] for r in grouped)) == 1, proc.stdout  # one worker for the whole group
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make")
 def test_make_clean_removes_build(fake):
     _py, venv, env = fake
     proc = make("-n", "clean", "VENV=" + venv, env=env)

@@ -38,6 +38,8 @@ from gwbox.errors import ProtocolError
 from gwbox.events import Event
 from gwbox.link.framing import Framer
 
+pytestmark = pytest.mark.xdist_group("cpu")  # CPU-bound: one such test at a time in `make test` (Makefile)
+
 EXAMPLES = int(os.environ.get("GWBOX_FUZZ_EXAMPLES", "2000"))
 settings.register_profile("gwbox-fuzz", max_examples=EXAMPLES, deadline=None, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,

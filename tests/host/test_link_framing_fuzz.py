@@ -4,9 +4,12 @@ The decoder is checked against a reference model written the obvious, non-increm
 way (split the whole stream at flags, bit-by-bit CRC), so payloads *and* every counter
 must agree for any input and any chunking.
 """
+import pytest
 from hypothesis import event, given, settings, strategies as st
 
 from gwbox.link.framing import Framer
+
+pytestmark = pytest.mark.xdist_group("cpu")  # CPU-bound: one such test at a time in `make test` (Makefile)
 
 FLAG, ESC = 0x7E, 0x7D
 ACCMS = st.sampled_from([0, 0x000A0000, 0xFFFFFFFF])

@@ -1,11 +1,14 @@
 """gwbox_tools.loadtest / loadgen: real boxes (the firmware Box, its modem driver, a modem
 line each) against real access server and gateway processes, and a gateway killed under
 them: the storm, small enough for `make test`."""
+import pytest
+
 import leakcheck
 from leakcheck import limit
 from gwbox_tools.loadtest import LoadTest
 
 nothing_leaks, time_limit = leakcheck.nothing_leaks, leakcheck.time_limit  # autouse: a limit, no leaks
+pytestmark = pytest.mark.xdist_group("cpu")  # CPU-bound: one such test at a time in `make test` (Makefile)
 
 
 @limit(150)

@@ -9,8 +9,6 @@ import pytest
 
 import mp_suite
 
-RESULTS = {}  # module -> (passed, failed); conftest prints the totals at the end of the run
-
 
 def test_suite_is_not_empty():
     assert len(mp_suite.modules()) >= 10
@@ -22,9 +20,11 @@ def test_heap_declarations_are_device_sized():
         assert mp_suite.declared_heap(m) in ("64K", "128K", "256K"), m
 
 
+@pytest.mark.xdist_group("mp")  # one interpreter at a time, beside the CPU group (Makefile)
 @pytest.mark.parametrize("leg", mp_suite.legs(), ids=lambda leg: leg[0])
 @pytest.mark.parametrize("module", mp_suite.modules())
-def test_firmware_module_under_micropython(module, leg):
+def test_firmware_module_under_micropython(module, leg, record_property):
     passed, failed, out = mp_suite.run_module(module, leg)
-    RESULTS[(module, leg[0])] = (passed, failed)
+    # Through the test's report, so tests/conftest.py prints the totals whichever process ran it.
+    record_property("micropython", (module, leg[0], passed, failed))
     assert failed == 0 and passed > 0, out

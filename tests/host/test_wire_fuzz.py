@@ -1,11 +1,14 @@
 """Fuzz the wire decoders and the endpoint: any bytes give a value or ProtocolError, never a crash."""
 import netsim
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gwbox import message, wire
 from gwbox.errors import ProtocolError
 from gwbox.sa import InboundSA
+
+pytestmark = pytest.mark.xdist_group("cpu")  # CPU-bound: one such test at a time in `make test` (Makefile)
 
 FAST = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
