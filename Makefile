@@ -39,9 +39,9 @@ venv: $(STAMP)  ## create .venv: pinned dependencies and the gwbox command (.ven
 
 # Tests run in JOBS pytest processes at once (pytest-xdist): most of them wait on ptys at
 # 9,600 baud, so more processes than cores pays. Tests that must not overlap share an
-# xdist_group, which one process runs in turn: "cpu" (fuzzing, the emulated chip, the
-# storm, timings) and "mp" (the MicroPython suite), so at most two CPU-bound streams run
-# beside the real-time tests (docs/tools.md). JOBS=1: one process, no workers.
+# xdist_group, which one process runs in turn: "cpu" (the MicroPython suite, fuzzing, the
+# emulated chip, the storm, timings), so one CPU-bound stream runs beside the real-time
+# tests (docs/tools.md). JOBS=1: one process, no workers.
 JOBS   ?= 4
 XDIST  := $(if $(filter 1,$(JOBS)),-n 0,-n $(JOBS) --dist loadgroup)
 

@@ -20,7 +20,7 @@ def test_heap_declarations_are_device_sized():
         assert mp_suite.declared_heap(m) in ("64K", "128K", "256K"), m
 
 
-@pytest.mark.xdist_group("mp")  # one interpreter at a time, beside the CPU group (Makefile)
+@pytest.mark.xdist_group("cpu")  # CPU-bound: one such test at a time in `make test` (Makefile)
 @pytest.mark.parametrize("leg", mp_suite.legs(), ids=lambda leg: leg[0])
 @pytest.mark.parametrize("module", mp_suite.modules())
 def test_firmware_module_under_micropython(module, leg, record_property):
