@@ -516,5 +516,18 @@ def test_one_injected_frame_per_gateway_does_not_lock_the_box_out_of_its_cluster
     s.run_until_event("gateway_in_use", 15000, gateway=G2.encode())
     send(s, 3, start=20, spacing=500)
     s.run(2000)
-    assert [m[1] for m in s.gateways[G2].handed_on] == [21, 22, 23]
+    assert [m[1] for m in s.gateways[G2].handed_on] == [21, 22, 23]  # its context healed at once
     assert s.find("handshake_failed", mark) == []
+
+
+def test_an_injected_binding_heals_without_heartbeats_too():
+    # Heartbeat NONE: nothing probes the gateway, but payload it leaves unanswered for a
+    # response time sends the box back to the long form all the same (its retransmission).
+    s = sim(policy_text(mode="NONE"))
+    s.run(3000)
+    send(s, 3, spacing=200)
+    _inject_binding(s, G1, G2)
+    send(s, 10, start=3, spacing=300)
+    s.run(4000)
+    assert sorted(set(s.delivered())) == [(1, n) for n in range(1, 14)]
+    assert [m[1] for m in s.gateways[G1].handed_on][-1] == 13 and s.find("heartbeat_sent") == []

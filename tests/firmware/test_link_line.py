@@ -95,3 +95,18 @@ def test_a_new_call_starts_every_context_in_long_form():
     line.want("other", at(20))  # another number: the call is switched
     line.send(G1, b"\x01" * 24, at(30))
     assert heads(m) == [(1, G1), (1, G1)]
+
+
+def test_unbind_forgets_long_frames_sent_before_it_even_when_never_bound():
+    # A gateway keyed long ago and never answered since (a cached key): its context's old
+    # long frames prove nothing about what the access server holds now.
+    line, m = up()
+    line.send(G2, b"\x02" * 24, at(10))  # the handshake, long ago
+    line.unbind(G2)  # taken into use now
+    line.proven(G2, at(50))  # an answer to something sent at 50, before anything went since
+    line.send(G2, b"\x02" * 24, at(100))
+    line.proven(G2, at(100))  # sent in the same tick as the first long frame: not enough
+    line.send(G2, b"\x02" * 24, at(110))
+    line.proven(G2, at(110))
+    line.send(G2, b"\x02" * 24, at(120))
+    assert heads(m) == [(1, G2), (1, G2), (1, G2), (1, None)]

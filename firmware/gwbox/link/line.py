@@ -120,9 +120,9 @@ class Line:
         """Long form again for `gw` until it answers something sent so: its context may have
         been re-pointed at another gateway by a frame the box never sent."""
         ctx = self._ctx.get(gw)
-        if ctx is not None and ctx in self._bound:
+        if ctx is not None:
             self._bound.discard(ctx)
-            self._long_at.pop(ctx, None)
+            self._long_at.pop(ctx, None)  # only answers to what goes from now on count
 
     def feed(self, data, now):
         """UART bytes in; the packets they completed out (frames towards the box: no header)."""
