@@ -11,6 +11,12 @@ binds a context number to the gateway's address, the short one (1 byte) uses it.
 call, a gateway's frames use the long form until an authenticated packet from that
 gateway arrived on this call (`authenticated`), so the access server has seen the
 binding before any short frame depends on it. Frames towards the box carry no header.
+
+A call is down when it is down: an authenticated packet framed from bytes that came before
+an in-band NO CARRIER proves nothing about the carrier (`stale`), and a call on which the
+box has sent for `dead_call_ms` without one authenticated packet coming back is dead,
+whatever the modem said: it is hung up (escape and ATH, or DTR) and dialled again. The
+redial back-off starts over after a call that came up and was verified (docs/modem.md).
 """
 from gwbox import const, ticks, tunnel
 from gwbox.events import Event
@@ -37,6 +43,10 @@ class Line:
         self.redial_at = None
         self.calls = 0  # calls that came up
         self._up_at = None
+        self.dead_call_ms = None  # sending this long into silence: a dead call (None: never)
+        self.stale = 0  # the first `stale` packets of the last feed came before an in-band NO CARRIER
+        self._verified = False  # an authenticated packet arrived on this call
+        self._talk = None  # tick of the first packet sent since the last authenticated one
         self.tx_refused = 0  # packets that could not be sent (no call, or too big)
         self._ctx = {}  # gateway address int -> context number, this call
         self._bound = set()  # contexts the access server has certainly seen bound
@@ -89,23 +99,40 @@ class Line:
         except ValueError:
             self.tx_refused += 1
             return False
+        if self._talk is None:
+            self._talk = now
         self.modem.send(frame, now)
         self._pump(now)
         return True
 
-    def authenticated(self, gw, now):
+    def authenticated(self, gw, now, fresh=True):
         """An authenticated packet from `gw` arrived on this call: short headers from now on,
-        and any in-band NO CARRIER before it was forged."""
+        the call is alive, and (`fresh`: framed from bytes after it) any in-band NO CARRIER
+        before it was forged."""
         ctx = self._ctx.get(gw)
-        if ctx is not None and self.state == UP:
-            self._bound.add(ctx)
-        self.modem.authentic(now)
+        if self.state == UP:
+            if ctx is not None:
+                self._bound.add(ctx)
+            self._verified = True
+            self._talk = None
+        if fresh:
+            self.modem.authentic(now)
         self._pump(now)
 
     def feed(self, data, now):
-        """UART bytes in; the packets they completed out (frames towards the box: no header)."""
-        payload = self.modem.receive(data, now)
-        packets = self.framer.feed(payload) if payload else []
+        """UART bytes in; the packets they completed out (frames towards the box: no header).
+        The first `stale` of them came before an in-band NO CARRIER and cannot disprove it."""
+        m = self.modem
+        payload = m.receive(data, now)
+        k = m.fresh
+        fr = self.framer
+        if k:
+            packets = fr.feed(payload[:k])
+            self.stale = len(packets)
+            packets += fr.feed(payload[k:])
+        else:
+            self.stale = 0
+            packets = fr.feed(payload) if payload else []
         self._pump(now)
         return packets
 
@@ -115,6 +142,8 @@ class Line:
         self._pump(now)
 
     def tick(self, now):
+        if ticks.reached(now, self._dead_at()):
+            self._dead_call(now)
         self.modem.tick(now)
         if self.redial_at is not None and ticks.reached(now, self.redial_at):
             self.redial_at = None
@@ -123,7 +152,7 @@ class Line:
         self._pump(now)
 
     def next_deadline(self):
-        return ticks.earliest(self.modem.next_deadline(), self.redial_at)
+        return ticks.earliest(self.modem.next_deadline(), self.redial_at, self._dead_at())
 
     def take_uart(self):
         out = bytes(self._uart)
@@ -142,7 +171,31 @@ class Line:
     def _down(self, now, reason):
         self._ctx = {}
         self._bound = set()
+        self._talk = None
         self.state = DOWN
+
+    def _dead_at(self):
+        """When the call counts as dead: dead_call_ms after the first unanswered send, or None."""
+        t = self._talk
+        return ticks.add(t, self.dead_call_ms) if t is not None and self.dead_call_ms and self.state == UP else None
+
+    def _dead_call(self, now):
+        """Sent into silence for dead_call_ms: whatever the modem said, the call is dead."""
+        self._event(ev.DEAD_CALL, number=self.number, silent_ms=ticks.diff(now, self._talk))
+        self.modem.hangup(now, True)  # the modem may be in command mode already
+        self._again(now)
+
+    def _again(self, now):
+        """A call ended under us: dial again, at once if it was a good call, else backed off."""
+        self._down(now, None)
+        if not self.wanted:
+            return
+        self.state = DIALING
+        if self._verified or ticks.diff(now, self._up_at) >= _STABLE_MS:
+            self.backoff = self.retry_ms
+            self.modem.request_link(now, self.number)
+        else:
+            self._redial_later(now)
 
     def _redial_later(self, now):
         self.redial_at = ticks.add(now, self.backoff)
@@ -160,19 +213,15 @@ class Line:
                 self.state = UP
                 self.calls += 1
                 self._up_at = now
+                self._verified = False
                 self._ctx = {}
                 self._bound = set()
             elif n == ev.LINK_DOWN and e.get("reason") != "hangup":  # our own hang-ups: want/release
-                was_up = self.state == UP
-                if was_up:
-                    self._down(now, e.get("reason"))
-                if self.wanted:
+                if self.state == UP:
+                    self._again(now)
+                elif self.wanted:
                     self.state = DIALING
-                    if was_up and ticks.diff(now, self._up_at) >= _STABLE_MS:
-                        self.backoff = self.retry_ms
-                        m.request_link(now, self.number)  # a call that held dropped: dial again at once
-                    else:
-                        self._redial_later(now)
+                    self._redial_later(now)
             elif n == ev.DIAL_FAILED or n == ev.MODEM_FAILED:
                 if self.wanted:
                     self.state = DIALING
