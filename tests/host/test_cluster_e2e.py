@@ -306,3 +306,48 @@ def test_killed_and_restarted_gateway_is_not_chased_then_failback_with_fresh_han
     report(record_property, case="kill_restart", detect_s=round(dead["mono"] - killed_at, 3),
            failback_gaps_s=[round(g, 2) for g in gaps], sent=sent, lost=len(lost), duplicated=dups,
            maybe_duplicated=st["rerouted"])
+
+
+def test_calls_dropped_while_payload_flows_none_stuck_none_lost(rigs, record_property):
+    """Issue 19 over the rig: the call is dropped four times while payload flows, each time
+    right behind a frame for the box with NO CARRIER in the same write (the box once took
+    that frame, from before the mark, as proof the carrier was still there, and sat offline
+    for good), then once without a word (the modem back in command mode, no NO CARRIER: the
+    box sends into silence until `dead_call`). Every call came up and was verified, so each
+    redial is at once (no back-off), each starts with +++/ATH (no DCD on a pty), no ATD gets
+    ERROR, and nothing is lost."""
+    rig = rigs()
+    box_event(rig, ev("gateway_in_use"), 30)
+    dead_call_s = DETECT_BOUND_S + 2 * 1.0 * (2 + 1)  # GENERAL: HandshakeRetryTime 1, Retries 2
+    recover = []
+    with rig.traffic(10.0) as feed:
+        feed.wait_for(20)
+        for _ in range(4):
+            mark = rig.box.count()
+            t0 = time.monotonic()
+            assert rig.emu.drop("frame")["ok"]
+            down = box_event(rig, ev("link_down"), 10, mark)
+            assert down["reason"] == "no carrier", names(rig, mark)
+            ok = box_event(rig, ev("gateway_verified"), 15, mark)
+            recover.append(round(ok["mono"] - t0, 2))
+            time.sleep(1.0)
+        mark = rig.box.count()
+        silent_at = time.monotonic()
+        assert rig.emu.drop("silent")["ok"]
+        dead = box_event(rig, ev("dead_call"), dead_call_s + 10, mark)
+        box_event(rig, ev("gateway_in_use"), 20, rig.index(dead))
+        feed.wait_for(feed.last + 20)
+        feed.stop()
+    sent = feed.last
+    lost, dups = all_delivered(rig, sent)
+    assert lost == []
+    st = settled_status(rig, sent)
+    assert st["refused"] == 0 and dups <= st["rerouted"]
+    seen = names(rig)
+    assert "carrier_confirmed" not in seen, seen  # nothing from before a NO CARRIER kept a call
+    assert rig.box.find("backoff") == [] and rig.box.find("redial") == [], seen  # no ERROR, no back-off
+    assert rig.emu.status()["counters"]["calls_connected"] == 6
+    assert dead["silent_ms"] <= dead_call_s * 1000 + 500
+    assert_box_healthy(rig)
+    report(record_property, case="call_drops", sent=sent, lost=len(lost), duplicated=dups,
+           recovered_s=recover, dead_call_s=round(dead["mono"] - silent_at, 2))
