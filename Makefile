@@ -21,7 +21,9 @@ $(if $(PYTHON_VERSION),,$(error gwbox needs Python >= 3.11; $(PYTHON) was not fo
 $(if $(shell echo '$(PYTHON_VERSION)' | awk -F. '$$1 > 3 || $$1 == 3 && $$2 >= 11 { print "ok" }'),,$(error gwbox needs Python >= 3.11; $(PYTHON) is $(PYTHON_VERSION) (use make PYTHON=python3.11)))
 endef
 
-$(STAMP): requirements.txt pyproject.toml
+CHIP_NPM := host_tools/gwbox_tools/chip/package.json host_tools/gwbox_tools/chip/package-lock.json
+
+$(STAMP): requirements.txt pyproject.toml $(CHIP_NPM)
 	$(check_python)
 	@if [ -d $(VENV) ] && [ ! -f $(STAMP) ]; then \
 	    echo "$(VENV) is incomplete (an earlier set-up was interrupted): rebuilding it"; rm -rf $(VENV); fi
@@ -29,6 +31,8 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -e .
+	mkdir -p $(VENV)/chip && cp $(CHIP_NPM) $(VENV)/chip/
+	cd $(VENV)/chip && ../bin/npm ci --no-audit --no-fund --loglevel=error  # rp2040js for the emulated chip (docs/chip.md)
 	touch $(STAMP)
 
 venv: $(STAMP)  ## create .venv: pinned dependencies and the gwbox command (.venv/bin/gwbox)

@@ -9,7 +9,7 @@ import os
 
 # The same list as HOST_ONLY in host_tools/gwbox_tools/deploy.py (tests/host/test_boards.py
 # checks that they agree): modules that only ever run on the host.
-HOST_ONLY = ("gwbox/port/host_aes.py", "gwbox/port/pipe.py")
+HOST_ONLY = ("gwbox/port/host_aes.py", "gwbox/port/host_x25519.py", "gwbox/port/pipe.py")
 
 _fw = os.path.join("..", "firmware")
 _files = []

@@ -17,6 +17,7 @@ import machine  # noqa: E402
 
 
 def main():
+    port = None
     try:
         import gwbox.start
         port = gwbox.start.boot(board, machine)
@@ -33,6 +34,11 @@ def main():
         sys.print_exception(e)
         import time
         time.sleep_ms(1000)
+        try:
+            if port is not None:
+                port.restart()  # what the outbox held is reported lost, then the reset
+        except Exception:
+            pass
         machine.reset()
 
 

@@ -1,5 +1,8 @@
 """gwbox: protected modem link with keepalive and cluster failover (MicroPython + CPython)."""
 VERSION = "0.1.0"
+# Bytes of a policy, at most: what the console's `load` holds, what the store saves and reads,
+# and what `gwbox config check` lets through (a few KB is a big policy; the heap must hold it).
+POLICY_MAX = 12288
 
 # Modules write `_NAME = const(value)` for module-private constants: MicroPython's
 # compiler folds them into the code (no global, no interned name on a device heap);

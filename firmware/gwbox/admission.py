@@ -17,13 +17,26 @@ def accept(ep, message, msg, packet, now, link):
     """A new SA_INIT request: the cheap checks first, statelessly; state and an X25519
     computation only for one that passes them (RFC 7296 §2.6, WireGuard's cookie reply).
 
-    A link with a handshake in progress must prove it receives our answers: it gets a
-    COOKIE (an HMAC of its link, SPI and nonce under a rotating secret) and only a
-    msg1 that returns it is taken. Half-open state is bounded per link and overall;
-    a full table makes room by dropping the oldest entry of that link (else overall),
-    so a flood cannot lock a real box out, and all of a link's state goes with it."""
+    A COOKIE (an HMAC of the link, SPI and nonce under a rotating secret) is demanded, and
+    only a msg1 that returns it is taken, when the link already has a handshake in
+    progress or when the gateway's *total* half-open count has reached
+    `cfg.cookie_threshold` (IKEv2's rule: under load every source must prove it receives
+    our answers first). Half-open state is bounded per link (2) and overall
+    (`cfg.half_open_max`): a link at its bound makes room by dropping its own oldest entry,
+    never another link's, so a flood cannot push out a real box's handshake; with the
+    whole table full a new SA_INIT is turned away (counted) and its box tries again at its
+    next retransmission. All of a link's state goes with it (`release`)."""
+    mine = ep._by_link.get(link)
+    if mine:
+        for r in mine:
+            if r.spi_i == msg.spi_i and r.on_msg1_again(packet):
+                ep._touched.append(r)  # our msg2 was lost: the same again
+                return
     if msg.exch != wire.EXCH_SA_INIT or msg.msg_id != 0 or msg.spi_r != 0:
         raise ProtocolError("not an SA_INIT request")
+    s = ep._inits.get(msg.spi_i)
+    if s is not None and not s.closed:
+        raise ProtocolError("SA_INIT for an established SA")  # a late copy of its msg1
     cookie = None
     payloads = msg.payloads
     if payloads and payloads[0][0] == wire.PL_NOTIFY:
@@ -41,8 +54,8 @@ def accept(ep, message, msg, packet, now, link):
             wire.EXCH_SA_INIT, wire.FLAG_RESPONSE, 0,
             [(wire.PL_NOTIFY, message.encode_notify(wire.N_NO_PROPOSAL_CHOSEN))], msg.spi_i, 0), True)))
         return
-    mine = [r for r in ep.half_open if r.link == link]
-    if mine and not _cookie_ok(ep, cookie, link, msg.spi_i, nonce, now):
+    busy = len(ep.half_open) >= ep.cfg.cookie_threshold
+    if (mine or busy) and not _cookie_ok(ep, cookie, link, msg.spi_i, nonce, now):
         ep.cookies_sent += 1
         ep._out.append((link, message.encode(message.Message(
             wire.EXCH_SA_INIT, wire.FLAG_RESPONSE, 0,
@@ -52,16 +65,70 @@ def accept(ep, message, msg, packet, now, link):
     from gwbox.crypto.x25519 import low_order
     if low_order(message.untag(msg.require(wire.PL_KE), wire.DH_X25519, wire.KE_LEN)):
         raise ProtocolError("low-order public key")
-    if len(mine) >= _HALF_OPEN_PER_LINK or len(ep.half_open) >= ep.cfg.half_open_max:
+    if mine and len(mine) >= _HALF_OPEN_PER_LINK:
         ep.evicted += 1
-        ep.half_open.remove(mine[0] if mine else ep.half_open[0])
+        _drop(ep, mine[0])  # this link's own oldest: never another link's
+    elif len(ep.half_open) >= ep.cfg.half_open_max:
+        ep.turned_away += 1
+        return
     from gwbox.responder import ResponderHandshake
     transcript = message.encode(msg, True) if cookie is not None else packet
-    r = ResponderHandshake(ep.cfg, ep.identity, ep._psk_for, transcript, msg, now, ep._taken())
+    r = ResponderHandshake(ep.cfg, ep.identity, ep._psk_for, transcript, msg, now, ep._spis)
     r.link = link
     r.wire1 = bytes(packet)
-    ep.half_open.append(r)
+    ep.half_open[r] = link
+    if link in ep._by_link:
+        ep._by_link[link].append(r)
+    else:
+        ep._by_link[link] = [r]
+    if r.sas is not None:
+        for x in r.sas.inbound_spis():
+            ep._spis[x] = r
+    ep._touched.append(r)  # settle sends msg2 and schedules its deadline
     ep._event(ev.HANDSHAKE_STARTED, role="responder", spi=msg.spi_i)
+
+
+def settle(ep, r, now):
+    """Move a half-open handshake's output up; once it is done (a session) or failed, its
+    state goes. True if it ended."""
+    for p in r.out:
+        ep._out.append((r.link, p))
+    r.out = []
+    if r not in ep.half_open:
+        return False  # evicted or released meanwhile
+    if r.done:
+        _drop(ep, r)
+        ep._open(r.peer_id, r.sas, False, now, r.link, (1, r.response), ep._window(r.peer_id, r.epoch))
+        inits = ep._inits
+        inits[r.spi_i] = ep._peers[r.peer_id]
+        if len(inits) > 2 * len(ep.sessions) + 64:  # closed sessions' entries go in bulk: O(1) each
+            ep._inits = dict((k, v) for k, v in inits.items() if not v.closed)
+        return True
+    if r.failed is not None:
+        _drop(ep, r)
+        ep._event(ev.HANDSHAKE_FAILED, role="responder", reason=r.failed)
+        return True
+    if ep._due is not None:
+        ep._due.set(r, r.deadline, now)
+    return False
+
+
+def release(ep, link):
+    """The link is gone: so are its half-open handshakes."""
+    for r in list(ep._by_link.get(link, ())):
+        _drop(ep, r)
+
+
+def _drop(ep, r):
+    del ep.half_open[r]
+    mine = ep._by_link[r.link]
+    mine.remove(r)
+    if not mine:
+        del ep._by_link[r.link]
+    if r.sas is not None:
+        ep._unmap(r, r.sas.inbound_spis())
+    if ep._due is not None:
+        ep._due.drop(r)
 
 
 def _cookie(ep, link, spi, nonce, now, previous=False):

@@ -111,6 +111,17 @@ class Box:
                 return gw, hb.response_ms * (hb.retries + 1)
         return None
 
+    def shutdown(self, now):
+        """The box is about to restart (a deliberate reset, a crash caught): the outbox lives in
+        RAM, so what it still holds is lost; say so (`outbox_lost`), never silently. After the
+        restart the box numbers from 1 again under a new boot epoch (docs/cluster.md). A
+        power cut or a watchdog reset gives no such chance: the outbox is not kept in flash."""
+        for c in self.clusters:
+            n, size, first, last = self.outbox.held(c.space)
+            if n:
+                self._event(ev.OUTBOX_LOST, cluster=c.name, space=c.space, count=n, bytes=size,
+                            first=first, last=last)
+
     def carrying(self):
         """True while payload can flow: a call up and a confirmed gateway in use."""
         if self.line.state != UP:

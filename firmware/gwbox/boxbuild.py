@@ -49,7 +49,7 @@ def build(box, policy, modem, framer, rand_bytes, start):
         ids = [g.encode() for g in p.clusters[nr]]
         pref = p.preferred.get(nr)
         by_nr[nr] = _cluster(box, p, "Cluster%d" % nr, gateway_order(ids, pref.encode() if pref else None,
-                                                                  p.randomize, rand), pref)
+                                                                  p.randomize, rand), pref, rand)
     single = {}
     box._routes = []  # (start, end, cluster), policy order
     for _nr, start_ip, end_ip, kind, target in p.tunnels:
@@ -60,7 +60,7 @@ def build(box, policy, modem, framer, rand_bytes, start):
         else:
             c = single.get(target)
             if c is None:
-                c = single[target] = _cluster(box, p, target, [target.encode()], None)
+                c = single[target] = _cluster(box, p, target, [target.encode()], None, rand)
         box._routes.append((start_ip, end_ip, c))
     box._pending = []  # gateways to start a handshake with once the call reaches them
     box._verify = []  # gateways whose cached key must answer before it is trusted
@@ -70,9 +70,9 @@ def build(box, policy, modem, framer, rand_bytes, start):
     box.lan_refused = 0
 
 
-def _cluster(box, p, name, order, preferred):
+def _cluster(box, p, name, order, preferred, rand):
     c = Cluster(name, len(box.clusters) + 1, order, preferred.encode() if preferred else None, box,
-                p.retry_ms, p.retry_max_ms, p.failback_ms)
+                p.retry_ms, p.retry_max_ms, p.failback_ms, rand)
     box.clusters.append(c)
     return c
 

@@ -9,7 +9,9 @@ back-off that doubles up to a cap: a box never gives up on its tunnels.
 When the gateway in use is declared dead by its heartbeat, its key is dropped and the box
 uses the next gateway in order that already has a key (and must answer before it is
 trusted: `verify`), else authenticates the next one. A box that is not on its preferred
-gateway tries to key with it every `failback_ms` (back-off while it stays away) and moves
+gateway tries to key with it every `failback_ms` (back-off while it stays away; with a
+random source, up to half again at random, so boxes that failed over together do not
+all come back together: no second storm at a gateway that returns) and moves
 back once that succeeds; if it dies again soon after, the next try waits twice as long, so
 a flapping gateway is not chased in a loop.
 
@@ -35,7 +37,7 @@ def gateway_order(gateways, preferred, randomize, rand_bytes):
 
 
 class Cluster:
-    def __init__(self, name, space, order, preferred, drv, retry_ms, retry_max_ms, failback_ms):
+    def __init__(self, name, space, order, preferred, drv, retry_ms, retry_max_ms, failback_ms, rand_bytes=None):
         self.name = name  # e.g. "Cluster1", or the gateway address of a single-gateway tunnel
         self.space = space  # the outbox number space of this cluster's messages
         self.order = order
@@ -55,6 +57,7 @@ class Cluster:
         self.fb_at = None  # next attempt to return to the preferred gateway
         self.fb_trying = False
         self.since_failback = None  # when we last returned to the preferred gateway (flap detection)
+        self.rand_bytes = rand_bytes  # jitter for failback tries (None: exactly on time)
 
     # --- what happened ---------------------------------------------------------------------
 
@@ -103,7 +106,7 @@ class Cluster:
                 ticks.diff(now, self.since_failback) < 4 * self.failback_ms:
             self.fb_backoff = min(self.fb_backoff * 2, 16 * self.failback_ms)  # came back, died again: wait longer
         self.since_failback = None
-        self.drv.event(ev.GATEWAY_DEAD, cluster=self.name, gateway=gw, reason=reason, cached=was_verifying)
+        self.drv.event(ev.GATEWAY_DEAD, cluster=self.name, gateway=gw, reason=reason, unverified=was_verifying)
         self.cursor = (self.order.index(gw) + 1) % len(self.order)
         self.tried = 1
         self._select(now)
@@ -177,7 +180,12 @@ class Cluster:
             self.fb_at = None
 
     def _schedule_failback(self, now, grow):
-        self.fb_at = ticks.add(now, self.fb_backoff)
+        # Up to half again, at random: the thousands of boxes that failed over together when
+        # a gateway died must not all come back to it at the same moment (a second storm).
+        wait = self.fb_backoff
+        if self.rand_bytes is not None:
+            wait += self.rand_bytes(1)[0] * wait // 512
+        self.fb_at = ticks.add(now, wait)
         if grow:
             self.fb_backoff = min(self.fb_backoff * 2, 16 * self.failback_ms)
 

@@ -33,7 +33,10 @@ _SETTINGS = (
     ("rekey_retry_ms", 10000, 100, TIMER_MAX_MS),  # a failed rekey is tried again after this
     ("handshake_retry_ms", 3000, 100, TIMER_MAX_MS),  # retransmit an unanswered handshake message
     ("handshake_retries", 3, 0, 10),
-    ("half_open_max", 8, 1, 256),  # responder: handshakes in progress at once
+    # Responder admission (docs/protocol.md): handshakes in progress at once, and the count
+    # from which every SA_INIT must return a cookie first (IKEv2's global threshold).
+    ("half_open_max", 1024, 1, 1 << 16),
+    ("cookie_threshold", 64, 0, 1 << 16),
     ("heartbeat", INSTANT, (INSTANT, DEFERRED, NONE)),  # this side's mode towards the peer it uses
     ("gateway_heartbeat", NONE, (INSTANT, DEFERRED, NONE)),  # a responder's mode towards its boxes
     ("heartbeat_form", PROTECTED, (PROTECTED, PROBE, SPI_ECHO)),

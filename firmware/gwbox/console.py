@@ -15,12 +15,11 @@ delay that doubles with each (the count lives in the port, so it survives this m
 """
 import gc
 
-from gwbox import const, forget, ticks
+from gwbox import POLICY_MAX, const, forget, ticks
 from gwbox.crypto import mac
 
 _LINE_MAX = const(256)  # bytes of one command or policy line
 _IN_MAX = const(1024)  # input bytes held while a command runs
-_POLICY_MAX = const(12288)  # bytes of a pasted policy
 _LOAD_IDLE_MS = const(60000)  # a paste that stops for this long is abandoned
 _KDF_STEP = const(250)  # PBKDF2 iterations per pass of the port's loop
 _LOCK_MS = const(1000)  # first lock after a wrong password; doubles, up to:
@@ -218,7 +217,7 @@ class Console:
             from gwbox.policyedit import loaded
             return loaded(self, lines, s[1:].strip(), now)
         self.load_size += len(raw) + 1
-        if self.load_size <= _POLICY_MAX:
+        if self.load_size <= POLICY_MAX:
             self.loading.append(raw)
         elif self.loading != [None]:
             self.loading = [None]  # too long: the rest is dropped, the end refuses it
@@ -340,8 +339,7 @@ class Console:
         self._say(now, "reboot", True, "rebooting" + (" into safe mode" if safe else ""))
         p = self.port
         p.record(0, safe)  # a deliberate restart, not a crash: the count starts again
-        if p.reset is not None:
-            p.reset()
+        p.restart()  # the outbox's messages are reported lost first
 
     def _c_repl(self, rest, now):
         if not self.port.safe:

@@ -14,6 +14,7 @@ again at once), and remembers per box which tunnel message numbers it has handed
 from gwbox.session import Session  # first: compiled from source, the largest needs the emptiest heap
 from gwbox import forget, ticks, wire
 from gwbox.config import SPI_ECHO
+from gwbox.crypto.entropy import random_bytes
 from gwbox.errors import ProtocolError
 from gwbox.events import Event
 from gwbox.sa import ReplayWindow, packet_spi
@@ -32,14 +33,33 @@ class Endpoint:
         self.expect_peer = expect_peer
         self.is_initiator = psk is not None if initiator is None else initiator
         self.initiators = []  # InitiatorHandshake in progress, each with .link
-        self.half_open = []  # ResponderHandshake, with .link
+        self.half_open = {}  # ResponderHandshake -> its link, oldest first (gwbox.admission)
+        self._by_link = {}  # link -> [its half-open handshakes], oldest first
+        self._inits = {}  # initiator's SPI of an SA_INIT that became a session -> that session
         self.sessions = []
-        self._windows = {}  # (peer identity, space) -> ReplayWindow of message numbers (gateway)
+        # Per packet O(1) whatever the number of peers: inbound SPI -> the session or
+        # handshake it belongs to, peer identity -> session, and the sessions and half-open
+        # handshakes a call touched (only those are settled, see _collect).
+        self._spis = {}
+        self._peers = {}
+        self._touched = []
+        self._due = None  # a gateway's deadlines (gwbox.deadlines); a box asks its few sessions
+        if not self.is_initiator:
+            from gwbox.deadlines import Deadlines
+            self._due = Deadlines()
+        self.keep_code = False  # a gateway serving many boxes keeps the key-exchange code loaded
+        # A box: its boot epoch, told to every gateway at login (msg3): message numbers start
+        # at 1 again after a reboot, and a gateway that learns a new epoch forgets the old ones.
+        self.epoch = None
+        if self.is_initiator:
+            self.epoch = int.from_bytes(random_bytes(4), "big") or 1
+        self._boxes = {}  # gateway: box identity -> [epoch, {space: ReplayWindow of message numbers}]
         self._secret = self._old_secret = None  # cookie secrets: current and the one before
         self._secret_at = 0
         self.cookies_sent = 0  # counters of what unauthenticated SA_INITs cost (nothing more)
         self.refused = 0
         self.evicted = 0
+        self.turned_away = 0  # SA_INITs dropped because the half-open table was full
         self._out = []
         self._events = []
         self._received = []
@@ -58,9 +78,11 @@ class Endpoint:
             if hs.expect_peer == peer:
                 return  # one handshake per gateway at a time
         from gwbox.initiator import InitiatorHandshake
-        hs = InitiatorHandshake(self.cfg, self.identity, psk, now, peer, self._taken())
+        hs = InitiatorHandshake(self.cfg, self.identity, psk, now, peer, self._spis)
         hs.link = link
+        hs.epoch = self.epoch
         self.initiators.append(hs)
+        self._spis[hs.spi_i] = self._spis[hs.data_spi_i] = hs
         self._event(ev.HANDSHAKE_STARTED, role="initiator", peer=peer, spi=hs.spi_i)
         self._collect(now)
 
@@ -87,9 +109,12 @@ class Endpoint:
     def abort_handshakes(self, now):
         """The line they ran on is gone: drop our handshakes in progress without a verdict.
         Returns the peers they were for."""
-        peers = [hs.expect_peer for hs in self.initiators]
+        peers = []
+        for hs in self.initiators:
+            peers.append(hs.expect_peer)
+            self._unmap(hs, (hs.spi_i, hs.data_spi_i))
         self.initiators = []
-        if not self.half_open:
+        if not self.half_open and not self.keep_code:
             _unload_key_exchange()
         return peers
 
@@ -104,6 +129,7 @@ class Endpoint:
         try:
             if s is None:
                 raise ProtocolError("no security association")
+            self._touched.append(s)
             s.send_plain(plaintext, now)
             ok = True
         except ProtocolError as e:
@@ -115,31 +141,40 @@ class Endpoint:
     def tick(self, now):
         for hs in self.initiators:
             hs.poll(now)
-        for r in self.half_open:
-            r.poll(now)
-        for s in self.sessions:
+        if self._due is None:
+            due = list(self.half_open) + self.sessions
+        else:
+            due = self._due.due(now)  # only what is due: a gateway may hold thousands
+        for o in due:
+            self._touched.append(o)
+            if o.__class__ is not Session:
+                o.poll(now)  # a half-open handshake
+                continue
             try:
-                s.tick(now)
+                o.tick(now)
             except ProtocolError as e:  # a state no input should reach: reported, the SA ended
-                self._event(ev.SESSION_ERROR, reason=str(e), peer=s.peer_id)
-                s.close("error", now, notify=False)
+                self._event(ev.SESSION_ERROR, reason=str(e), peer=o.peer_id)
+                o.close("error", now, notify=False)
         self._collect(now)
 
     def next_deadline(self):
-        ds = [s.next_deadline() for s in self.sessions]
-        ds += [r.deadline for r in self.half_open]
-        ds += [hs.deadline for hs in self.initiators]
+        ds = [hs.deadline for hs in self.initiators]
+        if self._due is None:
+            ds += [s.next_deadline() for s in self.sessions]
+            ds += [r.deadline for r in self.half_open]
+        else:
+            ds.append(self._due.next())
         return ticks.earliest(*ds)
 
     def session(self, peer=None):
-        for s in self.sessions:
-            if peer is None or s.peer_id == peer:
-                return s
-        return None
+        if peer is None:
+            return self.sessions[0] if self.sessions else None
+        return self._peers.get(peer)
 
     def close(self, now, reason="closed", peer=None, notify=True):
-        for s in list(self.sessions):
-            if peer is None or s.peer_id == peer:
+        for s in (list(self.sessions) if peer is None else [self._peers.get(peer)]):
+            if s is not None:
+                self._touched.append(s)
                 s.close(reason, now, notify)
         self._collect(now)
 
@@ -169,36 +204,49 @@ class Endpoint:
         """Gateway: message `num` of `space` from box `peer` reached its target host."""
         s = self.session(peer)
         if s is not None:
+            self._touched.append(s)
             s.handed_on(space, num)
             self._collect(now)
+
+    def release(self, link, now):
+        """The link is gone (a call ended): its half-open handshakes go with it."""
+        if self._by_link.get(link):
+            from gwbox.admission import release
+            release(self, link)
+        self._collect(now)
 
     # --- internals -----------------------------------------------------------------------
 
     def _event(self, name, **fields):
         self._events.append(Event(name, **fields))
 
-    def _taken(self):
-        t = ()
-        for s in self.sessions:
-            t += s.taken_spis()
-        for r in self.half_open:
-            if r.sas is not None:
-                t += r.sas.inbound_spis()
-        for hs in self.initiators:
-            t += (hs.spi_i, hs.data_spi_i)
-        return t
-
     def _psk_for(self, identity):
         return self._psks.get(identity)
 
-    def _window(self, peer):
+    def _window(self, peer, epoch):
+        """The windows of box `peer` (fn(space) -> ReplayWindow), kept across its SAs while its
+        boot epoch stays the same; a new epoch (the box rebooted, numbering from 1 again)
+        starts them afresh, so its new messages are never taken for replays."""
+        box = self._boxes.get(peer)
+        if box is None:
+            box = self._boxes[peer] = [epoch, {}]
+        elif box[0] != epoch:
+            box[0] = epoch
+            box[1].clear()
+            self._event(ev.WINDOWS_RESET, peer=peer, epoch=epoch)
+        spaces = box[1]
+
         def window(space):
-            key = (peer, space)
-            w = self._windows.get(key)
+            w = spaces.get(space)
             if w is None:
-                w = self._windows[key] = ReplayWindow()
+                w = spaces[space] = ReplayWindow()
             return w
         return window
+
+    def _unmap(self, owner, spis):
+        for x in spis:
+            if self._spis.get(x) is owner:
+                del self._spis[x]
 
     def _on_cleartext(self, packet, now, link):
         from gwbox import message  # handshakes only
@@ -211,37 +259,28 @@ class Endpoint:
             raise ProtocolError("unexpected SA_INIT response")
         if self.is_initiator:
             raise ProtocolError("not accepting handshakes")
-        for r in self.half_open:
-            if r.spi_i == msg.spi_i and r.link == link and r.on_msg1_again(packet):
-                return
-        for s in self.sessions:
-            if s.current is not None and s.current.ctl_out.spi == msg.spi_i:
-                raise ProtocolError("SA_INIT for an established SA")
         from gwbox.admission import accept  # a gateway's code: a box never loads it
         accept(self, message, msg, packet, now, link)
-
-    def release(self, link, now):
-        """The link is gone (a call ended): its half-open handshakes go with it."""
-        self.half_open = [r for r in self.half_open if r.link != link]
-        self._collect(now)
 
     def _on_protected(self, packet, now, link):
         if len(packet) == 8 and packet[:4] == b"\xff\xff\xff\xff":
             self._on_echo(packet, now, link)
             return
         spi = packet_spi(packet)
-        for s in self.sessions:
-            if s.owns(spi):
-                s.receive(packet, now, link)
-                return s.peer_id
-        for hs in self.initiators:
-            if hs.owns(spi):
-                hs.on_msg4(packet, now)
-                return hs.expect_peer if hs.done else None
-        for r in self.half_open:
-            if r.sas is not None and spi == r.sas.ctl_in.spi:
-                r.on_msg3(packet, now)
-                return r.peer_id if r.done else None
+        o = self._spis.get(spi)
+        if o is not None:
+            if o.__class__ is Session:
+                self._touched.append(o)
+                o.receive(packet, now, link)
+                return o.peer_id
+            if o in self.initiators:
+                if o.owns(spi):
+                    o.on_msg4(packet, now)
+                    return o.expect_peer if o.done else None
+            elif spi == o.sas.ctl_in.spi:  # a half-open handshake's msg3
+                self._touched.append(o)
+                o.on_msg3(packet, now)
+                return o.peer_id if o.done else None
         raise ProtocolError("unknown SPI %08x" % spi)
 
     def _on_echo(self, packet, now, link):
@@ -256,66 +295,73 @@ class Endpoint:
                 s.on_echo(packet[4:], now)
 
     def _collect(self, now):
-        """Move outputs and results of every layer up, finish or drop handshakes."""
+        """Move outputs and results of every layer up, finish or drop handshakes. Only what
+        this call touched is looked at (and a box's handshakes): O(1) per packet."""
         ended = False
         keep_i = []
         for hs in self.initiators:
             for p in hs.out:
                 self._out.append((hs.link, p))
             hs.out = []
-            if hs.done:
-                for old in self.sessions:
-                    if old.peer_id == hs.peer_id:
-                        old.close("replaced", now, notify=False)
-                        self._drain(old)
-                s = Session(self.cfg, hs.peer_id, hs.sas, True, now, hs.link)
-                self._add_session(s, hs.sas)
+            if hs.done or hs.failed is not None:
+                self._unmap(hs, (hs.spi_i, hs.data_spi_i))
                 ended = True
-            elif hs.failed is not None:
-                self._event(ev.HANDSHAKE_FAILED, role="initiator", peer=hs.expect_peer, reason=hs.failed)
-                ended = True
+                if hs.done:
+                    self._open(hs.peer_id, hs.sas, True, now, hs.link)
+                else:
+                    self._event(ev.HANDSHAKE_FAILED, role="initiator", peer=hs.expect_peer, reason=hs.failed)
             else:
                 keep_i.append(hs)
         self.initiators = keep_i
-        keep = []
-        for r in self.half_open:
-            for p in r.out:
-                self._out.append((r.link, p))
-            r.out = []
-            if r.done:
-                for old in self.sessions:
-                    if old.peer_id == r.peer_id:
-                        old.close("replaced", now, notify=False)
-                        self._drain(old)
-                s = Session(self.cfg, r.peer_id, r.sas, False, now, r.link, (1, r.response), self._window(r.peer_id))
-                self._add_session(s, r.sas)
-                ended = True
-            elif r.failed is not None:
-                self._event(ev.HANDSHAKE_FAILED, role="responder", reason=r.failed)
-                ended = True
-            else:
-                keep.append(r)
-        self.half_open = keep
-        live = []
-        for s in self.sessions:
-            self._drain(s)
-            if s.exchange_ended:
-                s.exchange_ended = False
-                ended = True
-            if not s.closed:
-                live.append(s)
-            else:
-                ended = True  # its DELETE loaded the control channel: a failover's handshake needs the room
-        self.sessions = live
-        if ended and not self.initiators and not keep:
-            for s in live:
+        while self._touched:
+            touched, self._touched = self._touched, []
+            for o in touched:
+                if o.__class__ is Session:
+                    ended = self._settle(o, now) or ended
+                else:
+                    from gwbox.admission import settle
+                    ended = settle(self, o, now) or ended
+        if ended and not self.initiators and not self.half_open and not self.keep_code:
+            for s in self.sessions:
                 if s.rekey is not None:
                     return
             _unload_key_exchange()  # only when an exchange just ended: not per packet
 
-    def _add_session(self, s, sas):
+    def _open(self, peer, sas, initiator, now, link, cached=None, dedup=None):
+        """A new session with `peer`: it replaces the one we had (EP 0 999 673 [0035])."""
+        old = self._peers.get(peer)
+        if old is not None:
+            old.close("replaced", now, notify=False)
+            self._settle(old, now)
+        s = Session(self.cfg, peer, sas, initiator, now, link, cached, dedup)
+        s.endpoint_spis = self._spis
         self.sessions.append(s)
-        self._event(ev.SA_ESTABLISHED, peer=s.peer_id, ctl_spi=sas.ctl_in.spi, data_spi=sas.data_in.spi)
+        self._peers[peer] = s
+        self._event(ev.SA_ESTABLISHED, peer=peer, ctl_spi=sas.ctl_in.spi, data_spi=sas.data_in.spi)
+        self._settle(s, now)
+
+    def _settle(self, s, now):
+        """Move a session's output and results up; keep the SPI and peer maps and its
+        deadline in step (a rekey changes its SPIs). True if an exchange ended or it closed."""
+        self._drain(s)
+        spis = () if s.closed else s.taken_spis()
+        if spis != s.spis:
+            self._unmap(s, s.spis)
+            for x in spis:
+                self._spis[x] = s
+            s.spis = spis
+        ended = s.exchange_ended
+        s.exchange_ended = False
+        if s.closed:
+            if self._peers.get(s.peer_id) is s:
+                del self._peers[s.peer_id]
+                self.sessions.remove(s)
+                if self._due is not None:
+                    self._due.drop(s)
+            return True  # its DELETE loaded the control channel: a failover's handshake needs the room
+        if self._due is not None:
+            self._due.set(s, s.next_deadline(), now)
+        return ended
 
     def _drain(self, s):
         for p in s.out:

@@ -37,6 +37,7 @@ LINK_UP = "link_up"
 MODEM_ERROR = "modem_error"
 MODEM_FAILED = "modem_failed"
 MODEM_READY = "modem_ready"
+OUTBOX_LOST = "outbox_lost"
 PEER_DEAD = "peer_dead"
 REDIAL = "redial"
 REKEY_FAILED = "rekey_failed"
@@ -46,6 +47,7 @@ SA_DELETED = "sa_deleted"
 SA_ESTABLISHED = "sa_established"
 SEND_FAILED = "send_failed"
 SESSION_ERROR = "session_error"
+WINDOWS_RESET = "windows_reset"
 
 
 class Event:
@@ -70,6 +72,14 @@ def _plain(v):
     if isinstance(v, dict):
         return {k: _plain(v[k]) for k in v}
     return v
+
+
+def text_line(t_ms, name, fields):
+    """One event as a line for people (`show log`): seconds since boot, its name, key=value."""
+    s = "%d.%03d s %s" % (t_ms // 1000, t_ms % 1000, name)
+    for k in fields:
+        s += " %s=%s" % (k, _plain(fields[k]))
+    return s
 
 
 def json_line(t_ms, node, name, fields):

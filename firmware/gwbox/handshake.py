@@ -26,12 +26,12 @@ ROLE_I = b"I"
 ROLE_R = b"R"
 
 
-def new_spi(taken=()):
+def new_spi(taken=(), other=0):
     """A random SPI with a non-zero first byte (byte 0 tells packet shapes apart), never the
-    heartbeat-echo SPI 0xFFFFFFFF."""
+    heartbeat-echo SPI 0xFFFFFFFF, nor one `in taken` (a tuple, or the endpoint's map) or `other`."""
     while True:
         spi = int.from_bytes(random_bytes(4), "big")
-        if spi >> 24 and spi != wire.SPI_ECHO and spi not in taken:
+        if spi >> 24 and spi != wire.SPI_ECHO and spi != other and spi not in taken:
             return spi
 
 
@@ -53,7 +53,7 @@ class Offer:
 
     def __init__(self, taken, proposal=None):
         self.ctl_spi = new_spi(taken)
-        self.data_spi = new_spi(taken + (self.ctl_spi,))
+        self.data_spi = new_spi(taken, self.ctl_spi)
         self.priv, pub = generate_keypair()
         self.nonce = random_bytes(wire.NONCE_LEN)
         self.payloads = [

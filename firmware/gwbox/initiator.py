@@ -9,6 +9,8 @@ notify inside a candidate's SA only ends that candidate. A COOKIE (the responder
 load, §2.6) makes the box send msg1 again with the cookie in front; the AUTH transcript
 covers msg1 without it, so it does not matter which copy the responder answered.
 """
+import struct
+
 from gwbox import const, message, ticks, wire
 from gwbox.crypto.mac import ct_equal
 from gwbox.errors import ProtocolError
@@ -52,6 +54,7 @@ class InitiatorHandshake:
         self.failed = None
         self.refused = None  # the last unauthenticated refusal seen: the verdict if nothing better comes
         self.done = False
+        self.epoch = None  # the box's boot epoch, told to the gateway in msg3 (the endpoint sets it)
 
     def _fail(self, reason):
         self.failed = reason
@@ -95,8 +98,10 @@ class InitiatorHandshake:
         msg2 = bytes(raw)
         id_body = message.tagged(wire.ID_KEY_ID, self.identity)
         mac = auth_mac(self.psk, ROLE_I, self.msg1, msg2, id_body)
-        inner = message.encode(Message(
-            wire.EXCH_AUTH, wire.FLAG_INITIATOR, 1, [(wire.PL_ID, id_body), (wire.PL_AUTH, message.tagged(wire.AUTH_PSK_MAC, mac))]), False)
+        payloads = [(wire.PL_ID, id_body), (wire.PL_AUTH, message.tagged(wire.AUTH_PSK_MAC, mac))]
+        if self.epoch is not None:  # under the new SA's keys, which only the authenticated peers hold
+            payloads.append((wire.PL_NOTIFY, message.encode_notify(wire.N_EPOCH, struct.pack(">I", self.epoch))))
+        inner = message.encode(Message(wire.EXCH_AUTH, wire.FLAG_INITIATOR, 1, payloads), False)
         c = _Candidate(msg2, sas, inner)
         self.candidates.append(c)
         self.out.append(sas.ctl_out.protect(inner))

@@ -74,6 +74,19 @@ class Outbox:
     def depth(self):
         return len(self.entries)
 
+    def held(self, space):
+        """(count, payload bytes, first number, last number) of the messages of `space` it holds."""
+        n = size = 0
+        first = last = None
+        for e in self.entries:
+            if e[_SPACE] == space:
+                n += 1
+                size += len(e[_PAYLOAD])
+                if first is None:
+                    first = e[_NUM]
+                last = e[_NUM]
+        return n, size, first, last
+
     def due(self, space, gw, now):
         """Messages of `space` to send through `gw` now, oldest first, within the window.
         One still in flight through another (live) gateway waits until it is due again."""

@@ -150,7 +150,7 @@ class _Parse:
             if kw[0] == "tunnel":
                 self.ntunnel += 1
             if not nr:
-                return self.err(n, f, "needs a positive decimal number after the keyword")
+                return self.err(n, f, "needs a positive decimal number after the keyword (at most 9 digits)")
             f = "%s %s%d" % (hdr, kw[1], nr)
         elif sec == _S_KEYS:
             nr = numbered(canon, "cluster")

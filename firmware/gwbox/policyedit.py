@@ -8,7 +8,7 @@ checksummed, the previous policy kept as the last good one).
 """
 import gc
 
-from gwbox import const, forget
+from gwbox import POLICY_MAX, const, forget
 
 # Heap the parser needs besides the text (32-bit, .mpy: 14.6K of code, the Policy, garbage).
 # Refused up front below that: a parser import that fails half way on a fragmented heap can
@@ -88,7 +88,7 @@ def _lines(con, now, cmd, masked, where, checksum):
 def loaded(con, lines, digest, now):
     """The end of a `load`: `lines` as pasted, `digest` the SHA-256 (hex) the host sent, or b""."""
     if lines and lines[0] is None:
-        return con.say(now, "load", False, "the policy is longer than 12288 bytes: nothing changed")
+        return con.say(now, "load", False, "the policy is longer than %d bytes: nothing changed" % POLICY_MAX)
     body = b"\n".join(lines) + b"\n"
     lines = None
     if digest:

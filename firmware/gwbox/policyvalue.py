@@ -11,6 +11,10 @@ from gwbox import const
 from gwbox.ipv4 import int_to_ip, ip_to_int
 
 _TIMER_MS = const(536870912)  # 2**29 ms: every timer must stay below the ticks half-period
+# ConsolePassword's PBKDF2 iterations, least and most: the one range (`gwbox console-password` refuses
+# to make a line outside it).
+KDF_ITERATIONS = (1000, 1000000)
+MASKED = "<secret>"  # a key or password as `show policy` and `gwbox config pull` print it
 
 # Value kinds of [GENERAL] keys.
 _DUR = const(0)  # seconds, up to 3 decimals -> int ms; a = least ms allowed
@@ -64,7 +68,7 @@ def text(g, v):
     if k == _MODEM:
         return " ".join(v)
     if k == _PASSWD:
-        return "<secret>"
+        return MASKED
     if k == _TARGET:
         return "%s:%d" % v
     return v
@@ -118,6 +122,12 @@ def _quote(s, fmt="'%s'"):
     return fmt % s if safe(s) else "(value not shown)"
 
 
+def _number(s):
+    """A number's text for a message: as it is if safe(), else only its length. (Too long to
+    quote; and int() of more than 4,300 digits fails on CPython, so it is never taken as one.)"""
+    return s if safe(s) else "a number of %d digits" % len(s)
+
+
 def addr(tok):
     try:
         return int_to_ip(ip_to_int(tok))
@@ -130,7 +140,7 @@ def numbered(canon, prefix):
     if not canon.startswith(prefix):
         return None
     d = canon[len(prefix):]
-    return int(d) if _digits(d) else 0
+    return int(d) if _digits(d) and len(d) < 10 else 0
 
 
 def value(g, v):
@@ -143,6 +153,8 @@ def value(g, v):
         w = w[:i] if i >= 0 else w
         if not _digits(w) or len(f) > 3 or not _digits(f):
             raise ValueError("%s is not a number of seconds (at most 3 decimals)" % _quote(v))
+        if len(w) > 9:
+            raise ValueError("%s does not fit the 2^29 ms (149 h) timer range" % _number(w))
         ms = int(w) * 1000 + int((f + "00")[:3])
         if v[0] == "-" or ms < a:
             raise ValueError("must be %s %s s, not %s" % ("more than" if a == 1 else "at least", secs(a - (a == 1)),
@@ -153,8 +165,8 @@ def value(g, v):
     if k == _INT or k == _KB:
         if not _digits(v[1:] if v[:1] == "-" else v):
             raise ValueError("%s is not a whole number" % _quote(v))
-        if not a <= int(v) <= b:
-            raise ValueError("must be from %d to %d, not %s" % (a, b, _quote(v, "%s")))
+        if len(v) > 10 or not a <= int(v) <= b:
+            raise ValueError("must be from %d to %d, not %s" % (a, b, _number(v)))
         return int(v) * (1024 if k == _KB else 1)
     u = v.upper()
     if k == _CHOICE:
@@ -184,7 +196,7 @@ def value(g, v):
         return _passwd(v)
     if k == _TARGET:
         i = v.rfind(":")
-        if i < 0 or not _digits(v[i + 1:]) or not 0 < int(v[i + 1:]) < 65536:
+        if i < 0 or not _digits(v[i + 1:]) or len(v) - i > 6 or not 0 < int(v[i + 1:]) < 65536:
             raise ValueError("%s is not <address>:<port>" % _quote(v))
         return addr(v[:i]), int(v[i + 1:])
     if k == _DIALNR:
@@ -196,10 +208,14 @@ def value(g, v):
 
 def _passwd(v):
     """(iterations, salt, hash) of a `gwbox console-password` value; never quoted (a password's hash)."""
+    if v == MASKED:
+        raise ValueError("%s is the masked value (from gwbox config pull): put the ConsolePassword line back, "
+                         "or make a new one with gwbox console-password" % MASKED)
     f = v.split("$")
     try:
-        n, salt, h = int(f[1]), binascii.unhexlify(f[2]), binascii.unhexlify(f[3])
-        if len(f) == 4 and f[0] == "pbkdf2" and 999 < n < 1000001 and 7 < len(salt) < 65 and len(h) == 32:
+        n, salt, h = int(f[1][:8]), binascii.unhexlify(f[2]), binascii.unhexlify(f[3])
+        if len(f) == 4 and f[0] == "pbkdf2" and len(f[1]) < 8 and KDF_ITERATIONS[0] <= n <= KDF_ITERATIONS[1] \
+                and 7 < len(salt) < 65 and len(h) == 32:
             return n, salt, h
     except Exception:
         pass
@@ -208,6 +224,8 @@ def _passwd(v):
 
 def psk(v):
     """Key bytes from `hex:...`, `base64:...` or bare hex. Messages never quote the key."""
+    if v == MASKED:
+        raise ValueError("%s is a masked key (from gwbox config pull or show policy): put the key back" % MASKED)
     b64 = v[:7].lower() == "base64:"
     if b64:
         v = v[7:].strip()
@@ -263,8 +281,8 @@ def tunnel(v, redirect):
     elif w.startswith("cluster"):
         d = w[7:] or t[i]
         i += w == "cluster"
-        if not _digits(d) or not int(d):
-            raise ValueError("Cluster needs a positive number, not %s" % _quote(d))
+        if not _digits(d) or len(d) > 9 or not int(d):
+            raise ValueError("Cluster needs a positive number, not %s" % (_quote(d) if safe(d) else _number(d)))
         kind, target = "cluster", int(d)
     else:
         kind, target = "addr", addr(t[i - 1])

@@ -26,7 +26,7 @@ class Rekey:
     """Our rekey request in flight: its offer, its retries and its deadline."""
 
     def __init__(self, s, now, reason):
-        self.offer = Offer(s.taken_spis())
+        self.offer = Offer(s.endpoint_spis or s.taken_spis())
         self.msg_id = s._new_msg_id()
         self.attempt = 1
         self.sent = now
@@ -74,7 +74,7 @@ def answer(s, msg, now):
         # Either way the superseded set is finished with: the initiator moved on.
         s.previous = None
         s.previous_until = None
-    payloads, new = _answer(msg, s.taken_spis(), now, s.current.sk_d)
+    payloads, new = _answer(msg, s.endpoint_spis or s.taken_spis(), now, s.current.sk_d)
     if payloads is None:
         payloads = [(wire.PL_NOTIFY, message.encode_notify(wire.N_NO_PROPOSAL_CHOSEN))]
     pkt = control.send(s, wire.EXCH_REKEY, wire.FLAG_RESPONSE, msg.msg_id, payloads)

@@ -1,4 +1,6 @@
 """Handshake, responder role (the gateway): answers msg1 at once, completes on msg3."""
+import struct
+
 from gwbox import message, ticks, wire
 from gwbox.crypto.mac import ct_equal
 from gwbox.errors import ProtocolError
@@ -23,6 +25,7 @@ class ResponderHandshake:
         self.peer_id = None
         self.sas = None
         self.response = None  # cached msg4 (protected) for a retransmitted msg3
+        self.epoch = None  # the box's boot epoch from msg3 (N_EPOCH), if it told one
         self.deadline = ticks.add(now, cfg.handshake_retry_ms * (cfg.handshake_retries + 1))
         if msg1.exch != wire.EXCH_SA_INIT or msg1.is_response() or msg1.msg_id != 0 or msg1.spi_r != 0:
             raise ProtocolError("not an SA_INIT request")
@@ -71,6 +74,7 @@ class ResponderHandshake:
         self.response = self.sas.ctl_out.protect(message.encode(Message(
             wire.EXCH_AUTH, wire.FLAG_RESPONSE, 1, [(wire.PL_ID, my_id), (wire.PL_AUTH, message.tagged(wire.AUTH_PSK_MAC, my_mac))]), False))
         self.out.append(self.response)
+        self.epoch = _epoch(msg)
         self.peer_id = peer
         self.done = True
         self.deadline = None
@@ -79,3 +83,13 @@ class ResponderHandshake:
         if ticks.reached(now, self.deadline):
             self.failed = "timeout"
             self.deadline = None
+
+
+def _epoch(msg):
+    """The boot epoch a box put in its (authenticated) msg3, or None."""
+    for t, body in msg.payloads:
+        if t == wire.PL_NOTIFY:
+            ntype, data = message.decode_notify(body)
+            if ntype == wire.N_EPOCH and len(data) == 4:
+                return struct.unpack(">I", data)[0]
+    return None

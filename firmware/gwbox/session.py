@@ -54,6 +54,8 @@ class Session:
         self.events = []
         self.received = []  # NH_DATA payloads
         self.messages = []  # (NH_MSG, decoded) / (NH_CONFIRM or NH_REPLY, plaintext) for the layer above
+        self.spis = ()  # our inbound SPIs as the endpoint's map holds them
+        self.endpoint_spis = None  # the endpoint's {SPI: owner}: a rekey's new SPIs avoid all of them
 
     # --- helpers ---------------------------------------------------------------------
 
@@ -68,11 +70,6 @@ class Session:
 
     def _send_data(self, plaintext):
         self.out.append(self.out_sas.data_out.protect(plaintext))
-
-    def owns(self, spi):
-        if spi in self.current.inbound_spis():
-            return True
-        return self.previous is not None and spi in self.previous.inbound_spis()
 
     def taken_spis(self):
         s = self.current.inbound_spis()

@@ -10,16 +10,16 @@ to P.bak and P.tmp to P. A power cut at any step leaves P or P.bak complete and
 checksummed, and `load` takes the first of them that is whole and passes the caller's
 check (the policy parser), saying what it skipped and why. The first line is a `#`
 comment, so the file is still a policy file; a file without it (written by hand or
-copied) is taken as it is. Everything goes through `fs` (open, rename, remove), so tests
+copied) is taken as it is. A policy is at most gwbox.POLICY_MAX bytes (the console's `load`
+and `gwbox config check` hold it to the same constant). Everything goes through `fs` (open, rename, remove), so tests
 run it on a fake file system that cuts the power at every step.
 """
 import hashlib
 import os
 
-from gwbox import const
+from gwbox import POLICY_MAX, const
 
 _HEAD = "#gwbox-policy "
-_MAX = const(16384)  # bytes: a policy is a few KB; anything larger is not one
 _CHUNK = const(512)  # read a file this much at a time: read(n) allocates all n bytes up front
 CRASH_LIMIT = 3  # boots in a row that did not stay up a minute -> safe mode
 
@@ -64,7 +64,7 @@ class Store:
             f = self.fs.open(path, "rb")
         except OSError:
             raise StoreError("missing")
-        # In pieces, not f.read(_MAX + 64): MicroPython would take 16 KB of heap in one piece
+        # In pieces, not f.read(POLICY_MAX + 64): MicroPython would take 12 KB of heap in one piece
         # for a file of one or two (on a running box, from the console).
         parts = []
         n = 0
@@ -74,8 +74,8 @@ class Store:
                 if not b:
                     break
                 n += len(b)
-                if n > _MAX + 60:  # the checksum line's 60 bytes besides the policy
-                    raise StoreError("larger than %d bytes" % _MAX)
+                if n > POLICY_MAX + 60:  # the checksum line's 60 bytes besides the policy
+                    raise StoreError("larger than %d bytes" % POLICY_MAX)
                 parts.append(b)
         finally:
             f.close()
@@ -120,8 +120,8 @@ class Store:
     def save(self, text):
         """Store `text` as P atomically; the P it replaces (if whole) becomes P.bak."""
         body = text.encode() if isinstance(text, str) else bytes(text)
-        if len(body) > _MAX:
-            raise StoreError("the policy is larger than %d bytes" % _MAX)
+        if len(body) > POLICY_MAX:
+            raise StoreError("the policy is larger than %d bytes" % POLICY_MAX)
         tmp = self.path + ".tmp"
         fs = self.fs
         f = fs.open(tmp, "wb")

@@ -55,6 +55,7 @@ _N_INVALID_SYNTAX = const(7)
 N_NO_PROPOSAL_CHOSEN = const(14)
 N_AUTHENTICATION_FAILED = const(24)
 N_COOKIE = const(16390)  # IKEv2's COOKIE: a responder under load answers SA_INIT with one
+N_EPOCH = const(40960)  # private use: the box's boot epoch (4 bytes) in msg3; new epoch = new message numbers
 
 # delete protocol ids
 PROTO_CONTROL = const(1)

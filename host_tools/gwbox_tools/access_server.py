@@ -1,7 +1,7 @@
 """The head-office access server (the seed's RAS) as a process: modem calls in, LAN out.
 
-    python -m gwbox_tools.access_server --listen 127.0.0.1:0 --lan-map FILE
-        [--events FILE] [--ready-file FILE] [--t0 MONOTONIC] [--lifeline-fd N]
+    python -m gwbox_tools.access_server --listen 127.0.0.1:0 --lan-map FILE [--lan-host HOST]
+        [--events FILE] [--ready-file FILE] [--t0 MONOTONIC] [--lifeline-fd N] [--quiet]
 
 Each accepted TCP connection is one modem call (the modem emulator connects when the box
 dials the access server's name; closing the connection is carrier loss). Per call:
@@ -10,7 +10,8 @@ dials the access server's name; closing the connection is carrier loss). Per cal
 * the context bindings of this call: a frame from the box starts with an outer address
   header (tunnel.decode_outer): context 1..127, and in the long form the IPv4 address of
   the gateway, which binds that context for the rest of the call;
-* one UDP socket of its own on 127.0.0.1 (ephemeral port), from which each box packet
+* one UDP socket of its own on `--lan-host` (ephemeral port; the gateways take datagrams
+  from any port of that host: it is in the LAN map with port 0), from which each box packet
   goes as one datagram to the bound gateway's LanMap address; the gateways answer to the
   datagram's source, so whatever arrives on that socket from a LanMap host is framed and
   written to this call (no header towards the box).
@@ -71,9 +72,11 @@ class Call:
 
 
 class AccessServer:
-    def __init__(self, listen, lan_map, log, ready_file=None, lifeline_fd=None):
+    def __init__(self, listen, lan_map, log, ready_file=None, lifeline_fd=None, lan_host="127.0.0.1", quiet=False):
         self.lan = lan_map
         self.log = log
+        self.lan_host = lan_host
+        self.quiet = quiet  # no call_up / bound / call_down per call (a load test's thousands of calls)
         self.ready_file = ready_file
         self.sel = selectors.DefaultSelector()
         self.calls = {}
@@ -82,7 +85,7 @@ class AccessServer:
         try:
             self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             self.srv.bind(listen)
-            self.srv.listen(16)
+            self.srv.listen(1024)  # thousands of boxes may dial at once (a load test)
             self.srv.setblocking(False)
         except BaseException:
             self.srv.close()
@@ -129,7 +132,7 @@ class AccessServer:
             conn.setblocking(False)
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            udp.bind(("127.0.0.1", 0))
+            udp.bind((self.lan_host, 0))
             udp.setblocking(False)
         except OSError as e:
             conn.close()
@@ -142,7 +145,8 @@ class AccessServer:
         self.calls[c.n] = c
         self.sel.register(conn, R, lambda m, c=c: self._on_conn(c, m))
         self.sel.register(udp, R, lambda m, c=c: self._on_udp(c))
-        self.log.emit("call_up", call=c.n, peer=c.peer, lan="%s:%d" % udp.getsockname()[:2])
+        if not self.quiet:
+            self.log.emit("call_up", call=c.n, peer=c.peer, lan="%s:%d" % udp.getsockname()[:2])
 
     def _on_conn(self, c, mask):
         if mask & W and not c.closed:
@@ -183,7 +187,8 @@ class AccessServer:
                 f = {"call": c.n, "ctx": ctx, "gateway": int_to_ip(addr)}
                 if old is not None:
                     f["previous"] = int_to_ip(old)
-                self.log.emit("bound", f)
+                if not self.quiet:
+                    self.log.emit("bound", f)
         else:
             addr = c.bound.get(ctx)
             if addr is None:
@@ -253,7 +258,8 @@ class AccessServer:
         f.update(c.counters)
         f["bad_fcs"] = c.framer.bad_fcs
         f["unsent"] = len(c.to_box)
-        self.log.emit("call_down", f)
+        if not self.quiet:
+            self.log.emit("call_down", f)
 
 
 def main(argv=None):
@@ -265,6 +271,8 @@ def main(argv=None):
     p.add_argument("--t0", type=float, default=None, help="time.monotonic() value that t_ms counts from")
     p.add_argument("--lifeline-fd", type=int, default=None, help="exit when this inherited fd reads EOF")
     p.add_argument("--name", default="ras", help="node name in events")
+    p.add_argument("--lan-host", default="127.0.0.1", help="the host address of its per-call LAN sockets")
+    p.add_argument("--quiet", action="store_true", help="no per-call events")
     a = p.parse_args(argv)
     try:
         listen = parse_hostport(a.listen)
@@ -274,7 +282,7 @@ def main(argv=None):
         return 2
     log = EventLog(a.name, a.events, a.t0)
     try:
-        ras = AccessServer(listen, lan, log, a.ready_file, a.lifeline_fd)
+        ras = AccessServer(listen, lan, log, a.ready_file, a.lifeline_fd, a.lan_host, a.quiet)
     except OSError as e:
         print("access_server: cannot listen on %s:%d: %s" % (listen + (e,)), file=sys.stderr)
         log.close()

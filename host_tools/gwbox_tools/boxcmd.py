@@ -11,15 +11,24 @@ import sys
 import time
 
 from gwbox_tools.cli import EXIT_FAILED, UserError, check_serial_port
-from gwbox_tools.devconsole import MIN_PASSWORD, ConsoleError, DeviceConsole, hash_password
+from gwbox_tools.devconsole import ITERATIONS, MIN_PASSWORD, ConsoleError, DeviceConsole, hash_password
 
 PASSWORD_ENV = "GWBOX_CONSOLE_PASSWORD"
 
 
 # --- the policy, locally ------------------------------------------------------------------
 
+BOM = "\ufeff"
+
+
 def read_policy(path):
+    """The text of a policy file; UserError for a file that is missing, far too large or not UTF-8."""
+    from gwbox import POLICY_MAX
     try:
+        size = os.path.getsize(path)
+        if size > 2 * POLICY_MAX + 64:  # too large even if every line end were CR LF: not read at all
+            raise UserError("%s is %s bytes: a box takes a policy of at most %s bytes (docs/policy.md)"
+                            % (path, format(size, ","), format(POLICY_MAX, ",")))
         with open(path, "rb") as f:
             data = f.read()
     except FileNotFoundError:
@@ -30,18 +39,66 @@ def read_policy(path):
         raise UserError("cannot read %s: %s" % (path, e.strerror or e))
     try:
         return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise UserError("%s is not UTF-8 text: save it as UTF-8 and try again" % path)
+    except UnicodeDecodeError as e:
+        raise UserError("%s is not UTF-8 text (line %d): save it as UTF-8 and try again"
+                        % (path, data.count(b"\n", 0, e.start) + 1))
+
+
+def as_sent(text):
+    """The text as `gwbox config push` sends it (devconsole.load): LF line ends, one at the end."""
+    body = text.replace("\r\n", "\n")
+    return body if body.endswith("\n") else body + "\n"
+
+
+def file_problems(text):
+    """[(line, message)] of what the box's parser does not look at but the box cannot take: a
+    byte-order mark, lines ended by CR alone, lines longer than the console takes, more bytes
+    than gwbox.POLICY_MAX. Line numbers as an editor shows them (a lone CR ends a line)."""
+    from gwbox import POLICY_MAX
+    from gwbox_tools.devconsole import LINE_MAX
+    out = []
+    if text.startswith(BOM):
+        out.append((1, "the file starts with a UTF-8 byte-order mark (BOM), which the box does not take: "
+                       "save it as UTF-8 without BOM"))
+        text = text[1:]
+    lone = [i for i in range(len(text)) if text[i] == "\r" and text[i + 1:i + 2] != "\n"]
+    if lone:
+        out.append((text.count("\n", 0, lone[0]) + 1,
+                    "the line ends with CR alone (classic Mac OS line ends)%s: the box reads LF or CR LF "
+                    "line ends; save the file with those" % (
+                        "" if len(lone) == 1 else ", and %d more lines do" % (len(lone) - 1))))
+    lines = as_sent(text.replace("\r", "\n") if lone else text).split("\n")[:-1]
+    total = 0
+    over = None
+    for n, ln in enumerate(lines, 1):
+        size = len(ln.encode())
+        if size > LINE_MAX:
+            out.append((n, "the line is %d bytes: the box's console takes lines of at most %d" % (size, LINE_MAX)))
+        total += size + 1
+        if over is None and total > POLICY_MAX:
+            over = n
+    if over is not None:
+        out.append((over, "the policy is %s bytes, more than the %s a box takes (it passes the limit on this "
+                          "line): shorten it; comments count too" % (format(total, ","), format(POLICY_MAX, ","))))
+    return out
 
 
 def check_policy(path, after=""):
-    """(text, Policy) of a valid policy file, or UserError listing every error with its line."""
+    """(text, Policy) of a valid policy file, or UserError listing every error with its line:
+    the parser's (the box's own) and what the box could not take as a file (file_problems)."""
     from gwbox.policy import PolicyError, parse
     text = read_policy(path)
+    problems = [(n, "%s: line %d: %s" % (path, n, msg)) for n, msg in file_problems(text)]
+    clean = text[1:] if text.startswith(BOM) else text
+    clean = clean.replace("\r\n", "\n").replace("\r", "\n")
+    p = None
     try:
-        p = parse(text)
+        p = parse(clean)
     except PolicyError as e:
-        lines = ["%s: line %d: %s: %s" % ((path,) + err) for err in e.errors]
+        problems += [(err[0], "%s: line %d: %s: %s" % ((path,) + err)) for err in e.errors]
+    if problems:
+        problems.sort(key=lambda x: x[0])
+        lines = [m for _n, m in problems]
         raise UserError("%s has %d error%s%s:\n%s" % (
             path, len(lines), "" if len(lines) == 1 else "s", after, "\n".join(lines)))
     return text, p
@@ -55,11 +112,52 @@ def describe(p):
 
 NO_PASSWORD = ("note: the policy sets no ConsolePassword: the box's console will then change nothing outside "
                "safe mode (make one with `gwbox console-password`)")
+EXAMPLES = ("boards/cluster-example.policy",)  # policies whose keys everyone has
+
+
+def placeholder_keys(text):
+    """[(line, field, example file)] of the [KEYS] entries of `text` whose key is one of the
+    example policies' (placeholders: published with gwbox, so anyone has them)."""
+    from gwbox.policy import PolicyError, parse
+    from gwbox.policyvalue import psk, safe
+    from gwbox_tools.cli import ROOT
+    known = {}
+    for rel in EXAMPLES:
+        try:
+            with open(os.path.join(ROOT, rel), encoding="utf-8") as f:
+                ex = parse(f.read())
+        except (OSError, PolicyError):
+            continue  # no checkout beside the command: nothing to compare with
+        for k in ex.keys.values():
+            known[k] = rel
+    out = []
+    sec = None
+    for n, raw in enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), 1):
+        ln = raw.split("#", 1)[0].strip()
+        if ln.startswith("["):
+            sec = ln.strip("[] ").upper()
+        elif sec == "KEYS" and "=" in ln:
+            name, v = (x.strip() for x in ln.split("=", 1))
+            try:
+                k = psk(v)
+            except ValueError:
+                continue
+            if k in known:
+                out.append((n, "[KEYS] " + name if safe(name) else "[KEYS]", known[k]))
+    return out
+
+
+def warn_placeholders(path, text):
+    for n, field, rel in placeholder_keys(text):
+        print("warning: %s: line %d: %s: this is the placeholder key of %s, which anyone can read: replace it "
+              "with the output of `gwbox psk new` (and give the gateways the same key)" % (path, n, field, rel),
+              file=sys.stderr)
 
 
 def run_config_check(args):
-    _text, p = check_policy(args.file)
+    text, p = check_policy(args.file)
     print("%s: valid: %s" % (args.file, describe(p)))
+    warn_placeholders(args.file, text)
     if p.console_password is None:
         print(NO_PASSWORD)
     return 0
@@ -128,6 +226,7 @@ def _to_safe_mode(c, args):
 def run_config_push(args):
     text, p = check_policy(args.file, "; nothing was sent to the box")
     print("%s: valid here: %s" % (args.file, describe(p)))
+    warn_placeholders(args.file, text)
     if p.console_password is None:
         print(NO_PASSWORD)
     c = connect(args)
@@ -192,6 +291,11 @@ def run_config_pull(args):
 
 
 def run_console_password(args):
+    from gwbox.policyvalue import KDF_ITERATIONS
+    lo, hi = KDF_ITERATIONS
+    if not lo <= args.iterations <= hi:  # before the password is asked for: nothing typed in vain
+        raise UserError("--iterations %d: must be from %s to %s, the range a policy's ConsolePassword takes "
+                        "(default %d)" % (args.iterations, format(lo, ","), format(hi, ","), ITERATIONS))
     if args.stdin:
         pw = sys.stdin.readline().rstrip("\r\n")
     else:
@@ -237,7 +341,7 @@ def run_console(args):
     import threading
     c = connect(args)
     stop = threading.Event()
-    replies = [0]  # final replies seen
+    replies = [0, 0]  # final replies seen, of which refusals (ok: false)
 
     def reader():
         while not stop.is_set():
@@ -253,6 +357,7 @@ def run_console(args):
                 e = None
             if isinstance(e, dict) and e.get("event") == "console" and "ok" in e:
                 replies[0] += 1
+                replies[1] += not e["ok"]
             out = render(e, not args.quiet) if isinstance(e, dict) and "event" in e else \
                 line.decode("utf-8", "replace")
             if out is not None:
@@ -295,11 +400,19 @@ def run_console(args):
         while replies[0] < sent and time.monotonic() < end:
             time.sleep(0.05)
     except KeyboardInterrupt:
-        pass
+        sent = replies[0]  # left at once: replies still on their way are not waited for
     finally:
         stop.set()
         t.join(1)
         c.close()
+    # A script learns from the status whether the box did everything it was asked.
+    if replies[1]:
+        print("gwbox console: the box refused %d of %d commands (error: above)" % (replies[1], sent), file=sys.stderr)
+        return EXIT_FAILED
+    if replies[0] < sent:
+        print("gwbox console: %d of %d commands got no answer from the box" % (sent - replies[0], sent),
+              file=sys.stderr)
+        return EXIT_FAILED
     return 0
 
 

@@ -4,7 +4,7 @@
     gwbox deploy --port /dev/ttyUSB0
     gwbox config check|push|pull ...      gwbox console-password
     gwbox console --port P                gwbox monitor --port P
-    gwbox gateway ...   gwbox emulate   gwbox demo
+    gwbox gateway ...   gwbox emulate   gwbox demo   gwbox loadtest --boxes N --gateways G
     gwbox psk new
 
 Adding a subcommand is one function here, decorated with @subcommand: it receives the
@@ -207,6 +207,7 @@ def add_console_password(sub):
     def run(args):
         from gwbox_tools import boxcmd
         return boxcmd.run_console_password(args)
+    from gwbox.policyvalue import KDF_ITERATIONS
     from gwbox_tools.devconsole import ITERATIONS
     p = sub.add_parser("console-password", formatter_class=_formatter,
                        help="make the ConsolePassword line of a policy",
@@ -215,7 +216,8 @@ def add_console_password(sub):
                        epilog="Example: gwbox console-password >> branch-7.policy   (then move it into [GENERAL])")
     p.add_argument("--stdin", action="store_true", help="read the password from the first line of standard input")
     p.add_argument("--iterations", type=int, default=ITERATIONS,
-                   help="PBKDF2 iterations, 1000-1000000 (default %d: about 0.1-0.5 s on a board)" % ITERATIONS)
+                   help="PBKDF2 iterations, %d-%d (default %d: about 0.1-0.5 s on a board)"
+                        % (KDF_ITERATIONS + (ITERATIONS,)))
     p.set_defaults(run=run)
 
 
@@ -282,6 +284,8 @@ def add_gateway(sub):
 
 @subcommand
 def add_emulate(sub):
+    from gwbox_tools.mpy_build import DEVICE_HEAP
+
     def run(args):
         from gwbox_tools import hostcmd
         return hostcmd.run_emulate(args)
@@ -292,19 +296,57 @@ def add_emulate(sub):
                                          "is (the console for gwbox console/monitor/config, the LAN port, the "
                                          "console password) and runs until Ctrl-C."),
                        epilog="Example: gwbox emulate   (then, in another terminal: gwbox monitor --port /dev/pts/N)")
-    p.add_argument("--heap", default="256K", help="the box's MicroPython heap (default 256K)")
+    p.add_argument("--heap", default=DEVICE_HEAP, help="the box's heap, as on a 32-bit board (default %s, an "
+                                                       "ESP32's; 1.4 times it on a 64-bit interpreter)" % DEVICE_HEAP)
     p.add_argument("--baud", type=int, default=9600, help="the emulated modem line's speed (default 9600)")
-    p.add_argument("--micropython", metavar="EXE", help="the MicroPython interpreter (default: the pinned one)")
+    p.add_argument("--micropython", metavar="EXE", help="the MicroPython interpreter, given --heap as it is (default: "
+                                                        "the 32-bit one where present, else the pinned 64-bit one)")
     p.add_argument("--safe-wait", type=int, default=0, metavar="MS",
                    help="the box's boot window for a safe-mode key, ms (default 0: none)")
     p.set_defaults(run=run)
 
 
 @subcommand
+def add_loadtest(sub):
+    def run(args):
+        from gwbox_tools import loadtest
+        argv = ["--boxes", str(args.boxes), "--gateways", str(args.gateways), "--interval-s", str(args.interval_s),
+                "--latency-ms", str(args.latency_ms)]
+        if args.start_s is not None:
+            argv += ["--start-s", str(args.start_s)]
+        argv += [f for f, on in (("--kill", args.kill), ("--cached", args.cached), ("--failback", args.failback))
+                 if on]
+        if args.json:
+            argv += ["--json", args.json]
+        return loadtest.main(argv)
+    p = sub.add_parser("loadtest", formatter_class=_formatter, help="many real boxes against a head office; the storm",
+                       description=_wrap("N boxes (the firmware's Box, each with its own identity, key, policy and "
+                                         "9,600-baud modem line) log in through access servers to a cluster of "
+                                         "gateway processes on loopback and send steady traffic; optionally the "
+                                         "first gateway is killed (the re-authentication storm) and restarted "
+                                         "(the failback wave). Progress on stderr; one JSON result. Exit 0 only "
+                                         "if no accepted message was lost (docs/headoffice.md)."),
+                       epilog="Example: gwbox loadtest --boxes 10000 --gateways 3 --cached --kill --failback")
+    p.add_argument("--boxes", type=int, default=200, help="how many boxes (default 200)")
+    p.add_argument("--gateways", type=int, default=3, help="gateways in the cluster, 2 to 6 (default 3)")
+    p.add_argument("--interval-s", type=float, default=10.0, help="each box sends a message this often (default 10)")
+    p.add_argument("--start-s", type=float, default=None, help="box starts spread over this many s (default boxes/150)")
+    p.add_argument("--latency-ms", type=int, default=20, help="one-way modem line latency (default 20)")
+    p.add_argument("--kill", action="store_true", help="kill the first gateway once all carry (the storm)")
+    p.add_argument("--cached", action="store_true", help="before that, every box keys the next gateway too")
+    p.add_argument("--failback", action="store_true", help="after the storm, restart the killed gateway")
+    p.add_argument("--json", metavar="FILE", help="write the result here (default: stdout)")
+    p.set_defaults(run=run)
+
+
+@subcommand
 def add_demo(sub):
+    from gwbox_tools.mpy_build import DEVICE_HEAP
+
     def run(args):
         from gwbox_tools import demo
-        argv = ["--out", args.out, "--heap", args.heap] + (["--plain"] if args.plain else [])
+        argv = ["--out", args.out, "--heap", args.heap] + (["--plain"] if args.plain else []) + (
+            ["--micropython", args.micropython] if args.micropython else [])
         return demo.main(argv)
     p = sub.add_parser("demo", formatter_class=_formatter, help="the failover demo (make demo)",
                        description=_wrap("A box and a three-gateway cluster over an emulated 9,600-baud modem: "
@@ -313,7 +355,10 @@ def add_demo(sub):
                        epilog="Example: gwbox demo --out build/demo")
     p.add_argument("--out", default=os.path.join(ROOT, "build", "demo"), help="where events.jsonl and "
                                                                                "timeline.png go")
-    p.add_argument("--heap", default="256K", help="the box's MicroPython heap")
+    p.add_argument("--heap", default=DEVICE_HEAP, help="the box's heap, as on a 32-bit board (default %s, an "
+                                                       "ESP32's; 1.4 times it on a 64-bit interpreter)" % DEVICE_HEAP)
+    p.add_argument("--micropython", metavar="EXE", help="the MicroPython interpreter, given --heap as it is (default: "
+                                                        "the 32-bit one where present, else the pinned 64-bit one)")
     p.add_argument("--plain", action="store_true", help="a plain log even on a terminal")
     p.set_defaults(run=run)
 

@@ -18,7 +18,10 @@ summary, the JSON-lines event log of every process (times relative to the start)
 timeline picture. Exit status 0 only if no message was lost. Every process and pty is
 stopped on every exit path, Ctrl-C included.
 
-    python -m gwbox_tools.demo [--out build/demo] [--heap 256K]
+The box runs as a board would: on the 32-bit interpreter at an ESP32's heap where there is
+one, else on the 64-bit one at 1.4 times it (gwbox_tools.mpy_build.device_interpreter).
+
+    python -m gwbox_tools.demo [--out build/demo] [--heap 110K] [--micropython EXE]
 """
 import argparse
 import json
@@ -29,6 +32,7 @@ import threading
 import time
 
 from gwbox_tools.cluster_rig import GATEWAYS, ClusterRig
+from gwbox_tools.mpy_build import DEVICE_HEAP, device_interpreter
 
 G1, G2, G3 = GATEWAYS
 RATE_HZ = 4.0
@@ -42,9 +46,11 @@ class Abort(Exception):
 
 
 class Demo:
-    def __init__(self, out_dir, heap, tty):
+    def __init__(self, out_dir, heap, tty, micropython=None, interpreter=""):
         self.out_dir = out_dir
         self.heap = heap
+        self.micropython = micropython
+        self.interpreter = interpreter  # what runs the box, for people
         self.tty = tty
         os.makedirs(out_dir, exist_ok=True)
         self.t0 = time.monotonic()
@@ -70,7 +76,7 @@ class Demo:
                 return
             if d["event"] in SHOWN:
                 extra = " ".join("%s=%s" % (k, v) for k, v in d.items()
-                                 if k not in ("t_ms", "node", "event", "mono", "ctl_spi", "data_spi", "spi"))
+                                 if k not in ("t_ms", "node", "event", "mono", "boot", "ctl_spi", "data_spi", "spi"))
                 self.say("%7.2f s  box   %-18s %s" % (self.rel(d["mono"]), d["event"], extra))
 
     def say(self, line):
@@ -149,9 +155,11 @@ class Demo:
             time.sleep(min(0.5, max(0.0, end - time.monotonic())))
 
     def run(self):
-        self.rig = ClusterRig(heap=self.heap, general="StatusInterval = 1", on_event=self.on_box_event)
-        self.say("%7.2f s  head office up: access server + gateways %s; box dials 'ras'" % (
+        self.rig = ClusterRig(heap=self.heap, general="StatusInterval = 1", on_event=self.on_box_event,
+                              micropython=self.micropython)
+        self.say("%7.2f s  head office up: access server + gateways %s" % (
             self.rel(time.monotonic()), ", ".join(GATEWAYS)))
+        self.say("%7.2f s  the box (%s) dials 'ras'" % (self.rel(time.monotonic()), self.interpreter))
         first = self.wait_box(lambda e: e["event"] == "gateway_in_use", 60, "gateway_in_use")
         if first.get("gateway") != G1:
             raise Abort("the box started on %s, not its preferred %s" % (first.get("gateway"), G1))
@@ -342,11 +350,14 @@ class Demo:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="build/demo", help="where events.jsonl and timeline.png go")
-    ap.add_argument("--heap", default="256K", help="the box's MicroPython heap (-X heapsize)")
+    ap.add_argument("--heap", default=DEVICE_HEAP, help="the box's heap as on a 32-bit board (1.4 times it on a "
+                                                        "64-bit interpreter)")
+    ap.add_argument("--micropython", metavar="EXE", help="the interpreter, given --heap as it is")
     ap.add_argument("--plain", action="store_true", help="a plain log even on a terminal")
     a = ap.parse_args(argv)
     tty = sys.stdout.isatty() and not a.plain
-    demo = Demo(a.out, a.heap, tty)
+    exe, heap, what = device_interpreter(a.heap, a.micropython)
+    demo = Demo(a.out, heap, tty, exe, what)
 
     def on_term(signum, frame):
         raise KeyboardInterrupt

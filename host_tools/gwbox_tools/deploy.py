@@ -35,6 +35,7 @@ from gwbox_tools.cli import EXIT_FAILED, UserError, check_serial_port, require_m
 # ending in "/" excludes a whole directory. Add to this tuple; nothing else decides it.
 HOST_ONLY = (
     "gwbox/port/host_aes.py",  # cryptolib stand-in backed by `cryptography`
+    "gwbox/port/host_x25519.py",  # X25519 backed by `cryptography` (the gateway's)
     "gwbox/port/pipe.py",      # host driver's pipe port (tests, emulation)
 )
 

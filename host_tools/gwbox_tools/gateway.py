@@ -3,7 +3,7 @@
     python -m gwbox_tools.gateway --address 143.1.0.64 --psk-file F --lan-map FILE
         [--tcp 127.0.0.1:PORT] [--serial DEV [--baud N]] [--events FILE] [--ready-file FILE]
         [--heartbeat NONE|DEFERRED|INSTANT] [--setting k=v ...] [--t0 MONOTONIC]
-        [--lan-fd N] [--lifeline-fd N]
+        [--lan-fd N] [--lifeline-fd N] [--target-sockets N] [--stats-ms MS] [--quiet]
 
 Its identity is its address as bytes (b"143.1.0.64"); boxes authenticate with the keys of
 the PSK file (`load_psks`: one `<box identity> <key>` per line). It is reached three ways,
@@ -11,7 +11,10 @@ each a *link* of the endpoint (an output packet goes back on the link it belongs
 
 * the head-office LAN: one UDP socket bound to its LanMap address (or handed over as
   `--lan-fd`, see gwbox_tools.lan). A datagram from X is one packet on link X (the access
-  server's per-call socket); the answer goes to X.
+  server's per-call socket); the answer goes to X. Only datagrams from LAN-map hosts are
+  taken: a mapped (host, port), or any port of an access server's host (LanMap.source);
+  anything else is `lan_refused` (counted, logged one by one for the first 10, then every
+  100th) and costs no protocol work.
 * a direct dial line (`--tcp`): each accepted TCP connection is a serial line from a box
   (the modem emulator connects when a box dials this gateway's own number). RFC 1662
   frames; the box's outer address header is stripped (tunnel.decode_outer) and ignored;
@@ -21,12 +24,17 @@ each a *link* of the endpoint (an output packet goes back on the link it belongs
 
 Tunnel messages (NH_MSG) the endpoint has de-duplicated are handed on to the target host,
 and only then confirmed to the box (`Endpoint.handed_on`; an undeliverable one is not): the payload is one datagram to LanMap[destination] (the message's port is only
-logged: a target host is one loopback UDP endpoint). Target traffic uses one UDP socket per
-box identity, so a target's answer arriving on that socket goes back to that box as NH_REPLY
-(source = the target's policy address, port = the port of the last message to it).
+logged: a target host is one loopback UDP endpoint). Target traffic leaves from a UDP
+socket of the box's own, as behind a NAT, so a target's answer arriving on that socket
+goes back to that box as NH_REPLY (source = the target's policy address, port = the port
+of the last message to it). The sockets are a bounded table (`--target-sockets`, 1,024
+by default): beyond it the least recently used box's socket is closed, and a late answer
+to it is lost, as behind a NAT whose table overflowed.
 
 Events: every endpoint event, plus gateway_ready, line_up/line_down, handed_on, reply,
-reply_dropped, undeliverable, received (NH_DATA), stray, internal_error, gateway_stopped;
+reply_dropped, undeliverable, received (NH_DATA), stray, lan_refused, internal_error,
+gateway_stats (every --stats-ms), gateway_stopped; `--quiet` leaves out the per-box and
+per-message ones (QUIET) for a gateway serving thousands of boxes;
 JSON lines (gwbox.events.json_line, node = the address) to stdout or --events (appended).
 No key ever appears in an event, an error or the ready file. SIGTERM/SIGINT: exit 0.
 SIGSTOP/SIGCONT freeze and thaw it; SIGKILL and a restart lose all its state.
@@ -42,6 +50,8 @@ import sys
 import time
 import traceback
 
+from collections import OrderedDict
+
 from gwbox import ticks, tunnel, wire
 from gwbox.config import DEFERRED, INSTANT, NONE, LinkConfig
 from gwbox.endpoint import Endpoint
@@ -55,6 +65,12 @@ DGRAM_MAX = 65535
 TO_BOX_MAX = 256 * 1024
 MAX_SLEEP_S = 5.0  # bound on one select() even without a deadline
 KEY_MIN, KEY_MAX = 16, 64
+TARGET_SOCKETS = 1024  # target-traffic sockets (one per box) kept open at most
+LOG_FIRST, LOG_EVERY = 10, 100  # refused LAN datagrams: the first ones logged, then every 100th
+# Per-box and per-message events, left out with --quiet (a load test's 10,000 boxes).
+QUIET = frozenset(("handed_on", "reply", "received", "handshake_started", "sa_established", "sa_deleted",
+                   "handshake_failed", "dropped", "heartbeat_sent", "heartbeat_ack", "rekeyed", "rekey_started",
+                   "send_failed", "peer_dead"))
 
 
 def clock_ms():
@@ -197,22 +213,29 @@ class Line:
 
 class Gateway:
     def __init__(self, address, psks, lan_map, cfg, log, lan_sock=None, tcp=None,
-                 serial_dev=None, baud=9600, ready_file=None, lifeline_fd=None):
+                 serial_dev=None, baud=9600, ready_file=None, lifeline_fd=None,
+                 target_sockets=TARGET_SOCKETS, stats_ms=0, quiet=False):
         self.address = address
         self.addr_int = ip_to_int(address)
         self.lan = lan_map
         self.log = log
+        self.quiet = quiet
         self.ready_file = ready_file
         self.ep = Endpoint(cfg, address.encode(), psks=psks)
+        self.ep.keep_code = True  # an exchange is always near: reloading would cost more than the code
         self.n_boxes = len(psks)
         self.lan_sock = None
         self.sel = selectors.DefaultSelector()
         self.lines = []
         self.n_lines = 0
-        self.tsocks = {}  # box identity -> UDP socket for its target traffic
+        self.tsocks = OrderedDict()  # box identity -> UDP socket for its target traffic, least recent first
+        self.target_sockets = target_sockets
         self.last_port = {}  # (box identity, target address int) -> port of the last message
+        self.stats_ms = stats_ms
+        self._stats_at = None
         self.counters = dict.fromkeys(("lan_in", "lan_out", "handed_on", "undeliverable", "replies",
-                                       "reply_dropped", "stray", "no_link", "send_errors"), 0)
+                                       "reply_dropped", "stray", "no_link", "send_errors", "lan_refused",
+                                       "target_sockets_recycled"), 0)
         self.srv = None
         self.serial_line = None
         self.closed = False
@@ -264,9 +287,11 @@ class Gateway:
                       heartbeat=self.ep.cfg.gateway_heartbeat)
         if self.ready_file:
             write_ready(self.ready_file, json.dumps(info) + "\n")
+        if self.stats_ms:
+            self._stats_at = ticks.add(clock_ms(), self.stats_ms)
         while not self.stopper.stop:
             now = clock_ms()
-            dl = self.ep.next_deadline()
+            dl = ticks.earliest(self.ep.next_deadline(), self._stats_at)
             timeout = MAX_SLEEP_S if dl is None else min(MAX_SLEEP_S, max(0, ticks.diff(dl, now)) / 1000.0)
             for key, mask in self.sel.select(timeout):
                 key.data(mask)
@@ -277,7 +302,17 @@ class Gateway:
             if ticks.reached(now, dl):
                 self._guard(self.ep.tick, now)
                 self._after(now)
+            if ticks.reached(now, self._stats_at):
+                self._stats_at = ticks.add(now, self.stats_ms)
+                self._stats()
         self.close(self.stopper.reason or "stopped")
+
+    def _stats(self):
+        """What a head office watches under load: boxes, admission, traffic (counters so far)."""
+        ep = self.ep
+        self.log.emit("gateway_stats", sessions=len(ep.sessions), half_open=len(ep.half_open),
+                      cookies_sent=ep.cookies_sent, turned_away=ep.turned_away, evicted=ep.evicted,
+                      refused=ep.refused, target_sockets=len(self.tsocks), **self.counters)
 
     def close(self, reason="closed"):
         if self.closed:
@@ -331,11 +366,15 @@ class Gateway:
             else:
                 self.log.emit("ignored", peer=peer, next_header=nh)
         for peer, payload in ep.take_received():
-            self.log.emit("received", peer=peer, bytes=len(payload))
+            self._emit("received", peer=peer, bytes=len(payload))
         for link, pkt in ep.take_output():
             self._send(link, pkt)
         for ev in ep.take_events():
-            self.log.emit(ev.name, ev.fields)
+            self._emit(ev.name, ev.fields)
+
+    def _emit(self, name, fields=None, **kw):
+        if not (self.quiet and name in QUIET):
+            self.log.emit(name, fields, **kw)
 
     def _send(self, link, pkt):
         if isinstance(link, tuple):
@@ -379,18 +418,27 @@ class Gateway:
         self.last_port[(peer, dst)] = port
         self.ep.handed_on(peer, space, num, now)  # confirmed to the box only now
         self.counters["handed_on"] += 1
-        self.log.emit("handed_on", peer=peer, space=space, num=num, dst=dst_name, port=port, bytes=len(payload))
+        self._emit("handed_on", peer=peer, space=space, num=num, dst=dst_name, port=port, bytes=len(payload))
 
     def _target_sock(self, peer):
         s = self.tsocks.get(peer)
-        if s is None:
-            s = bind_udp(("127.0.0.1", 0))
-            self.tsocks[peer] = s
-            self.sel.register(s, R, lambda m, p=peer: self._on_target(p))
+        if s is not None:
+            self.tsocks.move_to_end(peer)
+            return s
+        while len(self.tsocks) >= self.target_sockets:
+            _old, gone = self.tsocks.popitem(last=False)  # least recently used: its late answers are lost
+            self.sel.unregister(gone)
+            gone.close()
+            self.counters["target_sockets_recycled"] += 1
+        s = bind_udp((self.lan.lookup(self.address)[0], 0))
+        self.tsocks[peer] = s
+        self.sel.register(s, R, lambda m, p=peer: self._on_target(p))
         return s
 
     def _on_target(self, peer):
         s = self.tsocks.get(peer)
+        if s is None:
+            return
         for _ in range(64):
             try:
                 data, src = s.recvfrom(DGRAM_MAX)
@@ -414,7 +462,7 @@ class Gateway:
                 self._after(now)
                 continue
             self.counters["replies"] += 1
-            self.log.emit("reply", peer=peer, src=name, port=port, bytes=len(data))
+            self._emit("reply", peer=peer, src=name, port=port, bytes=len(data))
             self._after(now)
 
     # --- the LAN ---------------------------------------------------------------------
@@ -428,8 +476,15 @@ class Gateway:
             except OSError:
                 continue
             self.counters["lan_in"] += 1
+            src = tuple(src[:2])
+            if self.lan.source(src) is None:
+                n = self.counters["lan_refused"] = self.counters["lan_refused"] + 1
+                if n <= LOG_FIRST or n % LOG_EVERY == 0:
+                    self.log.emit("lan_refused", src="%s:%d" % src, bytes=len(data), count=n,
+                                  reason="not an access server or a host of the LAN map")
+                continue
             now = clock_ms()
-            self._guard(self.ep.receive, data, now, tuple(src[:2]))
+            self._guard(self.ep.receive, data, now, src)
             self._after(now)
 
     # --- lines -------------------------------------------------------------------------
@@ -521,6 +576,17 @@ def _settings(pairs, heartbeat):
     return LinkConfig(**kw)
 
 
+def check_address(text):
+    """The gateway's --address in canonical form; ValueError saying what it must be instead."""
+    try:
+        return int_to_ip(ip_to_int(text))
+    except ValueError:
+        pass
+    what = "a host name" if any(c.isalpha() for c in text) else "not an IPv4 address"
+    raise ValueError("--address %s is %s: give the gateway's IPv4 address (four numbers 0-255, e.g. 143.1.0.64), "
+                     "the identity the boxes' policies name it by" % (text, what))
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m gwbox_tools.gateway", description=__doc__.split("\n")[0])
     p.add_argument("--address", required=True, help="this gateway's IPv4 address (its identity)")
@@ -537,10 +603,19 @@ def main(argv=None):
     p.add_argument("--t0", type=float, default=None, help="time.monotonic() value that t_ms counts from")
     p.add_argument("--lan-fd", type=int, default=None, help="inherited UDP socket already bound to the LanMap address")
     p.add_argument("--lifeline-fd", type=int, default=None, help="exit when this inherited fd reads EOF")
+    p.add_argument("--target-sockets", type=int, default=TARGET_SOCKETS,
+                   help="target-traffic sockets (one per box) kept open at most (default %d)" % TARGET_SOCKETS)
+    p.add_argument("--stats-ms", type=int, default=0, help="log gateway_stats this often (0: never)")
+    p.add_argument("--quiet", action="store_true", help="leave out per-box and per-message events")
     a = p.parse_args(argv)
     lan_sock = None
+    if a.target_sockets < 1 or a.stats_ms < 0:
+        print("gateway: --target-sockets must be at least 1 and --stats-ms not negative", file=sys.stderr)
+        return 2
+    from gwbox.port import host_x25519
+    host_x25519.install()  # OpenSSL's X25519 behind the firmware's API: an SA_INIT costs microseconds
     try:
-        address = int_to_ip(ip_to_int(a.address))
+        address = check_address(a.address)
         cfg = _settings(a.setting, a.heartbeat)
         lan = LanMap.load(a.lan_map)
         psks = load_psks(a.psk_file)
@@ -552,7 +627,8 @@ def main(argv=None):
         return 2
     log = EventLog(address, a.events, a.t0)
     try:
-        gw = Gateway(address, psks, lan, cfg, log, lan_sock, tcp, a.serial, a.baud, a.ready_file, a.lifeline_fd)
+        gw = Gateway(address, psks, lan, cfg, log, lan_sock, tcp, a.serial, a.baud, a.ready_file, a.lifeline_fd,
+                     a.target_sockets, a.stats_ms, a.quiet)
     except (OSError, ValueError) as e:
         print("gateway %s: %s" % (address, e), file=sys.stderr)
         log.close()

@@ -46,6 +46,18 @@ HOST_TOOLS = os.path.join(ROOT, "host_tools")
 DEFAULT_GATEWAYS = ("143.1.0.64", "143.1.1.157", "143.1.0.63")
 DEFAULT_TARGETS = ("10.0.0.5", "10.0.0.6")
 RAS = "ras"
+RAS_ADDRESS = "143.1.2.1"  # the access servers' policy addresses count up from here
+RAS_HOST = "127.0.0.2"  # ... and their LAN hosts (a loopback address of their own each) from here
+GATEWAY_HOST = "127.0.1.1"  # with own_hosts: each gateway on a loopback address of its own
+
+
+def _nth(addr, i):
+    return lanmod.int_to_ip(lanmod.ip_to_int(addr) + i)
+
+
+def ras_name(i):
+    """Name (dial target and process) of access server i: "ras", "ras2", "ras3", ..."""
+    return RAS if i == 0 else "%s%d" % (RAS, i + 1)
 
 
 class HeadOfficeError(RuntimeError):
@@ -77,14 +89,19 @@ class HeadOffice:
     def __init__(self, boxes=None, gateways=DEFAULT_GATEWAYS, direct=(), targets=DEFAULT_TARGETS,
                  echo=True, heartbeat=None, settings=None, gateway_settings=None, ras=True,
                  serial=None, baud=9600, workdir=None, keep_files=False, ready_timeout=15.0, grace_s=3.0,
-                 python=None):
+                 python=None, access_servers=1, own_hosts=False, gateway_args=(), quiet=False):
         """`boxes` {box identity (str or bytes): key bytes} (default: one box "box1" with a
         random key, see .psks); `gateways` their addresses; `direct` those that also get a
         direct dial line (`--tcp`); `targets` target host addresses; `echo` targets answer
         b"re:" + payload; `heartbeat` / `settings` {name: int} for every gateway's
         LinkConfig, `gateway_settings` {address: {name: value}} per gateway on top;
         `ras` False: no access server; `serial` {address: device} gateways that also serve a
-        serial line (`--serial`, e.g. a modem emulator "pty" gateway's path) at `baud`."""
+        serial line (`--serial`, e.g. a modem emulator "pty" gateway's path) at `baud`.
+        `access_servers` how many (dial targets "ras", "ras2", ...; each its own LAN host
+        127.0.0.2, .3, ... and policy address 143.1.2.1, .2, ... in the LAN map);
+        `own_hosts` each gateway on a loopback address of its own (127.0.1.1, .2, ...: the
+        scale-out of docs/headoffice.md); `gateway_args` extra command-line arguments of
+        every gateway; `quiet` no per-box or per-message events (gateways and access servers)."""
         if boxes is None:
             boxes = {"box1": os.urandom(32)}
         self.psks = {(k.encode() if isinstance(k, str) else bytes(k)): bytes(v) for k, v in boxes.items()}
@@ -100,6 +117,11 @@ class HeadOffice:
         self.gateway_settings = {lanmod.int_to_ip(lanmod.ip_to_int(a)): dict(v)
                                  for a, v in (gateway_settings or {}).items()}
         self.with_ras = ras
+        self.n_ras = access_servers if ras else 0
+        self.own_hosts = own_hosts
+        self.gateway_args = list(gateway_args)
+        self.quiet = quiet
+        self.ras_ports = []
         self.serial = {lanmod.int_to_ip(lanmod.ip_to_int(a)): v for a, v in (serial or {}).items()}
         for a in self.serial:
             if a not in self.gateway_addrs:
@@ -152,8 +174,13 @@ class HeadOffice:
         else:
             os.makedirs(self.workdir, exist_ok=True)
         self._life_r, self._life_w = os.pipe()  # both non-inheritable; children get _life_r
-        self._alloc = lanmod.allocate(self.gateway_addrs + self.target_addrs)
+        hosts = {}
+        if self.own_hosts:
+            hosts = dict((a, _nth(GATEWAY_HOST, i)) for i, a in enumerate(self.gateway_addrs))
+        self._alloc = lanmod.allocate(self.gateway_addrs + self.target_addrs, hosts=hosts)
         self.lan = self._alloc.map
+        for i in range(self.n_ras):
+            self.lan.add(_nth(RAS_ADDRESS, i), (_nth(RAS_HOST, i), 0))
         self.lan_map_path = os.path.join(self.workdir, "lan.json")
         self.lan.save(self.lan_map_path)
         self.psk_path = os.path.join(self.workdir, "psk.txt")
@@ -172,20 +199,27 @@ class HeadOffice:
                 args += ["--setting", "%s=%s" % (k, v)]
             if addr in self.serial:
                 args += ["--serial", self.serial[addr], "--baud", str(self.baud)]
+            if self.quiet:
+                args.append("--quiet")
+            args += self.gateway_args
             p = self._procs[addr] = _Proc(addr, "gwbox_tools.gateway", args)
             sock = self._alloc.take(addr)
             try:
                 self._spawn(p, ["--tcp", "127.0.0.1:0"] if addr in self.direct else [], sock)
             finally:
                 sock.close()  # the child has its own copy now
-        if self.with_ras:
-            p = self._procs[RAS] = _Proc(RAS, "gwbox_tools.access_server",
-                                         ["--listen", "127.0.0.1:0", "--lan-map", self.lan_map_path])
+        for i in range(self.n_ras):
+            name = ras_name(i)
+            p = self._procs[name] = _Proc(name, "gwbox_tools.access_server",
+                                          ["--listen", "127.0.0.1:0", "--lan-map", self.lan_map_path,
+                                           "--lan-host", _nth(RAS_HOST, i), "--name", name]
+                                          + (["--quiet"] if self.quiet else []))
             self._spawn(p, [])
         for p in self._procs.values():
             self._wait_ready(p)
+        self.ras_ports = [self._procs[ras_name(i)].ready["port"] for i in range(self.n_ras)]
         if self.with_ras:
-            self.ras_port = self._procs[RAS].ready["port"]
+            self.ras_port = self.ras_ports[0]
         for addr in self.direct:
             self.gateway_tcp_ports[addr] = self._procs[addr].ready["tcp_port"]
 
@@ -220,7 +254,7 @@ class HeadOffice:
             if os.path.exists(path):
                 with open(path, encoding="utf-8") as f:
                     text = f.read()
-                p.ready = {"port": int(text)} if p.name == RAS else json.loads(text)
+                p.ready = {"port": int(text)} if p.module == "gwbox_tools.access_server" else json.loads(text)
                 return
             rc = p.popen.poll()
             if rc is not None:
@@ -276,7 +310,7 @@ class HeadOffice:
     # --- looking at it ---------------------------------------------------------------
 
     def _proc(self, name):
-        key = name if name == RAS else lanmod.int_to_ip(lanmod.ip_to_int(name))
+        key = name if name.startswith(RAS) else lanmod.int_to_ip(lanmod.ip_to_int(name))
         p = self._procs.get(key)
         if p is None:
             raise KeyError("no process %r" % name)
@@ -338,8 +372,8 @@ class HeadOffice:
         """{dial target: TCP port} for gwbox_tools.modem_emu.ModemEmulator(gateways=...):
         "ras" and each direct gateway by its address."""
         d = dict(self.gateway_tcp_ports)
-        if self.ras_port is not None:
-            d[RAS] = self.ras_port
+        for i, port in enumerate(self.ras_ports):
+            d[ras_name(i)] = port
         return d
 
     # --- faults ------------------------------------------------------------------------
@@ -386,9 +420,10 @@ class HeadOffice:
         self.kill(name)
         if self._closed:
             raise HeadOfficeError("head office closed")
-        if name == RAS:
+        if p.module == "gwbox_tools.access_server":
             extra = []
-            p.args = [a if a != "127.0.0.1:0" else "127.0.0.1:%d" % self.ras_port for a in p.args]
+            port = self.ras_ports[[ras_name(i) for i in range(self.n_ras)].index(p.name)]
+            p.args = [a if a != "127.0.0.1:0" else "127.0.0.1:%d" % port for a in p.args]
         elif p.name in self.gateway_tcp_ports:
             extra = ["--tcp", "127.0.0.1:%d" % self.gateway_tcp_ports[p.name]]
         else:

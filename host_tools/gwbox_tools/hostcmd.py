@@ -7,12 +7,21 @@ import sys
 import tempfile
 import time
 
-from gwbox_tools.cli import EXIT_FAILED, UserError, check_serial_port
+from gwbox_tools.cli import EXIT_FAILED, EXIT_REFUSED, UserError, check_serial_port
 
 
 def run_gateway(args):
     from gwbox_tools import gateway
-    from gwbox_tools.lan import LanMap, bind_udp
+    from gwbox_tools.lan import LanMap, bind_udp, parse_hostport
+    try:
+        args.address = gateway.check_address(args.address)
+    except ValueError as e:
+        raise UserError(str(e))
+    if args.tcp is not None:
+        try:
+            parse_hostport(args.tcp)
+        except ValueError as e:
+            raise UserError("--tcp: %s (e.g. 127.0.0.1:7001, or 7001)" % e)
     if not os.path.isfile(args.psk_file):
         raise UserError("--psk-file %s does not exist (one '<box identity> <key>' per line; keys from "
                         "`gwbox psk new`)" % args.psk_file)
@@ -44,33 +53,55 @@ def run_gateway(args):
             os.unlink(tmp)
     if status == 2:
         raise UserError("the gateway did not start (its message is above): check --address, --psk-file and the "
-                        "port", EXIT_FAILED)
+                        "port", EXIT_REFUSED)
     return status
 
 
+# Box events `gwbox emulate` shows after its banner: the call, the gateway in use, trouble.
+EMULATE_SHOWN = ("dialing", "link_up", "link_down", "gateway_in_use", "gateway_dead", "failback",
+                 "key_request_rejected", "handshake_failed", "lan_refused", "out_of_memory", "safe_mode", "crash")
+
+
+def _emulate_line(e, t0):
+    """A box event as one line of `gwbox emulate`'s output (None: not shown)."""
+    name = e.get("event") if isinstance(e, dict) and "mono" in e else None
+    if name not in EMULATE_SHOWN:
+        return None
+    fields = " ".join("%s=%s" % (k, v) for k, v in e.items() if k not in ("t_ms", "node", "event", "mono", "boot"))
+    line = "  %7.1f s  box %s %s" % (e["mono"] - t0, name, fields)
+    if name == "gateway_in_use":
+        line += "\n  %7.1f s  the box is connected: gateway %s carries its LAN traffic" % (e["mono"] - t0,
+                                                                                      e.get("gateway"))
+    return line
+
+
 def run_emulate(args):
+    import queue
     from gwbox_tools.cluster_rig import GATEWAYS, TARGETS, ClusterRig
     from gwbox_tools.devconsole import hash_password
     from gwbox_tools.mp_box import MpBox
+    from gwbox_tools.mpy_build import device_interpreter
+    exe, heap, what = device_interpreter(args.heap, args.micropython)
     password = os.urandom(6).hex()
     general = "StatusInterval = 5\nConsolePassword = %s" % hash_password(password)
     rig = None
+    shown = queue.Queue()  # box events, printed by the main thread after the banner
 
     def on_term(signum, frame):
         raise KeyboardInterrupt
 
     old = signal.signal(signal.SIGTERM, on_term)
     try:
+        t0 = time.monotonic()
         try:
-            rig = ClusterRig(general=general, heap=args.heap, baud=args.baud, start_box=False,
-                             micropython=args.micropython)
-            rig.box = MpBox(rig.emu.box_path, rig.policy_path, heap=args.heap, baud=args.baud, console=True,
-                            micropython=args.micropython, safe_wait_ms=args.safe_wait)
+            rig = ClusterRig(general=general, heap=heap, baud=args.baud, start_box=False, micropython=exe)
+            rig.box = MpBox(rig.emu.box_path, rig.policy_path, heap=heap, baud=args.baud, console=True,
+                            micropython=exe, safe_wait_ms=args.safe_wait, on_event=shown.put)
         except (OSError, RuntimeError) as e:
             raise UserError("the emulation did not start: %s" % e, EXIT_FAILED)
         box = rig.box
-        print("gwbox emulate: a box (whole firmware under MicroPython, %s heap) and its head office are up; "
-              "Ctrl-C stops everything" % args.heap)
+        print("gwbox emulate: a box (whole firmware under %s) and its head office are up; "
+              "Ctrl-C stops everything" % what)
         print("  box console  %s   (gwbox console|monitor|config --port %s)" % (box.console_path, box.console_path))
         print("  password     %s   (its console password; the policy holds only its hash)" % password)
         print("  box policy   %s" % rig.policy_path)
@@ -78,9 +109,16 @@ def run_emulate(args):
         print("  targets      %s (in Tunnel1)" % " ".join(TARGETS))
         print("  gateways     %s, Cluster1 behind the access server 'ras'" % " ".join(GATEWAYS))
         print("  modem line   %d baud, the box's UART on %s" % (args.baud, rig.emu.box_path))
+        print("what the box does (seconds since start; `gwbox console` shows every event):")
         sys.stdout.flush()
         while box.alive():
-            time.sleep(0.5)
+            try:
+                e = shown.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            line = _emulate_line(e, t0)
+            if line:
+                print(line, flush=True)
         print("gwbox emulate: the box stopped (exit status %s): %s" % (box.exit_code, "\n".join(box.stderr[-10:])),
               file=sys.stderr)
         return EXIT_FAILED

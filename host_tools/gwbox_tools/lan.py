@@ -29,17 +29,22 @@ def _sockaddr(v):
         raise ValueError("a socket address is [host, port], not %r" % (v,))
     host, port = v
     if not isinstance(host, str) or not isinstance(port, int) or isinstance(port, bool) \
-            or not 0 < port < 65536:
+            or not 0 <= port < 65536:
         raise ValueError("a socket address is [host, port], not %r" % (v,))
     return (host, port)
 
 
 class LanMap:
-    """Policy IPv4 address (str, canonical dotted quad) <-> loopback (host, port)."""
+    """Policy IPv4 address (str, canonical dotted quad) <-> loopback (host, port).
+
+    Port 0 marks an *access server*: its LAN side is one ephemeral socket per call, all
+    on its own host address, so every port of that host is that access server
+    (`source` accepts them; `lookup` still gives (host, 0): nobody sends to it first)."""
 
     def __init__(self, entries=None):
         self._fwd = {}
         self._rev = {}
+        self._hosts = {}  # access server host -> its policy address
         for name, addr in dict(entries or {}).items():
             self.add(name, addr)
 
@@ -53,6 +58,10 @@ class LanMap:
             raise ValueError("address %s is mapped twice" % name)
         if sockaddr in self._rev:
             raise ValueError("%s:%d is mapped twice (%s and %s)" % (sockaddr + (self._rev[sockaddr], name)))
+        if sockaddr[1] == 0:
+            if sockaddr[0] in self._hosts:
+                raise ValueError("host %s is mapped twice (%s and %s)" % (sockaddr[0], self._hosts[sockaddr[0]], name))
+            self._hosts[sockaddr[0]] = name
         self._fwd[name] = sockaddr
         self._rev[sockaddr] = name
 
@@ -72,6 +81,21 @@ class LanMap:
             return self._rev.get((sockaddr[0], int(sockaddr[1])))
         except (TypeError, ValueError, IndexError):
             return None
+
+    def source(self, sockaddr):
+        """Policy address of the LAN host a datagram from `sockaddr` came from: a mapped
+        (host, port), or any port of an access server's host; else None (not in the map)."""
+        name = self.reverse(sockaddr)
+        if name is None:
+            try:
+                name = self._hosts.get(sockaddr[0])
+            except (TypeError, IndexError):
+                return None
+        return name
+
+    def access_servers(self):
+        """{policy address: host} of the access servers in the map."""
+        return dict((n, h) for h, n in self._hosts.items())
 
     def __getitem__(self, name):
         v = self.lookup(name)
@@ -165,19 +189,21 @@ def bind_udp(sockaddr):
     return s
 
 
-def allocate(names, host=LOOPBACK, lan_map=None):
-    """Bind a free loopback UDP port for every policy address in `names` and keep it bound.
+def allocate(names, host=LOOPBACK, lan_map=None, hosts=None):
+    """Bind a free loopback UDP port for every policy address in `names` and keep it bound
+    (on `host`, or `hosts[name]` where given: a LAN host of its own, 127.x.y.z).
 
     Returns an Allocation: `.map` (a new LanMap, or `lan_map` extended) and `.sockets`
     {canonical name: bound socket}. No race: the ports stay ours until handed over."""
     new = LanMap()
     socks = {}
+    hosts = dict((int_to_ip(ip_to_int(n)), h) for n, h in (hosts or {}).items())
     try:
         for name in names:
             canon = int_to_ip(ip_to_int(name))
             if canon in new or (lan_map is not None and canon in lan_map):
                 raise ValueError("address %s is mapped twice" % canon)
-            s = bind_udp((host, 0))
+            s = bind_udp((hosts.get(canon, host), 0))
             socks[canon] = s
             new.add(canon, s.getsockname()[:2])
         if lan_map is None:

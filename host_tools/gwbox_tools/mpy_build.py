@@ -65,6 +65,24 @@ def interpreters():
     return out
 
 
+# The heap `make demo` and `gwbox emulate` give the box: an ESP32 without PSRAM's (docs/memory.md).
+DEVICE_HEAP = "110K"
+
+
+def device_interpreter(heap=DEVICE_HEAP, micropython=None):
+    """(binary, heap, description) to run the box as a board would: the 32-bit interpreter at
+    `heap` where it is present, else the pinned 64-bit one at HEAP_SCALE_64 times `heap`.
+    A `micropython` named by the user gets `heap` as it is."""
+    if micropython:
+        return micropython, heap, "%s at %s" % (micropython, heap)
+    mp32 = micropython32_binary()
+    if mp32:
+        return mp32, heap, "32-bit MicroPython, a %s heap as on an ESP32" % heap
+    big = scaled_heap(heap, HEAP_SCALE_64)
+    return micropython_binary(), big, "64-bit MicroPython, a %s heap (%s on a 32-bit board; no 32-bit interpreter here)" % (
+        big, heap)
+
+
 def scaled_heap(heap, scale):
     """'64K' at scale 1.4 -> '92K' (rounded up to 4K)."""
     k = int(heap.rstrip("Kk"))

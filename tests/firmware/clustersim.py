@@ -227,7 +227,19 @@ class Sim:
         self.modem = FakeModem(self)
         self.events = []  # (tick, Event) of the box
         self.lan_in = []  # (src, port, payload) the box handed to its LAN
+        self.box_factory = box_factory
         self.box = box_factory(self.now)
+        self.box.start(self.now)
+        self.settle()
+
+    def reboot_box(self):
+        """The box restarts (reset, watchdog, power cycle): everything it held in RAM is gone,
+        its modem drops the call (DTR) and it boots again from its policy."""
+        m = self.modem
+        m.online = False
+        m.to_box = m.line = b""
+        m.plus_at = None
+        self.box = self.box_factory(self.now)
         self.box.start(self.now)
         self.settle()
 

@@ -119,7 +119,7 @@ def test_a_cached_key_that_does_not_answer_is_given_up_too():
     assert c.in_use == G2 and c.verifying
     c.dead(G2, at(3000), "peer_dead")
     assert d.log[-1] == ("connect", G3)
-    assert d.events[-2][1]["cached"] is True
+    assert d.events[-2][1]["unverified"] is True  # it never answered after it was taken into use
 
 
 def test_a_reactivated_gateway_is_used_again_when_it_is_next_in_order():
@@ -175,3 +175,19 @@ def test_a_preferred_gateway_that_dies_again_soon_is_not_chased_in_a_loop():
     c.established(G1, at(38100))
     c.tick(at(38100 + 20000))  # stable for 4 x failback: forgiven
     assert c.fb_backoff == 5000
+
+
+def test_failback_tries_of_boxes_that_failed_over_together_are_spread():
+    """With a random source the first failback try comes between failback_ms and 1.5 x it,
+    differently per box: 16 boxes that lost their preferred gateway at the same moment do
+    not all return to it at once (the storm's failback wave, docs/headoffice.md)."""
+    tries = []
+    for k in range(16):
+        d = Driver({G2})
+        c = Cluster("Cluster1", 1, [G1, G2, G3], G1, d, 1000, 8000, 5000, lambda n, k=k: bytes([k * 16 + 3])[:n])
+        c.begin(T0)
+        c.established(G1, T0)
+        c.dead(G1, T0, "peer_dead")  # the cached key of G2 is taken into use at once
+        assert c.in_use == G2
+        tries.append(ticks.diff(c.fb_at, T0))
+    assert all(5000 <= t < 7500 for t in tries) and len(set(tries)) == 16

@@ -13,7 +13,27 @@ def test_reading_needs_no_login():
     assert e["ok"] and e["status"]["line"] == "off" and e["login"] is False
     e, lines = r.cmd("SHOW   LOG")
     assert e["ok"]
-    
+
+
+def test_show_log_prints_events_as_text_for_people():
+    r = Rig()
+    r.t = 17345
+    r.port.event("gateway_dead", {"cluster": "Cluster1", "gateway": b"143.1.0.64", "reason": "peer_dead"})
+    r.port.event("status", {"uptime_s": 12})  # status and console lines are not kept
+    r.port.event("lan_refused", {"reason": "outbox_full", "detail": "x" * 300})
+    e, lines = r.cmd("show log")
+    assert e["ok"] and e["msg"] == "2 recent events", e
+    # the time since boot (the Rig's clock starts at 5 s), the name, key=value; never JSON
+    assert lines[0].startswith("12.345 s gateway_dead ") and lines[0][0] != "{", lines
+    assert sorted(lines[0].split()[3:]) == ["cluster=Cluster1", "gateway=143.1.0.64", "reason=peer_dead"], lines
+    assert lines[1].startswith("12.345 s lan_refused ") and len(lines[1]) == 160, lines  # cut, name first
+    r.t = 65004
+    for _ in range(10):
+        r.port.event("heartbeat_sent", {"peer": b"143.1.0.64"})
+    e, lines = r.cmd("show log")
+    assert e["msg"] == "6 recent events" and lines == ["60.004 s heartbeat_sent peer=143.1.0.64"] * 6, lines
+
+
 
 def test_changes_need_login_and_the_password_is_checked():
     r = Rig()

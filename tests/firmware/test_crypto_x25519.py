@@ -90,3 +90,57 @@ def test_generated_keypairs_agree_and_differ():
     assert a_priv != b_priv and a_pub != b_pub
     assert x25519.public_key(a_priv) == a_pub
     assert x25519.shared_secret(a_priv, b_pub) == x25519.shared_secret(b_priv, a_pub)
+
+
+# Project Wycheproof (C2SP/wycheproof testvectors_v1/x25519_test.json), a selection:
+# (tcId, private, public, shared) of a normal case, points on the twist and public keys
+# of special form (edge cases of the field arithmetic). All "valid"/"acceptable".
+WYCHEPROOF = (
+    (1, "c8a9d5a91091ad851c668b0736c1c9a02936c0d3ad62670858088047ba057475",
+     "504a36999f489cd2fdbc08baff3d88fa00569ba986cba22548ffde80f9806829",
+     "436a2c040cf45fea9b29a0cb81b1f41458f863d0d61b453d0a982720d6d61320"),
+    (2, "d85d8c061a50804ac488ad774ac716c3f5ba714b2712e048491379a500211958",
+     "63aa40c6e38346c5caf23a6df0a5e6c80889a08647e551b3563449befcfc9733",
+     "279df67a7c4611db4708a0e8282b195e5ac0ed6f4b2f292c6fbd0acac30d1332"),
+    (7, "d03edde9f3e7b799045f9ac3793d4a9277dadeadc41bec0290f81f744f73775f",
+     "0200000000000000000000000000000000000000000000000000000000000000",
+     "b87a1722cc6c1e2feecb54e97abd5a22acc27616f78f6e315fd2b73d9f221e57"),
+    (9, "e0ed78e6ee02f08bec1c15d66fbbe5b83ffc37ea14e1512cc1bd4b2ea6d8066f",
+     "ff00000000000000000000000000000000000000000000000000000000000000",
+     "e703bc8aa94b7d87ba34e2678353d12cdaaa1a97b5ca3e1b8c060c4636087f07"),
+    (19, "105d621e1ef339c3d99245cfb77cd3a5bd0c4427a0e4d8752c3b51f045889b4f",
+     "ffffff030000f8ffff1f0000c0ffffff000000feffff070000f0ffff3f000000",
+     "61eace52da5f5ecefafa4f199b077ff64f2e3d2a6ece6f8ec0497826b212ef5f"),
+    (22, "68e134092e94e622c8a0cd18aff55be23dabd994ebdee982d90601f6f0f4b369",
+     "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff1f",
+     "74bfc15e5597e9f5193f941e10a5c008fc89f051392723886a4a8fe5093a7354"),
+    (24, "18bffb16f92680a9e267473e43c464476d5372ddd1f664f3d0678efe7c98bc79",
+     "000000fcffff070000e0ffff3f000000ffffff010000f8ffff0f0000c0ffff7f",
+     "5894e0963583ae14a0b80420894167f4b759c8d2eb9b69cb675543f66510f646"),
+    (26, "80da9f02842247d4ade5ddbac51dbce55ea7dca2844e7f97ab8987ce7fd8bc71",
+     "00000000ffffffff00000000ffffffff00000000ffffffff00000000ffffff7f",
+     "bfe183ba3d4157a7b53ef178613db619e27800f85359c0b39a9fd6e32152c208"),
+)
+
+
+def test_wycheproof_vectors():
+    for tc, priv, pub, shared in WYCHEPROOF:
+        assert x25519.x25519(h(priv), h(pub)) == h(shared), "Wycheproof tcId %d" % tc
+        assert x25519.pure_x25519(h(priv), h(pub)) == h(shared), "Wycheproof tcId %d" % tc
+
+
+def test_a_backend_handed_in_is_what_every_function_uses():
+    calls = []
+
+    def backend(k, u):
+        calls.append(u)
+        return x25519.pure_x25519(k, u)
+
+    x25519.use(backend)
+    try:
+        assert x25519.shared_secret(ALICE_PRIV, BOB_PUB) == SHARED
+        assert x25519.public_key(BOB_PRIV) == BOB_PUB
+    finally:
+        x25519.use(None)
+    assert calls == [BOB_PUB, x25519.BASE_POINT]
+    assert x25519.shared_secret(BOB_PRIV, ALICE_PUB) == SHARED  # the ladder again

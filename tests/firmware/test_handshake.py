@@ -83,7 +83,7 @@ def test_unsupported_proposal_gets_no_proposal_chosen():
         codec.DEFAULT_PROPOSAL = saved
     n.run_for(3500)
     assert no_sessions(n)
-    assert n.b.refused == 1 and n.b.half_open == [] and n.names(n.b) == []  # answered statelessly
+    assert n.b.refused == 1 and len(n.b.half_open) == 0 and n.names(n.b) == []  # answered statelessly
     assert n.first(n.a, "handshake_failed").get("reason") == "no_proposal_chosen"
 
 
@@ -223,7 +223,7 @@ def test_a_low_order_key_costs_no_state_and_no_x25519():
     msg.payloads = [(t, b if t != wire.PL_KE else bytes([wire.DH_X25519]) + bytes(32)) for t, b in msg.payloads]
     n = netsim.pair()
     n.inject(n.b, message.encode(msg, True))
-    assert n.b.half_open == [] and "low-order" in n.events[id(n.b)][-1].get("reason")
+    assert len(n.b.half_open) == 0 and "low-order" in n.events[id(n.b)][-1].get("reason")
 
 
 def test_unsupported_transforms_are_refused_without_loading_the_responder():
@@ -234,7 +234,7 @@ def test_unsupported_transforms_are_refused_without_loading_the_responder():
     n = netsim.pair()
     sys.modules.pop("gwbox.responder", None)  # whatever an earlier test left loaded
     n.inject(n.b, message.encode(msg, True))
-    assert n.b.refused == 1 and "gwbox.responder" not in sys.modules and n.b.half_open == []
+    assert n.b.refused == 1 and "gwbox.responder" not in sys.modules and len(n.b.half_open) == 0
 
 
 def test_a_forged_refusal_does_not_end_the_box_s_handshake():
@@ -277,3 +277,79 @@ def test_an_unauthenticated_packet_never_re_points_a_session_s_link():
     spi = s.current.data_in.spi.to_bytes(4, "big")
     n.b.receive(spi + forged[4:], n.now, "attacker-link")
     assert s.link == "call-1" and [e.name for e in n.b.take_events()] == ["dropped"]
+
+
+# --- admission at scale (issue 20): a global cookie threshold, eviction per source -----------
+
+def gw_only(**kw):
+    return netsim.pair(gw_cfg=LinkConfig(**kw))
+
+
+def test_cookies_are_demanded_once_the_total_half_open_count_reaches_the_threshold():
+    """IKEv2's rule (RFC 7296 2.6): per link a first SA_INIT gets state, but once the
+    gateway holds cookie_threshold half-open handshakes in all, a new link must return a
+    cookie first; the cookie costs no state."""
+    n = gw_only(cookie_threshold=3)
+    for i in range(3):
+        n.b.receive(forged_msg1(10 + i), n.now, "call-%d" % i)
+    assert len(n.b.half_open) == 3 and n.b.cookies_sent == 0
+    n.b.receive(forged_msg1(20), n.now, "call-9")
+    assert len(n.b.half_open) == 3 and n.b.cookies_sent == 1
+    assert [link for link, _ in n.b.take_output()][-1] == "call-9"
+    n.run_for(2000)
+    n.a.connect(n.now)  # a real box now also has to return a cookie, and then logs in
+    n.run_for(500)
+    assert n.a.session() is not None and n.b.cookies_sent == 2
+
+
+def test_a_flood_from_changing_sources_cannot_push_out_a_real_box_s_handshake():
+    """Half-open state is evicted per source: SA_INITs from 40 other links (cookies off,
+    so each would take state) find the table full and are turned away; the box's own
+    half-open handshake stays and completes."""
+    n = gw_only(half_open_max=4, cookie_threshold=1000)
+    n.a.connect(n.now)
+    n.run_for(25)  # the box's msg1 reached the gateway: its half-open entry exists
+    assert len(n.b.half_open) == 1
+    for i in range(40):
+        n.b.receive(forged_msg1(100 + i), n.now, "atk-%d" % i)
+    assert len(n.b.half_open) == 4 and n.b.turned_away == 37 and n.b.evicted == 0
+    n.run_for(500)
+    assert n.a.session() is not None and n.b.session() is not None
+    assert n.first(n.a, "handshake_failed") is None
+
+
+def test_a_link_at_its_bound_makes_room_from_its_own_handshakes_only():
+    n = gw_only(cookie_threshold=1000)
+    n.b.receive(forged_msg1(200), n.now, "other")
+    first = forged_msg1(201)
+    n.b.receive(first, n.now, "call")
+    assert len(n.b.half_open) == 2
+    # the same link again: a cookie first (a handshake is in progress there), then state
+    n.b.take_output()
+    n.b.receive(forged_msg1(202), n.now, "call")
+    cookie = n.b.take_output()
+    assert n.b.cookies_sent == 1 and len(cookie) == 1
+    links = sorted(n.b.half_open.values())
+    assert links == ["call", "other"]
+
+
+def test_spis_are_found_by_map_with_many_boxes():
+    """A gateway with many boxes finds each packet's session by its SPI: an unknown SPI is
+    dropped, every box's traffic reaches its own session, the maps hold every SPI."""
+    cfg = LinkConfig()
+    psks = dict((b"box%d" % i, b"%02d" % i * 16) for i in range(6))
+    gw = Endpoint(cfg, b"gw1", psks=psks)
+    boxes = [Endpoint(cfg, b"box%d" % i, psk=psks[b"box%d" % i], expect_peer=b"gw1") for i in range(6)]
+    nets = [netsim.Net(b, gw) for b in boxes]
+    for net in nets:
+        net.connect(settle_ms=200)
+    assert len(gw.sessions) == 6 and len(gw._spis) == 12
+    for i, net in enumerate(nets):
+        net.a.send(b"from %d" % i, net.now)
+        net.run_for(50)
+        assert net.got[id(gw)][-1] == b"from %d" % i
+    gw.receive(b"\x12\x34\x56\x78" + bytes(40), nets[0].now)
+    assert "unknown SPI 12345678" in gw.take_events()[-1].get("reason")
+    boxes[2].close(nets[2].now)
+    nets[2].run_for(100)
+    assert len(gw.sessions) == 5 and len(gw._spis) == 10 and b"box2" not in gw._peers

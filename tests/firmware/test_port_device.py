@@ -141,6 +141,23 @@ def test_a_memory_error_in_the_loop_is_survived_and_reported():
     assert s.port.oom == 0
 
 
+def test_a_deliberate_restart_reports_what_the_outbox_loses_then_resets():
+    # The outbox is RAM: a reset loses it. A deliberate one (console `reboot`, a crash caught
+    # in main.py) says what is lost before the board resets; nothing goes silently.
+    resets = []
+    s = PortSim(reset=lambda: resets.append(len(s.lines)))
+    s.run(3000)
+    s.gateways[G1].frozen = True  # nothing is confirmed any more
+    for i in range(5):
+        s.lan.inbox.append((DST, 5000, b"held %d" % i))
+    s.run(200)
+    s.port.restart()
+    lost = [r for r in s.records() if r["event"] == "outbox_lost"]
+    assert [(r["cluster"], r["space"], r["count"], r["bytes"], r["first"], r["last"]) for r in lost] == [
+        ("Cluster1", 1, 5, 30, 1, 5)]
+    assert resets == [len(s.lines)]  # after the report was logged
+
+
 # --- the console beside the running box (gwbox.console), entropy, safe mode --------------------
 
 def console_sim():

@@ -5,6 +5,7 @@ import hashlib
 import netsim
 from gwbox import ticks, tunnel, wire
 from gwbox.config import LinkConfig
+from gwbox.endpoint import Endpoint
 
 CFG = dict(defer_ms=3000, response_ms=500, retries=2)
 
@@ -214,6 +215,47 @@ def test_handed_on_numbers_survive_a_new_sa_with_the_same_box():
     assert [tunnel.decode_confirm(m[2]) for m in n.a.take_messages() if m[1] == wire.NH_CONFIRM][-1] == (1, 5, 0)
 
 
+def rebooted(n, psk=netsim.PSK):
+    """The same box after a reboot: a new endpoint (a new boot epoch), logged in again."""
+    box = Endpoint(n.a.cfg, n.a.identity, psk=psk, expect_peer=n.a.expect_peer)
+    m = netsim.Net(box, n.b)
+    m.now = n.now
+    box.connect(m.now)
+    m.run_for(300)
+    return m
+
+
+def test_a_rebooted_box_numbers_from_1_again_and_each_new_message_is_handed_on():
+    n = connected()
+    for num in range(1, 41):
+        n.a.send_plain(tunnel.encode_msg(1, num, 1, 1, b"old"), n.now)
+    n.run_for(100)
+    assert len(hand_on(n)) == 40
+    m = rebooted(n)  # its epoch differs (2**-32 that it does not): the gateway starts afresh
+    assert m.a.epoch != n.a.epoch and m.b.session().peer_id == b"box1"
+    assert [e.get("peer") for e in m.events[id(m.b)] if e.name == "windows_reset"] == [b"box1"]
+    for num in (1, 2, 3):
+        m.a.send_plain(tunnel.encode_msg(1, num, 1, 1, b"new"), m.now)
+    m.run_for(100)
+    got = m.b.take_messages()
+    assert [body[1:] for _p, _nh, body in got] == [(1, 1, 1, b"new"), (2, 1, 1, b"new"), (3, 1, 1, b"new")]
+
+
+def test_only_an_authenticated_login_tells_the_epoch():
+    # A login with the wrong key carries an epoch too, under keys the gateway does not
+    # accept: it ends in authentication_failed and the box's windows stay as they were.
+    n = connected()
+    n.a.send_plain(tunnel.encode_msg(1, 7, 1, 1, b"m7"), n.now)
+    n.run_for(100)
+    hand_on(n)
+    m = rebooted(n, psk=b"\x33" * 32)
+    assert m.a.session() is None and "windows_reset" not in m.names(m.b)
+    n.run_for(100)
+    n.a.send_plain(tunnel.encode_msg(1, 7, 1, 1, b"m7"), n.now)  # the real box, same boot
+    n.run_for(100)
+    assert n.b.take_messages() == []  # still handed on once
+
+
 def test_rekey_by_time_loses_nothing_and_uses_new_spis():
     n = connected(rekey_ms=5000)
     n.keep_payloads = False
@@ -234,6 +276,19 @@ def test_rekey_by_time_loses_nothing_and_uses_new_spis():
     assert n.a.session().current.ctl_in.spi != first.ctl_in.spi
     assert n.a.session().previous is None and n.b.session().previous is None
     assert "dropped" not in n.names(n.a) + n.names(n.b)
+    for ep in (n.a, n.b):
+        assert_maps_follow_the_sessions(ep)
+
+
+def assert_maps_follow_the_sessions(ep):
+    """The endpoint's O(1) maps (inbound SPI -> owner, peer -> session) hold exactly its
+    live sessions' SPIs after rekeys, whatever SPIs came and went."""
+    want = {}
+    for s in ep.sessions:
+        for spi in s.taken_spis():
+            want[spi] = s
+    assert ep._spis == want
+    assert ep._peers == dict((s.peer_id, s) for s in ep.sessions)
 
 
 def test_rekey_by_bytes_with_messages_in_flight():

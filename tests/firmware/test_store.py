@@ -1,5 +1,6 @@
 """gwbox.store: atomic save with a checksum, last-good fallback, a power cut at every step."""
 from fakefs import FakeFs, PowerCut
+from gwbox import POLICY_MAX
 from gwbox.store import CRASH_LIMIT, Store, StoreError
 
 P = "gwbox.policy"
@@ -151,6 +152,20 @@ def test_too_large_is_refused_before_anything_is_written():
     assert fs.steps == 0
 
 
+def test_the_limit_is_policy_max():
+    # One constant for the console's load, the store and `gwbox config check` (docs/console.md);
+    # a policy of exactly POLICY_MAX bytes is saved in tests/host/test_cli_config.py (CPython:
+    # the fake disk's copies of it do not fit a 64K heap).
+    assert POLICY_MAX == 12288
+    fs = FakeFs(stored(OLD))
+    try:
+        Store(P, fs).save("#" * (POLICY_MAX + 1))
+        raise AssertionError("saved %d bytes" % (POLICY_MAX + 1))
+    except StoreError as e:
+        assert str(e) == "the policy is larger than %d bytes" % POLICY_MAX, e
+    assert fs.steps == 0
+
+
 class _Endless:
     """A file system whose every file goes on for ever."""
 
@@ -173,7 +188,7 @@ def test_a_file_is_read_in_pieces_whole_and_one_too_large_is_refused():
         Store(P, _Endless()).read(P)  # stops reading once it is too large, whatever the file's size
         raise AssertionError("read")
     except StoreError as e:
-        assert str(e) == "larger than 16384 bytes", e
+        assert str(e) == "larger than %d bytes" % POLICY_MAX, e
 
 
 def test_boot_record_counts_and_carries_the_safe_flag_once():

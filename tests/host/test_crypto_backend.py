@@ -11,7 +11,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from gwbox.crypto import aes, mac, x25519
-from gwbox.port import host_aes
+from gwbox.port import host_aes, host_x25519
+from test_crypto_x25519 import LOW_ORDER, WYCHEPROOF
 
 keys = st.sampled_from((16, 24, 32)).flatmap(lambda n: st.binary(min_size=n, max_size=n))
 blocks = st.integers(0, 20).flatmap(lambda n: st.binary(min_size=16 * n, max_size=16 * n))
@@ -114,3 +115,38 @@ def _ref_exchange(ref, peer):
         return ref.exchange(X25519PublicKey.from_public_bytes(peer))
     except ValueError:  # cryptography refuses the all-zero result of low-order points
         return bytes(32)
+
+
+# --- the gateway's X25519 backend (gwbox.port.host_x25519) ------------------------------
+
+def test_host_x25519_rfc7748_and_wycheproof_vectors_like_the_ladder():
+    h = bytes.fromhex
+    k = h("a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4")
+    u = h("e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6d0ab1c4c")
+    want = h("c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552")
+    assert host_x25519.x25519(k, u) == x25519.pure_x25519(k, u) == want
+    for tc, priv, pub, shared in WYCHEPROOF:
+        assert host_x25519.x25519(h(priv), h(pub)) == h(shared), tc
+
+
+def test_host_x25519_gives_all_zero_for_low_order_points_so_shared_secret_refuses_them():
+    from gwbox.errors import ProtocolError
+    priv = bytes(range(32))
+    x25519.use(host_x25519.x25519)
+    try:
+        for u in LOW_ORDER:
+            assert host_x25519.x25519(priv, bytes.fromhex(u)) == bytes(32)
+            with pytest.raises(ProtocolError):
+                x25519.shared_secret(priv, bytes.fromhex(u))
+        a_priv, a_pub = x25519.generate_keypair()
+        b_priv, b_pub = x25519.generate_keypair()
+        assert x25519.shared_secret(a_priv, b_pub) == x25519.shared_secret(b_priv, a_pub)
+        assert x25519.public_key(a_priv) == x25519.pure_x25519(a_priv, x25519.BASE_POINT) == a_pub
+    finally:
+        x25519.use(None)
+
+
+@settings(max_examples=30)
+@given(st.binary(min_size=32, max_size=32), st.binary(min_size=32, max_size=32))
+def test_host_x25519_matches_the_ladder(priv, peer):
+    assert host_x25519.x25519(priv, peer) == x25519.pure_x25519(priv, peer)

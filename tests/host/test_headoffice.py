@@ -221,6 +221,28 @@ def test_short_frame_for_unbound_context_is_dropped_and_counted(ho, box_on):
     assert (down["unbound"], down["unknown_address"], down["bad_outer"]) == (1, 1, 1)
 
 
+def test_gateway_takes_lan_datagrams_only_from_access_servers_and_mapped_hosts(ho, box_on):
+    """A forged SA_INIT from a LAN address that is neither an access server's host nor in
+    the LAN map costs the gateway no protocol work: lan_refused, counted; the box behind
+    the access server (its own loopback host, port 0 in the map) logs in as before."""
+    assert ho.lan.access_servers() == {"143.1.2.1": "127.0.0.2"}
+    atk = Endpoint(LinkConfig(), b"atk", psk=KEY, expect_peer=G1.encode())
+    atk.connect(clock_ms())
+    msg1 = atk.take_output()[0][1]
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for _ in range(3):
+            s.sendto(msg1, ho.lan[G1])
+        e = ho.wait_event(G1, "lan_refused", count=3)
+        assert e["src"] == "127.0.0.1:%d" % s.getsockname()[1] and e["bytes"] == len(msg1)
+    finally:
+        s.close()
+    assert ho.find(G1, "handshake_started") == []
+    box = box_on(ho.ras_port)
+    box.handshake(G1)
+    assert ho.wait_event("ras", "call_up")["lan"].startswith("127.0.0.2:")
+
+
 def test_two_gateways_behind_one_call(ho, box_on):
     box = box_on(ho.ras_port)
     box.handshake(G1)

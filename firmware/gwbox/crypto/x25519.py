@@ -3,8 +3,13 @@
 Montgomery ladder over Curve25519 with Python integers. The conditional swap is done
 arithmetically (no branch on secret bits); bignum arithmetic itself is not guaranteed
 constant time, which we accept for ephemeral keys used once per (re)key.
+
+A port may hand in a faster primitive with `use` (on CPython, gwbox.port.host_x25519,
+backed by `cryptography`: what a head-office gateway answering thousands of boxes runs);
+every function here then goes through it, and `pure_x25519` stays the ladder.
 """
 from gwbox import const
+from gwbox import crypto as _pkg
 from gwbox.crypto.entropy import random_bytes
 from gwbox.errors import ProtocolError
 
@@ -50,10 +55,25 @@ def _ladder(k, u):
     return x2 * pow(z2, p - 2, p) % p
 
 
+def use(backend):
+    """The port hands in X25519(scalar, u) -> 32 bytes (RFC 7748, all-zero for low-order u).
+    Kept on the package, which outlives this module when the key-exchange code is dropped
+    (gwbox.forget) and imported again."""
+    _pkg.x25519_backend = backend
+
+
 def x25519(scalar, u):
     """RFC 7748 X25519(k, u): clamps the scalar and masks the top bit of u."""
     if len(scalar) != 32 or len(u) != 32:
         raise ValueError("x25519 needs 32-byte scalar and u")
+    b = _pkg.x25519_backend
+    if b is not None:
+        return b(scalar, u)
+    return pure_x25519(scalar, u)
+
+
+def pure_x25519(scalar, u):
+    """X25519 by the ladder here, whatever backend is in use (tests compare the two)."""
     k = int.from_bytes(scalar, "little")
     k = (k & ((1 << 255) - 8)) | (1 << 254)
     un = (int.from_bytes(u, "little") & ((1 << 255) - 1)) % P

@@ -23,13 +23,13 @@ import sys
 import time
 
 from gwbox import const, forget, ticks
-from gwbox.events import json_line
+from gwbox.events import json_line, text_line
 
 POLL_MS = 20
 _OOM_BACKOFF_MS = 200  # after a MemoryError: let the line breathe, then try again
 _OOM_FATAL = 50  # MemoryErrors in a row after which the watchdog is left to reset the board
 _CON_READ = const(256)  # console bytes taken per pass
-_RING = const(6)  # event lines kept for `show log`
+_RING = const(6)  # event lines kept for `show log`, as text for people (events.text_line)
 _RING_LINE = const(160)  # characters kept of each
 
 # LED patterns: (on ms, off ms); solid on = protected link up
@@ -125,6 +125,16 @@ class DevicePort:
     def event(self, name, fields):
         self._line(self.now(), name, fields)
 
+    def restart(self):
+        """A deliberate restart (console `reboot`, a crash caught in main.py): the box first
+        reports what its outbox loses with the RAM (`outbox_lost`), then the board resets."""
+        if self.box is not None:
+            now = self.now()
+            self.box.shutdown(now)
+            self._flush(now)
+        if self.reset is not None:
+            self.reset()
+
     def step(self):
         """One pass of the loop; returns how long to sleep (ms) before the next."""
         now = self.now()
@@ -211,13 +221,13 @@ class DevicePort:
     def _line(self, now, name, fields):
         if self.log is None:
             return
-        line = json_line(ticks.diff(now, self.boot), self.name, name, fields)
+        t = ticks.diff(now, self.boot)
         if name != "console" and name != "status":
             ring = self.ring
-            ring.append(line[:_RING_LINE])
+            ring.append(text_line(t, name, fields)[:_RING_LINE])
             if len(ring) > _RING:
                 ring.pop(0)
-        self.log(line)
+        self.log(json_line(t, self.name, name, fields))
 
     def _flush(self, now):
         box = self.box
