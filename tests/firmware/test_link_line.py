@@ -88,6 +88,19 @@ def test_a_call_that_only_sends_into_silence_is_hung_up_and_dialled_again():
     assert line.state == UP and line.calls == 2 and line.next_deadline() is None
 
 
+def test_a_dead_call_during_a_doubt_hangs_up_once():
+    line = up_line(dead_call_ms=5000)
+    assert line.send(GW, b"hb", START)
+    line.feed(M.NO_CARRIER_MARK, at(4000))  # a doubt, pending when the call is found dead
+    line.tick(at(5000))
+    assert names(line.take_events()) == ["carrier_doubt", "dead_call", "link_down", "redial"]
+    for t in (6000, 7000, 7250):  # past the doubt's deadline: no second verdict, one hang-up
+        line.tick(at(t))
+    assert line.take_events() == [] and line.modem.state == M.HANGUP
+    out = line.take_uart()
+    assert out.endswith(b"+++ATH\r") and out.count(b"+++") == 1
+
+
 def drop(line, now):
     """The carrier goes (DCD, so the driver dials straight away); the line's events."""
     line.carrier(False, now)

@@ -94,6 +94,7 @@ def hangup(m, now):
     st = m.state
     if st == DATA:
         m._held = b""
+        m._doubt = None  # our own hang-up settles any doubt about the carrier
         m._emit(ev.LINK_DOWN, reason="hangup")
         drop_line(m, now, "hangup")
     elif st == DIALING:

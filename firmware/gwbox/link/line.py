@@ -183,6 +183,7 @@ class Line:
         """Sent into silence for dead_call_ms: whatever the modem said, the call is dead."""
         self._event(ev.DEAD_CALL, number=self.number, silent_ms=ticks.diff(now, self._talk))
         self.modem.hangup(now, True)  # the modem may be in command mode already
+        self._pump(now)  # its link_down (reason hangup: ours) before what follows
         self._again(now)
 
     def _again(self, now):

@@ -120,7 +120,7 @@ class Modem:
     def hangup(self, now, unsure=False):
         """Go on hook: +++/ATH (or a DTR pulse) from data mode; abort a dial. `unsure`: the
         modem may be back in command mode already (a dead call), so no OK to +++ is awaited."""
-        self._unsure = unsure
+        self._unsure = unsure and self.state == DATA
         _hayes().hangup(self, now)
 
     def receive(self, data, now):
