@@ -384,8 +384,9 @@ def _unload_key_exchange():
 
     An established session never needs them between exchanges (its SAs are in sa.py), and
     a device heap is better spent on payload: they are about 10 KB on a 32-bit board
-    (docs/memory.md). The next connect, SA_INIT or rekey imports them again; frozen into
+    (docs/memory.md); X25519's native code, loaded from a file or a ROMFS image on an RP2040,
+    about 20 KB more. The next connect, SA_INIT or rekey imports them again; frozen into
     flash, that costs no RAM at all. gwbox.crypto.entropy stays: it holds the entropy pool.
     """
     forget("gwbox.initiator", "gwbox.responder", "gwbox.admission", "gwbox.rekey", "gwbox.handshake", "gwbox.keyschedule",
-           "gwbox.crypto.x25519", "gwbox.message", "gwbox.control")
+           "gwbox.crypto.x25519", "gwbox.crypto.x25519_viper", "gwbox.message", "gwbox.control")

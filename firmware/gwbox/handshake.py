@@ -17,7 +17,7 @@ import hashlib
 from gwbox import message, wire
 from gwbox.crypto.entropy import random_bytes
 from gwbox.crypto.mac import hmac_digest, hmac_key
-from gwbox.crypto.x25519 import generate_keypair, shared_secret
+from gwbox.crypto.x25519 import BASE_POINT, Ladder, check_secret, shared_secret
 from gwbox.errors import ProtocolError
 from gwbox.keyschedule import derive, psk_auth_key
 from gwbox.sa import SASet
@@ -49,16 +49,32 @@ def auth_mac(psk, role, msg1, msg2, id_body):
 # --- one key exchange, shared by the initial handshake and every rekey ---------------
 
 class Offer:
-    """Our half of a key exchange: fresh inbound SPIs, an ephemeral X25519 key, a nonce."""
+    """Our half of a key exchange: fresh inbound SPIs, an ephemeral X25519 key, a nonce.
 
-    def __init__(self, taken, proposal=None):
+    `sliced`: the public key is computed a slice at a time by `work()` (a box's loop stays
+    responsive meanwhile, docs/crypto.md) and `payloads` is None until it is done;
+    otherwise it is computed here."""
+
+    def __init__(self, taken, proposal=None, sliced=False):
         self.ctl_spi = new_spi(taken)
         self.data_spi = new_spi(taken, self.ctl_spi)
-        self.priv, pub = generate_keypair()
+        self.priv = random_bytes(32)
         self.nonce = random_bytes(wire.NONCE_LEN)
-        self.payloads = [
-            (wire.PL_SA, message.encode_sa(self.ctl_spi, self.data_spi, [proposal or message.DEFAULT_PROPOSAL])),
-            (wire.PL_KE, message.tagged(wire.DH_X25519, pub)), (wire.PL_NONCE, self.nonce)]
+        self._proposal = proposal or message.DEFAULT_PROPOSAL
+        self.payloads = None
+        self._job = Ladder(self.priv, BASE_POINT)  # the public key
+        if not sliced:
+            self._job.run()
+            self.work()
+
+    def work(self):
+        """One slice of the public key; True once `payloads` are there."""
+        if self.payloads is None and self._job.step():
+            self.payloads = [
+                (wire.PL_SA, message.encode_sa(self.ctl_spi, self.data_spi, [self._proposal])),
+                (wire.PL_KE, message.tagged(wire.DH_X25519, self._job.result)), (wire.PL_NONCE, self.nonce)]
+            self._job = None
+        return self.payloads is not None
 
 
 def _peer_half(msg):
@@ -84,13 +100,24 @@ def answer(msg, taken, now, sk_d=b""):
     return mine.payloads, SASet(derive(shared_secret(mine.priv, xi), ni, mine.nonce, spis, sk_d), spis, False, now)
 
 
-def complete(offer, msg, now, sk_d=b"", keep=False):
-    """Initiator side: the new SASet from the peer's answer to `offer`. `keep`: the
-    ephemeral key may answer other candidate responses (the caller forgets it later)."""
+def peer_answer(offer, msg):
+    """Initiator side: (SPIs, peer's public key, peer's nonce) of the peer's answer to
+    `offer`; ProtocolError for an answer to drop."""
     ctl_r, data_r, props, xr, nr = _peer_half(msg)
     if len(props) != 1 or not supported(props[0]):
         raise ProtocolError("peer chose a proposal we did not offer")
-    spis = (offer.ctl_spi, ctl_r, offer.data_spi, data_r)
+    return (offer.ctl_spi, ctl_r, offer.data_spi, data_r), xr, nr
+
+
+def initiator_sas(offer, spis, nr, secret, now, sk_d=b""):
+    """The initiator's new SASet once the X25519 secret is known (ProtocolError: all zero)."""
+    return SASet(derive(check_secret(secret), offer.nonce, nr, spis, sk_d), spis, True, now)
+
+
+def complete(offer, msg, now, sk_d=b"", keep=False):
+    """Initiator side, in one go: the new SASet from the peer's answer to `offer`. `keep`:
+    the ephemeral key may answer other responses (the caller forgets it later)."""
+    spis, xr, nr = peer_answer(offer, msg)
     sas = SASet(derive(shared_secret(offer.priv, xr), offer.nonce, nr, spis, sk_d), spis, True, now)
     if not keep:
         offer.priv = None  # forward secrecy: the ephemeral key is used once

@@ -8,13 +8,19 @@ so a forged response carrying an attacker's key cannot push the genuine one out;
 notify inside a candidate's SA only ends that candidate. A COOKIE (the responder under
 load, §2.6) makes the box send msg1 again with the cookie in front; the AUTH transcript
 covers msg1 without it, so it does not matter which copy the responder answered.
+
+X25519 is computed a slice at a time (gwbox.crypto.x25519.Ladder): the public key before
+msg1 goes out, each candidate's shared secret before its msg3. While work is pending,
+`deadline` is the current tick, so the box's loop polls again at once, after serving its
+line; each `poll` runs at most one slice (docs/crypto.md).
 """
 import struct
 
 from gwbox import const, message, ticks, wire
 from gwbox.crypto.mac import ct_equal
+from gwbox.crypto.x25519 import Ladder, low_order
 from gwbox.errors import ProtocolError
-from gwbox.handshake import ROLE_I, ROLE_R, Offer, auth_mac, complete
+from gwbox.handshake import ROLE_I, ROLE_R, Offer, auth_mac, initiator_sas, peer_answer
 from gwbox.message import Message
 
 CANDIDATES = const(3)  # SA_INIT responses answered at once, the genuine one among them
@@ -22,12 +28,17 @@ _COOKIE_RETRIES = const(3)  # cookies followed per attempt (a forged one costs o
 
 
 class _Candidate:
-    """One SA_INIT response we answered: its SAs and our msg3 under them."""
+    """One SA_INIT response we answer: its shared secret being computed (`job`), then its
+    SAs and our msg3 under them."""
 
-    def __init__(self, msg2, sas, msg3_inner):
+    def __init__(self, msg2, spi_r, spis, nr, job):
         self.msg2 = msg2
-        self.sas = sas
-        self.msg3_inner = msg3_inner
+        self.spi_r = spi_r
+        self.spis = spis
+        self.nr = nr
+        self.job = job  # None once sas and msg3_inner are there
+        self.sas = None
+        self.msg3_inner = None
 
 
 class InitiatorHandshake:
@@ -36,18 +47,18 @@ class InitiatorHandshake:
         self.identity = identity
         self.psk = psk
         self.expect_peer = expect_peer
-        self._offer = Offer(taken)
+        self._offer = Offer(taken, sliced=True)
         self.spi_i = self._offer.ctl_spi
         self.data_spi_i = self._offer.data_spi
-        # what AUTH covers (no cookie), and what goes on the wire (with the last cookie)
-        self.msg1 = message.encode(Message(
-            wire.EXCH_SA_INIT, wire.FLAG_INITIATOR, 0, self._offer.payloads, self.spi_i, 0), True)
-        self._wire1 = self.msg1
+        # what AUTH covers (no cookie), and what goes on the wire (with the last cookie):
+        # made once the public key is computed
+        self.msg1 = self._wire1 = None
         self._cookies = 0
-        self.state = "sa_init"
-        self.out = [self.msg1]
+        self.state = "keygen"
+        self.out = []
         self.attempts = 1
-        self.deadline = ticks.add(now, cfg.handshake_retry_ms)
+        self._timer = None  # when to send again or give up
+        self.deadline = now  # work pending: the public key
         self.candidates = []
         self.sas = None  # the SASet of the candidate that authenticated
         self.peer_id = None
@@ -59,7 +70,7 @@ class InitiatorHandshake:
     def _fail(self, reason):
         self.failed = reason
         self.state = "failed"
-        self.deadline = None
+        self.deadline = self._timer = None
         self._offer = None
         self.candidates = []
 
@@ -90,29 +101,44 @@ class InitiatorHandshake:
         if message.decode_sa(msg.require(wire.PL_SA))[0] != msg.spi_r:
             raise ProtocolError("SA payload SPI differs from header")
         for c in self.candidates:
-            if c.sas.ctl_out.spi == msg.spi_r:
+            if c.spi_r == msg.spi_r:
                 raise ProtocolError("SA_INIT response answered already")
         if len(self.candidates) >= CANDIDATES:
             raise ProtocolError("too many SA_INIT responses")
-        sas = complete(self._offer, msg, now, keep=True)
-        msg2 = bytes(raw)
+        spis, xr, nr = peer_answer(self._offer, msg)
+        if low_order(xr):  # its shared secret would be all zero, known to anyone (RFC 7748 6.1)
+            raise ProtocolError("X25519 public key of low order")
+        self.candidates.append(_Candidate(bytes(raw), msg.spi_r, spis, nr, Ladder(self._offer.priv, xr)))
+        self.deadline = now  # work pending: the shared secret, then msg3 (poll)
+
+    def _answer(self, c, now):
+        """One slice of candidate c's shared secret; once it is there, its SAs and msg3."""
+        if not c.job.step():
+            return
+        try:
+            c.sas = initiator_sas(self._offer, c.spis, c.nr, c.job.result, now)
+        except ProtocolError:  # all zero: low_order() keeps such keys out, this is the backstop
+            self.candidates.remove(c)
+            return
         id_body = message.tagged(wire.ID_KEY_ID, self.identity)
-        mac = auth_mac(self.psk, ROLE_I, self.msg1, msg2, id_body)
+        mac = auth_mac(self.psk, ROLE_I, self.msg1, c.msg2, id_body)
         payloads = [(wire.PL_ID, id_body), (wire.PL_AUTH, message.tagged(wire.AUTH_PSK_MAC, mac))]
         if self.epoch is not None:  # under the new SA's keys, which only the authenticated peers hold
             payloads.append((wire.PL_NOTIFY, message.encode_notify(wire.N_EPOCH, struct.pack(">I", self.epoch))))
-        inner = message.encode(Message(wire.EXCH_AUTH, wire.FLAG_INITIATOR, 1, payloads), False)
-        c = _Candidate(msg2, sas, inner)
-        self.candidates.append(c)
-        self.out.append(sas.ctl_out.protect(inner))
-        if len(self.candidates) == 1:
+        c.msg3_inner = message.encode(Message(wire.EXCH_AUTH, wire.FLAG_INITIATOR, 1, payloads), False)
+        c.job = None
+        self.out.append(c.sas.ctl_out.protect(c.msg3_inner))
+        if len(self._answered()) == 1:  # the first msg3: AUTH's own retries start
             self.attempts = 1
-            self.deadline = ticks.add(now, self.cfg.handshake_retry_ms)
+            self._timer = ticks.add(now, self.cfg.handshake_retry_ms)
+
+    def _answered(self):
+        return [c for c in self.candidates if c.job is None]
 
     def on_msg4(self, packet, now):
         """Protected AUTH response: the candidate whose keys it verifies under answers it.
         Raises ProtocolError to drop."""
-        for c in self.candidates:
+        for c in self._answered():
             try:
                 plain = c.sas.ctl_in.unprotect(packet)
             except ProtocolError:
@@ -147,24 +173,45 @@ class InitiatorHandshake:
         self._offer = None
         self.state = "done"
         self.done = True
-        self.deadline = None
+        self.deadline = self._timer = None
 
     def _drop(self, c, reason):
         self.candidates.remove(c)
         self.refused = reason
 
     def poll(self, now):
-        """Retransmit what is unanswered, or give up (with the last refusal seen, if any)."""
-        if not ticks.reached(now, self.deadline):
+        """One slice of pending X25519 work, if any; then retransmit what is unanswered, or
+        give up (with the last refusal seen, if any)."""
+        if self.state == "keygen":
+            if self._offer.work():
+                self.msg1 = self._wire1 = message.encode(Message(
+                    wire.EXCH_SA_INIT, wire.FLAG_INITIATOR, 0, self._offer.payloads, self.spi_i, 0), True)
+                self.out.append(self.msg1)
+                self.state = "sa_init"
+                self._timer = self.deadline = ticks.add(now, self.cfg.handshake_retry_ms)
             return
+        for c in self.candidates:
+            if c.job is not None:
+                self._answer(c, now)
+                break
+        if self.state == "sa_init" and ticks.reached(now, self._timer):
+            self._retry(now)
+        if self.state == "sa_init":
+            busy = False
+            for c in self.candidates:
+                busy = busy or c.job is not None
+            self.deadline = now if busy else self._timer
+
+    def _retry(self, now):
         if self.attempts > self.cfg.handshake_retries or (self.refused and not self.candidates):
             # (after a refusal we listened one more retry interval: nothing better came)
             self._fail(self.refused or "timeout")
             return
         self.attempts += 1
-        if self.candidates:  # AUTH: re-protected with a fresh sequence number, same message id
-            for c in self.candidates:
+        answered = self._answered()
+        if answered:  # AUTH: re-protected with a fresh sequence number, same message id
+            for c in answered:
                 self.out.append(c.sas.ctl_out.protect(c.msg3_inner))
         else:
             self.out.append(self._wire1)
-        self.deadline = ticks.add(now, self.cfg.handshake_retry_ms)
+        self._timer = ticks.add(now, self.cfg.handshake_retry_ms)

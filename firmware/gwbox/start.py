@@ -143,7 +143,9 @@ def _lan(board, machine, p, clock):
         return udp
     from gwbox.ipv4 import ip_to_int
     from gwbox.port.uartlan import Lans, UartLan
-    uart = machine.UART(spec[0], baudrate=spec[3] if len(spec) > 3 else 9600, tx=_pin(machine, spec[1], machine.Pin.OUT),
-                        rx=_pin(machine, spec[2], machine.Pin.IN), rxbuf=512)
+    baud = spec[3] if len(spec) > 3 else 9600
+    # half a second of line (twice the loop's longest pass, docs/crypto.md), at least 512
+    uart = machine.UART(spec[0], baudrate=baud, tx=_pin(machine, spec[1], machine.Pin.OUT),
+                        rx=_pin(machine, spec[2], machine.Pin.IN), rxbuf=max(512, baud // 20))
     u = UartLan(uart, ip_to_int(p.lan_uart[0]), p.lan_uart[1], clock)
     return u if udp is None else Lans(u, udp)

@@ -6,17 +6,21 @@ access server, behind which three gateways (the same firmware on CPython) hand i
 traffic on to target hosts. Embedded defaults for every timer. The story:
 
   1. the box keys with its preferred gateway; numbered messages flow (4 a second);
-  2. that gateway freezes behind its router (carrier up, nothing answers): the box's
-     heartbeat notices, it authenticates the next gateway and re-sends what was unconfirmed;
-  3. the preferred gateway comes back: the box returns to it (failback);
-  4. it freezes again: this time the other gateway's key is still cached, so the box
+  2. the box loses its power and comes back (its interpreter is killed and started again,
+     between two LAN messages): it dials, keys and carries on, its messages numbered anew,
+     and the gateway must hand those on rather than take them for replays;
+  3. the preferred gateway freezes behind its router (carrier up, nothing answers): the
+     box's heartbeat notices, it authenticates the next gateway and re-sends what was
+     unconfirmed;
+  4. the preferred gateway comes back: the box returns to it (failback);
+  5. it freezes again: this time the other gateway's key is still cached, so the box
      fails over without a handshake; the preferred one is not chased in a loop;
-  5. the traffic stops, everything unconfirmed is delivered.
+  6. the traffic stops, everything unconfirmed is delivered.
 
 A status view updates in place (a plain log when stdout is not a terminal). At the end: a
 summary, the JSON-lines event log of every process (times relative to the start) and a
-timeline picture. Exit status 0 only if no message was lost. Every process and pty is
-stopped on every exit path, Ctrl-C included.
+timeline picture (gwbox_tools.demo_timeline). Exit status 0 only if no message was lost.
+Every process and pty is stopped on every exit path, Ctrl-C included.
 
 The box runs as a board would: on the 32-bit interpreter at an ESP32's heap where there is
 one, else on the 64-bit one at 1.4 times it (gwbox_tools.mpy_build.device_interpreter).
@@ -28,6 +32,7 @@ import json
 import os
 import signal
 import sys
+import textwrap
 import threading
 import time
 
@@ -36,9 +41,11 @@ from gwbox_tools.mpy_build import DEVICE_HEAP, device_interpreter
 
 G1, G2, G3 = GATEWAYS
 RATE_HZ = 4.0
-SHOWN = ("dialing", "link_up", "link_down", "handshake_started", "sa_established", "handshake_failed",
+WIDTH = 79  # the status view fits 80 x 24
+SHOWN = ("boot", "modem_error", "dialing", "link_up", "link_down", "handshake_started", "sa_established", "handshake_failed",
          "peer_dead", "sa_deleted", "gateway_dead", "gateway_trying", "gateway_in_use", "gateway_verified",
          "failback", "failback_trying", "key_request_rejected", "lan_refused", "redial", "out_of_memory")
+HIDDEN_FIELDS = ("t_ms", "node", "event", "mono", "boot", "ctl_spi", "data_spi", "spi")
 
 
 class Abort(Exception):
@@ -61,6 +68,9 @@ class Demo:
         self.sent = 0
         self._lock = threading.Lock()
         self._stop_traffic = threading.Event()
+        self._lan_up = threading.Event()  # the box's LAN port takes datagrams
+        self._lan_up.set()
+        self._send_lock = threading.Lock()
         self.rig = None
 
     # --- output ------------------------------------------------------------------------
@@ -74,14 +84,16 @@ class Demo:
             if d["event"] == "status":
                 self.status = d
                 return
-            if d["event"] in SHOWN:
-                extra = " ".join("%s=%s" % (k, v) for k, v in d.items()
-                                 if k not in ("t_ms", "node", "event", "mono", "boot", "ctl_spi", "data_spi", "spi"))
+            if d["event"] == "boot":
+                self.say("%7.2f s  box   %-18s boots=%s (the interpreter started)" % (
+                    self.rel(d["mono"]), "boot", d.get("boots")))
+            elif d["event"] in SHOWN:
+                extra = " ".join("%s=%s" % (k, v) for k, v in d.items() if k not in HIDDEN_FIELDS)
                 self.say("%7.2f s  box   %-18s %s" % (self.rel(d["mono"]), d["event"], extra))
 
     def say(self, line):
         self.recent.append(line)
-        del self.recent[:-9]
+        del self.recent[:-12]
         if not self.tty:
             print(line, flush=True)
 
@@ -93,11 +105,11 @@ class Demo:
         return t
 
     def draw(self):
-        """The status view, in place, in 80 x 24."""
+        """The status view, in place, in 80 x 24; event lines wrap, never cut."""
         st = self.status
         d = self.rig.delivered() if self.rig and self.rig.ho else {}
-        rows = ["gwbox demo: box under MicroPython, 3-gateway cluster behind an access server, 9,600 baud",
-                "-" * 79]
+        rows = ["gwbox demo: a box (MicroPython), 3 gateways behind an access server, 9,600 baud",
+                "-" * WIDTH]
         if st:
             cl = (st.get("clusters") or [{}])[0]
             rows.append("line: %-8s call to %-6s calls %-3s uptime %4s s  heap %s" % (
@@ -114,24 +126,34 @@ class Demo:
                 st.get("rerouted")))
         else:
             rows.append("starting the head office and the box ...")
-        dups = sum(len(v) - 1 for v in d.values())
+        dups = sum(1 for v in d.values() if len(v) > 1)
         rows.append("messages: sent %5d  delivered %5d  duplicated %3d  not yet %4d" % (
             self.sent, len(d), dups, self.sent - len(d)))
-        rows.append("-" * 79)
-        rows += [r[:79] for r in self.recent]
-        rows = rows[:23]
+        rows.append("-" * WIDTH)
+        events = []
+        for r in self.recent:
+            events += textwrap.wrap(r, WIDTH, subsequent_indent=" " * 29) or [""]
+        rows += events[-(23 - len(rows)):]
         sys.stdout.write("\x1b[H\x1b[2J" + "\n".join(rows) + "\n")
         sys.stdout.flush()
 
     # --- the story ---------------------------------------------------------------------
 
     def traffic(self):
+        """Message i at i / RATE_HZ s. While the box's LAN port is closed (a reboot), the next
+        message waits, as a LAN host's would, and what fell due goes out once it is open."""
         i = 0
         next_t = time.monotonic()
         while not self._stop_traffic.is_set():
-            i += 1
-            self.rig.send(i)
-            self.sent = i
+            while not self._lan_up.wait(0.2):
+                if self._stop_traffic.is_set():
+                    return
+            with self._send_lock:
+                if not self._lan_up.is_set():
+                    continue
+                i += 1
+                self.rig.send(i)
+                self.sent = i
             next_t += 1.0 / RATE_HZ
             self._stop_traffic.wait(max(0.0, next_t - time.monotonic()))
 
@@ -166,38 +188,64 @@ class Demo:
         feeder = threading.Thread(target=self.traffic, name="demo-traffic", daemon=True)
         feeder.start()
         try:
-            self.sleep(10)
+            self.sleep(6)
             return self.story(feeder)
         finally:
             self._stop_traffic.set()
             feeder.join(5)
 
+    def reboot(self):
+        """Power-cycle the box between two LAN messages: the LAN host holds its next one until
+        every message sent so far was delivered (a box loses what it holds in RAM at a power
+        cut, by design: docs/cluster.md), the interpreter is killed and started again, and
+        the traffic goes on once its LAN port is open. Messages 1..`before` were taken by the
+        box before the reboot; every later one by the box after it."""
+        rig, box = self.rig, self.rig.box
+        with self._send_lock:
+            self._lan_up.clear()
+            before = self.sent
+        end = time.monotonic() + 10
+        while time.monotonic() < end and any(i not in rig.delivered() for i in range(1, before + 1)):
+            time.sleep(0.02)
+        unconfirmed = [i for i in range(1, before + 1) if i not in rig.delivered()]
+        t = self.note("power cut and back: the box reboots")
+        boot = box.power_cycle()
+        if box.running(30) is None:
+            raise Abort("the box did not start again after the power cut: %s" % "\n".join(box.stderr[-10:]))
+        self._lan_up.set()
+        use = self.wait_box(lambda e: e["event"] == "gateway_in_use" and e.get("boot") == boot, 60,
+                            "gateway_in_use after the reboot")
+        return dict(t=t, before=before, unconfirmed=unconfirmed, boot=boot, use=use)
+
     def story(self, feeder):
         rig, box = self.rig, self.rig.box
-        # 2. the gateway in use freezes: fresh authentication with the next one
+        # 2. a power cut: the box boots again, keys with its preferred gateway, numbers anew
+        rb = self.reboot()
+        self.sleep(4)
+        # 3. the gateway in use freezes: fresh authentication with the next one
         mark = box.count()
         f1 = rig.freeze(G1)
         self.note("freeze", G1)
         dead1 = self.wait_box(lambda e: e["event"] == "gateway_dead", 30, "gateway_dead", mark)
         use1 = self.wait_box(lambda e: e["event"] == "gateway_in_use", 30, "gateway_in_use", mark)
         other = use1.get("gateway")
-        self.sleep(6)
-        # 3. it comes back, and gets the traffic back (failback after FailbackTime)
+        self.sleep(4)
+        # 4. it comes back, and gets the traffic back (failback after FailbackTime)
         rig.thaw(G1)
         self.note("thaw", G1)
         fb = self.wait_box(lambda e: e["event"] == "failback", 60, "failback", mark)
-        self.sleep(8)
-        # 4. it freezes again: the other gateway's key is cached, no handshake needed
+        self.sleep(6)
+        # 5. it freezes again: the other gateway's key is cached, no handshake needed
         mark2 = box.count()
         f2 = rig.freeze(G1)
         self.note("freeze", G1)
         dead2 = self.wait_box(lambda e: e["event"] == "gateway_dead", 30, "gateway_dead", mark2)
         use2 = self.wait_box(lambda e: e["event"] == "gateway_in_use", 30, "gateway_in_use", mark2)
-        self.sleep(4)
+        self.sleep(3)
         rig.thaw(G1)
         self.note("thaw", G1)
-        self.sleep(3)
-        # 5. stop the traffic, let everything unconfirmed through
+        self.sleep(2)
+        # 6. stop the traffic, let everything unconfirmed through
         self._stop_traffic.set()
         feeder.join(5)
         self.note("traffic stops")
@@ -206,7 +254,8 @@ class Demo:
         while time.monotonic() < end and len(rig.delivered()) < sent:
             self.sleep(0.5)
         self.sleep(1)
-        return dict(f1=f1, dead1=dead1, use1=use1, other=other, fb=fb, f2=f2, dead2=dead2, use2=use2, sent=sent)
+        return dict(rb=rb, f1=f1, dead1=dead1, use1=use1, other=other, fb=fb, f2=f2, dead2=dead2, use2=use2,
+                    sent=sent)
 
     # --- results -----------------------------------------------------------------------
 
@@ -228,25 +277,57 @@ class Demo:
                     if k not in ("t_ms", "node", "event", "mono"):
                         d[k] = v
                 f.write(json.dumps(d) + "\n")
-        self.rows = rows
         return path
 
     def first_handed_on(self, gateway, after):
         hs = [e for e in self.rig.handed_on(gateway, after)]
         return hs[0]["mono"] if hs else None
 
+    def duplicates(self, d):
+        """{message: why} for each message delivered more than once. Each copy beyond the first
+        is a confirmation that died with a gateway: the frozen gateway handed the message on
+        "before" it froze (its confirmation not yet sent) or "after" it thawed (it read what had
+        queued in its socket meanwhile), while the box, which had declared it dead, sent the
+        message again through the next gateway; anything else is "other"."""
+        freezes = [t for t, what, _g in self.faults if what == "freeze"]
+        thaws = [t for t, what, _g in self.faults if what == "thaw"]
+        out = {}
+        for i, ts in d.items():
+            if len(ts) < 2:
+                continue
+            if any(0 <= max(ts) - t <= 5.0 for t in thaws):
+                out[i] = "after"
+            elif any(0 <= t - min(ts) <= 3.0 for t in freezes):
+                out[i] = "before"
+            else:
+                out[i] = "other"
+        return out
+
     def summary(self, r, events_path, png):
         rig = self.rig
         d = rig.delivered()
         sent = r["sent"]
         lost = [i for i in range(1, sent + 1) if i not in d]
-        dups = sum(len(v) - 1 for v in d.values())
+        dups = self.duplicates(d)
         up, down = rig.line_bytes()
         b = lambda e: e["mono"]  # noqa: E731
+        rb = r["rb"]
+        before = rb["before"]
+        after_first = min([min(d[i]) for i in d if i > before] or [None]) if d else None
         fresh_first = self.first_handed_on(r["other"], r["f1"])
         cached_first = self.first_handed_on(r["use2"].get("gateway"), r["f2"])
+        lost_before = [i for i in lost if i <= before]
+        lost_after = [i for i in lost if i > before]
         print("")
         print("summary")
+        print("  reboot (power cut):      the box lost its power between messages %d and %d -> back, %s in use "
+              "%5.2f s -> first new message delivered %s" % (
+                  before, before + 1, rb["use"].get("gateway"), b(rb["use"]) - rb["t"],
+                  "%5.2f s" % (after_first - rb["t"]) if after_first else "-"))
+        print("                           messages 1-%d, taken before it: %d delivered, %d lost; %d-%d, taken "
+              "after it (numbered anew by the box): %d delivered, %d lost" % (
+                  before, before - len(lost_before), len(lost_before), before + 1, sent,
+                  sent - before - len(lost_after), len(lost_after)))
         print("  failover 1 (fresh key):  %s frozen -> declared dead %5.2f s -> %s in use %5.2f s"
               " -> first message delivered %s" % (
                   G1, b(r["dead1"]) - r["f1"], r["other"], b(r["use1"]) - r["f1"],
@@ -258,93 +339,28 @@ class Demo:
                   G1, b(r["dead2"]) - r["f2"], r["use2"].get("gateway"), b(r["use2"]) - r["f2"],
                   "%5.2f s" % (cached_first - r["f2"]) if cached_first else "-"))
         print("  messages:                sent %d, delivered %d, duplicated %d, lost %d%s" % (
-            sent, len([i for i in d if i <= sent]), dups, len(lost), (" " + repr(lost[:10])) if lost else ""))
+            sent, len([i for i in d if i <= sent]), len(dups), len(lost), (" " + repr(lost[:10])) if lost else ""))
+        if dups:
+            why = list(dups.values())
+            parts = ["%d handed on %s" % (why.count(k), text) for k, text in (
+                ("before", "by %s just before it froze, its confirmation not yet sent" % G1),
+                ("after", "by %s when it thawed (they had queued in its socket while it was frozen)" % G1))
+                if why.count(k)]
+            if why.count("other"):
+                parts.append("%d sent again after a confirmation was lost" % why.count("other"))
+            print(textwrap.fill(
+                "duplicates are confirmations that died with a gateway, never a loss: %s; the box had declared "
+                "that gateway dead and sent them again through the next one" % "; ".join(parts),
+                100, initial_indent=" " * 27, subsequent_indent=" " * 27))
+        if lost_after:
+            print(textwrap.fill(
+                "messages after the reboot went missing: a gateway that still holds the numbers of the box's "
+                "last boot confirms the new ones as replays without handing them on (issue 19; a per-boot "
+                "epoch told at login is the cure)", 100, initial_indent=" " * 27, subsequent_indent=" " * 27))
         print("  serial line:             box -> modem %d bytes, modem -> box %d bytes" % (up, down))
         print("  events:                  %s" % events_path)
         print("  timeline:                %s" % png)
         return len(lost)
-
-    def plot(self, r):
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from matplotlib.lines import Line2D
-        from matplotlib.patches import Patch
-
-        lanes = ["box"] + list(GATEWAYS)
-        y = {n: len(lanes) - 1 - i for i, n in enumerate(lanes)}
-        fig, ax = plt.subplots(figsize=(13, 4.8))
-        box_ev = [(t, e) for t, n, e in self.rows if n == "box"]
-        # SA spans, seen from the box, on each gateway's lane
-        open_sa = {}
-        end = self.rel(time.monotonic())
-        for t, e in box_ev:
-            ev, peer = e["event"], e.get("peer") or e.get("gateway")
-            if ev == "sa_established":
-                open_sa[peer] = self.rel(t)
-            elif ev == "sa_deleted" and peer in open_sa:
-                s0 = open_sa.pop(peer)
-                ax.broken_barh([(s0, self.rel(t) - s0)], (y[peer] - 0.12, 0.24), color="tab:purple", alpha=0.35)
-        for peer, s0 in open_sa.items():
-            ax.broken_barh([(s0, end - s0)], (y[peer] - 0.12, 0.24), color="tab:purple", alpha=0.35)
-        # which gateway carries the traffic: a thick bar
-        uses = [(self.rel(t), e.get("gateway")) for t, e in box_ev if e["event"] == "gateway_in_use"]
-        deads = [(self.rel(t), e.get("gateway")) for t, e in box_ev if e["event"] == "gateway_dead"]
-        for k, (t, g) in enumerate(uses):
-            stop = [d for d, dg in deads if dg == g and d > t]
-            nxt = [u for u, _ in uses[k + 1:]]
-            t1 = min(stop + nxt + [end])
-            ax.broken_barh([(t, t1 - t)], (y[g] - 0.05, 0.1), color="tab:blue")
-        # heartbeats: answered (green) vs never answered (red x); acks on the box lane
-        acked = set((e.get("peer"), e.get("id")) for t, e in box_ev if e["event"] == "heartbeat_ack")
-        for t, e in box_ev:
-            if e["event"] == "heartbeat_sent":
-                ok = (e.get("peer"), e.get("id")) in acked
-                ax.plot([self.rel(t)], [y["box"] + 0.18], "o" if ok else "x", ms=5 if ok else 7,
-                        color="tab:green" if ok else "tab:red")
-            elif e["event"] == "heartbeat_ack":
-                ax.plot([self.rel(t)], [y["box"] - 0.18], "|", ms=9, color="tab:green")
-        # messages handed on by each gateway
-        for g in GATEWAYS:
-            xs = [self.rel(self.rig.ho.t0 + e["t_ms"] / 1000.0) for e in self.rig.ho.events(g)
-                  if e.get("event") == "handed_on"]
-            ax.plot(xs, [y[g] + 0.25] * len(xs), "|", ms=4, color="tab:gray")
-        # faults: frozen spans
-        frz = {}
-        for t, what, g in self.faults:
-            if what == "freeze":
-                frz[g] = self.rel(t)
-            elif what == "thaw" and g in frz:
-                s0 = frz.pop(g)
-                ax.axvspan(s0, self.rel(t), ymin=(y[g] + 0.1) / len(lanes), ymax=(y[g] + 0.9) / len(lanes),
-                           color="tab:red", alpha=0.15, hatch="//")
-        for t, g in deads:
-            ax.axvline(t, color="tab:red", ls="--", lw=1)
-            ax.annotate("detected dead", (t, len(lanes) - 0.45), fontsize=8, color="tab:red", ha="right",
-                        textcoords="offset points", xytext=(-3, 0))
-        for t, g in uses[1:]:
-            ax.axvline(t, color="tab:blue", ls=":", lw=1)
-            ax.annotate("failover/failback to %s" % g, (t, -0.75), fontsize=8, color="tab:blue",
-                        textcoords="offset points", xytext=(3, 0))
-        ax.set_yticks([y[n] for n in lanes])
-        ax.set_yticklabels(["box (MicroPython)"] + ["gateway %s" % g for g in GATEWAYS])
-        ax.set_ylim(-1, len(lanes) - 0.3)
-        ax.set_xlabel("seconds since start")
-        ax.set_title("gwbox: heartbeat failover across a gateway cluster (9,600 baud, embedded defaults)")
-        ax.grid(axis="x", alpha=0.3)
-        ax.legend(handles=[
-            Patch(color="tab:purple", alpha=0.35, label="SA (key) held by the box"),
-            Line2D([], [], color="tab:blue", lw=4, label="gateway in use"),
-            Line2D([], [], marker="o", ls="", color="tab:green", label="heartbeat answered"),
-            Line2D([], [], marker="x", ls="", color="tab:red", label="heartbeat never answered"),
-            Line2D([], [], marker="|", ls="", color="tab:gray", label="message handed on"),
-            Patch(color="tab:red", alpha=0.15, hatch="//", label="gateway frozen (carrier up)"),
-        ], loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize=8)
-        fig.tight_layout()
-        path = os.path.join(self.out_dir, "timeline.png")
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return path
 
 
 def main(argv=None):
@@ -372,7 +388,10 @@ def main(argv=None):
                 events_path = demo.collect()
         if tty:
             demo.draw()
-        png = demo.plot(r)
+        from gwbox_tools.demo_timeline import plot
+        png = os.path.join(demo.out_dir, "timeline.png")
+        with open(events_path) as f:
+            plot([json.loads(line) for line in f], png)
         lost = demo.summary(r, events_path, png)
         code = 0 if lost == 0 else 1
     except KeyboardInterrupt:

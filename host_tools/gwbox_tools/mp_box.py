@@ -14,6 +14,10 @@ as into `events`, and what is written there reaches the box's console. The pty o
 the interpreter: `machine.reset()` (boards/unix: exit status RESET_EXIT) starts it again
 on the same files and the same pty, as a board with a USB-serial bridge resets. Output
 nobody reads is dropped, as a board's UART drops it, never blocking the box.
+
+`power_cycle()` is a power cut and the power back: the interpreter is killed (SIGKILL:
+nothing flushed, its RAM gone) and started again on the same files, UART and LAN port.
+Every event carries `boot` (1, 2, ...: which start of the interpreter printed it).
 """
 import json
 import os
@@ -108,6 +112,7 @@ class MpBox:
         self._exe = micropython or mpy_build.micropython_binary()
         self._restart = console if restart is None else restart
         self._stopping = False
+        self._cycling = False  # power_cycle() between its kill and the next start
         self.console_path = None
         self._master = self._slave = None
         self.proc = None
@@ -166,6 +171,8 @@ class MpBox:
                 self.on_event(d)
         code = proc.wait()
         with self._lock:
+            if proc is not self.proc or self._cycling:
+                return  # power_cycle() killed it and starts (or started) the next one
             if code == RESET_EXIT and self._restart and not self._stopping:
                 self._spawn()  # the board restarts: same files, same console pty
                 return
@@ -241,10 +248,42 @@ class MpBox:
         with self._lock:
             return len(self.events)
 
+    def running(self, timeout):
+        """Wait until the current start of the interpreter runs the box (an event of this boot
+        besides `boot`: its LAN port is bound by then); the event, or None after `timeout` s."""
+        boot = self.boots
+        return self.wait_event(lambda e: e.get("boot") == boot and e["event"] != "boot", timeout)
+
     def alive(self):
         return self.exit_code is None and self.proc is not None and self.proc.poll() is None
 
     # --- lifecycle -------------------------------------------------------------------
+
+    def power_cycle(self):
+        """Cut the power and give it back: kill the interpreter (SIGKILL, so nothing it holds
+        is flushed or saved) and start it again on the same files, UART and LAN port. Returns
+        the new boot number."""
+        with self._lock:
+            if self._stopping or self.proc is None:
+                raise RuntimeError("the box is stopped")
+            self._cycling = True
+            proc = self.proc
+        proc.kill()
+        proc.wait()
+        reader = self._readers[-1]
+        reader.join(5)  # it reads the killed interpreter's last lines, then leaves it to us
+        for f in (proc.stdout, proc.stdin):
+            if f:
+                try:
+                    f.close()
+                except OSError:
+                    pass
+        with self._lock:
+            self._cycling = False
+            if self._stopping:
+                raise RuntimeError("the box is stopped")
+            self._spawn()
+            return self.boots
 
     def stop(self):
         with self._lock:

@@ -21,7 +21,15 @@ BUILD = os.path.join(ROOT, "build", "mpy")
 ENTRY_POINTS = ("main.py", "boot.py")
 
 # Bump when the compile options change, so .mpy files built the old way are rebuilt.
-BUILD_STAMP = "mpy-cross -s <dotted module name> v3"
+BUILD_STAMP = "mpy-cross -s <dotted module name> v4 (native modules -march=%s)"
+
+# Modules of native code (viper): compiled only for a given CPU (`mpy-cross -march=...`);
+# where none is given, or a device cannot load them, the firmware falls back to bytecode.
+NATIVE = ("gwbox/crypto/x25519_viper.py",)
+# The test build's native code is for the 32-bit unix interpreter (x86), the one that
+# stands in for the 32-bit boards: the 64-bit one cannot load it and runs the fallback.
+TEST_MARCH = "x86"
+BUILD_STAMP = BUILD_STAMP % TEST_MARCH
 
 
 def mpy_cross_binary():
@@ -97,6 +105,14 @@ def module_name(rel):
     return name[:-9] if name.endswith(".__init__") else name
 
 
+def is_native(rel):
+    return rel.replace(os.sep, "/") in NATIVE
+
+
+def has_march(args):
+    return any(a.startswith("-march=") for a in args)
+
+
 def compile_module(src, dst, rel, extra_args=()):
     """Compile one source file to dst (directories made as needed)."""
     os.makedirs(os.path.dirname(dst), exist_ok=True)
@@ -146,5 +162,5 @@ def build_mpy():
     drop_stale_build(BUILD)
     jobs = stale_jobs(FIRMWARE, os.path.join(BUILD, "lib")) + stale_jobs(FW_TESTS, os.path.join(BUILD, "tests"))
     for src, dst, rel in jobs:
-        compile_module(src, dst, rel)
+        compile_module(src, dst, rel, ["-march=" + TEST_MARCH] if is_native(rel) else [])
     return len(jobs)

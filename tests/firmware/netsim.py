@@ -24,6 +24,16 @@ def pair(cfg=None, box_cfg=None, gw_cfg=None, psk=PSK, gw_psk=None, box_id=b"box
     return Net(box, gw)
 
 
+def output(ep, now):
+    """What `ep` sends at `now`, once the X25519 work it does a slice per tick is done
+    (a box computes its public key before its SA_INIT goes out)."""
+    out = ep.take_output()
+    while not out and ticks.reached(now, ep.next_deadline()):
+        ep.tick(now)
+        out = ep.take_output()
+    return out
+
+
 class Net:
     def __init__(self, a, b, delay_ms=20):
         self.a = a

@@ -191,7 +191,7 @@ def forged_msg1(seed):
     """A well-formed SA_INIT from someone who has no key (each with its own SPI and X25519 key)."""
     atk = Endpoint(LinkConfig(), b"atk%d" % seed, psk=b"\x01" * 32, expect_peer=b"gw1")
     atk.connect(netsim.START)
-    return atk.take_output()[0][1]
+    return netsim.output(atk, netsim.START)[0][1]
 
 
 def test_a_flood_of_sa_inits_cannot_lock_the_box_out():
@@ -256,7 +256,7 @@ def test_a_forged_response_with_the_attacker_s_own_key_does_not_end_it_either():
     n = netsim.pair()
     mitm = Endpoint(LinkConfig(), b"gw1", psks={b"box1": b"\x02" * 32})  # wrong key: can't sign AUTH
     n.a.connect(n.now)
-    msg1 = n.a.take_output()[0][1]
+    msg1 = netsim.output(n.a, n.now)[0][1]
     n.b.receive(msg1, n.now)  # the genuine gateway gets it too
     n.run_for(0)
     mitm.receive(msg1, n.now)

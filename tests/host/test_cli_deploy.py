@@ -568,4 +568,28 @@ def test_device_mpy_versions_mpy_cross_cannot_serve_are_refused(mpy, message):
 def test_device_description_names_version_and_arch():
     dev = deploy.Device("noise\r\nGWBOX mpy %d\r\nGWBOX version esp32 1.28.0\r\n" % (6 | 3 << 8 | 10 << 10))
     assert dev.describe() == "MicroPython 1.28.0 on esp32, loads .mpy v6.3, native arch xtensawin"
-    assert deploy.mpy_cross_args(dev) == []
+    assert deploy.mpy_cross_args(dev) == ["-march=xtensawin"]  # X25519's native code for its CPU
+
+
+@pytest.mark.parametrize("mpy,args", [
+    (6 | 3 << 8 | 4 << 10, ["-march=armv6m"]),  # RP2040, MicroPython 1.23-1.28
+    (6 | 3 << 8 | 1 << 10, ["-march=x86"]),  # the 32-bit unix port
+    (6 | 2 << 8 | 4 << 10, []),  # an older native ABI (v6.2): bytecode only, it could not load ours
+    (6 | 3 << 8, []),  # no native emitter: bytecode only
+    (6 | 3 << 8 | 60 << 10, []),  # an arch this mpy-cross does not know
+])
+def test_native_code_is_built_for_the_devices_cpu_or_left_out(mpy, args):
+    assert deploy.native_args(mpy) == args
+
+
+def test_native_modules_are_left_out_without_a_cpu(tmp_path):
+    fw = tmp_path / "firmware"
+    (fw / "gwbox" / "crypto").mkdir(parents=True)
+    for rel in ("gwbox/__init__.py", "gwbox/crypto/__init__.py", "gwbox/crypto/x25519_viper.py"):
+        (fw / rel).write_text(open(os.path.join(mpy_build.FIRMWARE, rel)).read())
+    srcs = deploy.sources(str(fw))
+    assert "gwbox/crypto/x25519_viper.py" in srcs
+    assert "gwbox/crypto/x25519_viper.py" not in deploy.build(str(fw), srcs, [])
+    built = deploy.build(str(fw), srcs, ["-march=armv6m"])
+    with open(built["gwbox/crypto/x25519_viper.py"], "rb") as f:
+        assert f.read(3) == b"M\x06\x13"  # mpy v6, armv6m (4 << 2) sub-version 3

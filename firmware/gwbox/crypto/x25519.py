@@ -1,12 +1,20 @@
-"""X25519 key agreement (RFC 7748), pure Python so it runs on every MicroPython port.
+"""X25519 key agreement (RFC 7748), computed a slice at a time so a box can serve its line.
 
-Montgomery ladder over Curve25519 with Python integers. The conditional swap is done
-arithmetically (no branch on secret bits); bignum arithmetic itself is not guaranteed
-constant time, which we accept for ephemeral keys used once per (re)key.
+Two ladders, one result. Where the firmware was built for the board's CPU (native code is
+per architecture: `gwbox deploy`, the ROMFS image and the freeze manifests build it with
+`mpy-cross -march=...`), the field arithmetic is gwbox.crypto.x25519_viper: viper code
+with 13-bit limbs, about 140 ms per scalar multiplication on a 125 MHz RP2040. Elsewhere
+(CPython, a port without a native emitter, a build for another CPU) it is the Montgomery
+ladder over Python integers below: about 600 ms on the RP2040, 2.5 ms on CPython.
+
+A `Ladder` runs at most SLICE ladder bits per `step()` (the last step inverts), so the box
+loop can read its UART and feed its watchdog between steps (docs/crypto.md). The
+conditional swap is arithmetic in both ladders: no branch on a secret bit.
 
 A port may hand in a faster primitive with `use` (on CPython, gwbox.port.host_x25519,
 backed by `cryptography`: what a head-office gateway answering thousands of boxes runs);
-every function here then goes through it, and `pure_x25519` stays the ladder.
+every function here, a Ladder too (in one step), then goes through it, and `pure_x25519`
+stays this module's own.
 """
 from gwbox import const
 from gwbox import crypto as _pkg
@@ -16,13 +24,93 @@ from gwbox.errors import ProtocolError
 P = (1 << 255) - 19
 _A24 = const(121665)  # (486662 - 2) / 4, RFC 7748 section 5
 BASE_POINT = b"\x09" + bytes(31)
+# Ladder bits per step: about 16 ms of native code or 55-70 ms of bytecode on an RP2040.
+SLICE = const(32)
+
+try:
+    from gwbox.crypto import x25519_viper as _native
+except (ImportError, ValueError, MemoryError):
+    # not built for this CPU, no emitter, or no room for its code now (an ESP32 puts native
+    # code in its little executable RAM): the integer ladder, until the module is loaded again
+    _native = None
 
 
-def _ladder(k, u):
-    """x-coordinate of k*u; k already clamped, u already reduced."""
+class Ladder:
+    """X25519(scalar, u) = clamped scalar times u, a slice at a time: call `step()` until it
+    returns True, then `result` holds the 32 bytes. A port's primitive (`use`) answers at
+    once unless `port=False`; `native=False` takes the integer ladder even where native
+    code is loaded (the tests compare them)."""
+
+    def __init__(self, scalar, u, native=True, port=True):
+        if len(scalar) != 32 or len(u) != 32:
+            raise ValueError("x25519 needs 32-byte scalar and u")
+        b = _pkg.x25519_backend if port else None
+        if b is not None:
+            self.result = b(scalar, u)
+            self.bit = 0
+            self._v = self._s = self._k = None
+            return
+        k = bytearray(scalar)
+        k[0] &= 248  # clamp (RFC 7748 section 5)
+        k[31] = (k[31] & 127) | 64
+        self.result = None
+        self.bit = 255  # ladder bits still to run: 254 .. 0
+        self._v = _native if native else None
+        if self._v is not None:
+            # x1, x2, z2, x3, z3, then scratch (A, B, C, D, AA, BB, E) and the swap bit
+            e = tuple(bytearray(80) for _ in range(12)) + (bytearray(4),)
+            self._v.load(e[0], u)
+            self._v.load(e[3], u)
+            e[1][0] = 1
+            e[4][0] = 1
+            self._s = e
+            self._k = k
+        else:
+            un = (int.from_bytes(u, "little") & ((1 << 255) - 1)) % P
+            self._s = [un, 1, 0, un, 1, 0]  # x1, x2, z2, x3, z3, swap
+            self._k = int.from_bytes(k, "little")
+
+    def step(self):
+        """Run one slice; True once `result` is there."""
+        if self.result is not None:
+            return True
+        i = self.bit
+        if i > 0:
+            stop = i - SLICE if i > SLICE else 0
+            if self._v is not None:
+                self._v.ladder(0, 0, self._k, i, stop, self._s)
+            else:
+                _ladder(self._k, i, stop, self._s)
+            self.bit = stop
+            return False
+        if self._v is not None:
+            e = self._s
+            # bit 0 of a clamped scalar is 0, so the ladder ends unswapped: x2 / z2
+            self._v.invert(e[2], e[5], e[6], e[7], e[8], e[9])
+            self._v.mul(0, e[1], e[5], e[5])
+            out = bytearray(32)
+            self._v.store(out, e[5])
+            for b in e:  # the ladder's state says much about the key: wipe it
+                b[:] = bytes(len(b))
+            self._k[:] = bytes(32)
+            self.result = bytes(out)
+        else:
+            self.result = _finish(self._s).to_bytes(32, "little")
+        self._s = self._k = None
+        return True
+
+    def run(self):
+        """All remaining steps at once; the result."""
+        while not self.step():
+            pass
+        return self.result
+
+
+def _ladder(k, i, stop, s):
+    """The integer ladder, bits i-1 .. stop; s = [x1, x2, z2, x3, z3, swap] in and out."""
     p = P
-    x2, z2, x3, z3, swap = 1, 0, u, 1, 0
-    for t in range(254, -1, -1):
+    x1, x2, z2, x3, z3, swap = s
+    for t in range(i - 1, stop - 1, -1):
         kt = (k >> t) & 1
         swap ^= kt
         d = swap * (x2 - x3)
@@ -44,9 +132,19 @@ def _ladder(k, u):
         x3 = da + cb
         x3 = x3 * x3 % p
         z3 = da - cb
-        z3 = u * (z3 * z3 % p) % p
+        z3 = x1 * (z3 * z3 % p) % p
         x2 = aa * bb % p
         z2 = e * (aa + _A24 * e) % p
+    s[1] = x2
+    s[2] = z2
+    s[3] = x3
+    s[4] = z3
+    s[5] = swap
+
+
+def _finish(s):
+    p = P
+    x2, z2, x3, z3, swap = s[1], s[2], s[3], s[4], s[5]
     d = swap * (x2 - x3)
     x2 -= d
     d = swap * (z2 - z3)
@@ -64,20 +162,17 @@ def use(backend):
 
 def x25519(scalar, u):
     """RFC 7748 X25519(k, u): clamps the scalar and masks the top bit of u."""
-    if len(scalar) != 32 or len(u) != 32:
-        raise ValueError("x25519 needs 32-byte scalar and u")
     b = _pkg.x25519_backend
     if b is not None:
+        if len(scalar) != 32 or len(u) != 32:
+            raise ValueError("x25519 needs 32-byte scalar and u")
         return b(scalar, u)
     return pure_x25519(scalar, u)
 
 
 def pure_x25519(scalar, u):
-    """X25519 by the ladder here, whatever backend is in use (tests compare the two)."""
-    k = int.from_bytes(scalar, "little")
-    k = (k & ((1 << 255) - 8)) | (1 << 254)
-    un = (int.from_bytes(u, "little") & ((1 << 255) - 1)) % P
-    return _ladder(k, un).to_bytes(32, "little")
+    """X25519 by this module's own ladder, whatever backend is in use (tests compare them)."""
+    return Ladder(scalar, u, port=False).run()
 
 
 def public_key(private):
@@ -91,21 +186,22 @@ def generate_keypair():
     return private, public_key(private)
 
 
-def shared_secret(private, peer_public):
-    """X25519 shared secret; ProtocolError for a malformed or low-order peer key.
-
-    RFC 7748 section 6.1: an all-zero result means the peer sent a low-order point,
-    which would make the "secret" known to anyone, so the exchange must fail.
-    """
-    if len(peer_public) != 32:
-        raise ProtocolError("X25519 public key must be 32 bytes")
-    s = x25519(private, peer_public)
+def check_secret(s):
+    """s, unless it is all zero: RFC 7748 section 6.1, the peer sent a low-order point and
+    the "secret" would be known to anyone, so the exchange must fail (ProtocolError)."""
     acc = 0
     for b in s:
         acc |= b
     if acc == 0:
         raise ProtocolError("X25519 shared secret is all zero (low-order peer key)")
     return s
+
+
+def shared_secret(private, peer_public):
+    """X25519 shared secret; ProtocolError for a malformed or low-order peer key."""
+    if len(peer_public) != 32:
+        raise ProtocolError("X25519 public key must be 32 bytes")
+    return check_secret(x25519(private, peer_public))
 
 
 # u-coordinates of the points of small order (RFC 7748 section 7; the list libsodium

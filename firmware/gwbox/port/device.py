@@ -7,7 +7,8 @@ tested, anywhere: on a board, under the unix MicroPython with host stand-ins
 from the modem driver, move LAN datagrams, tick the box at its deadline, write what it
 hands out, log its events, serve the console, feed the watchdog only after a pass that
 completed, sleep until the next deadline (at most POLL_MS so UART bytes are picked up
-promptly; `rxbuf` must cover POLL_MS of line time).
+promptly). No pass takes long: X25519 is computed a slice per pass (docs/crypto.md), and
+`rxbuf` holds twice the line time of the longest pass (250 ms).
 
 Log lines are gwbox.events.json_line with `t_ms` in ms since boot. A MemoryError inside
 the loop is survived: the heap is collected, the loop backs off and reports it, and only

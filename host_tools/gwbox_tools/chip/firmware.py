@@ -25,8 +25,9 @@ def _compiled(board):
 
 
 def chip_mpy_args():
-    """mpy-cross options for the RP2040 (Cortex-M0+, armv6m); bytecode needs none."""
-    return []
+    """mpy-cross options for the RP2040 (Cortex-M0+, armv6m), as `gwbox deploy` picks them
+    for a Pico: the native-code modules are built for its CPU."""
+    return ["-march=armv6m"]
 
 
 def layout(form, board=None, main=True, extra=None):

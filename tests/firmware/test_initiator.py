@@ -1,0 +1,153 @@
+"""gwbox.initiator computes X25519 a slice per tick (docs/crypto.md): the box's other traffic
+flows between the slices, each tick runs at most one slice of a handshake, a handshake
+aborted mid-computation leaves nothing behind, and a MemoryError in a slice is survived."""
+# mp-heap: 256K  (a box and two gateways in one interpreter)
+from gwbox import ticks
+from gwbox.config import LinkConfig
+from gwbox.crypto import x25519
+from gwbox.endpoint import Endpoint
+
+PSK = b"\x11" * 32
+NOW = ticks.PERIOD - 5000
+STEPS = (255 + x25519.SLICE - 1) // x25519.SLICE + 1  # Ladder steps of one X25519
+
+
+def box_and_gateways(*names):
+    box = Endpoint(LinkConfig(), b"box1", psks=dict((n, PSK) for n in names), initiator=True)
+    return box, dict((n, Endpoint(LinkConfig(), n, psks={b"box1": PSK})) for n in names)
+
+
+def exchange(box, gws, now):
+    """Everything pending, both ways, delivered at `now`; what the gateways received as payload."""
+    got = []
+    moved = True
+    while moved:
+        moved = False
+        for link, p in box.take_output():
+            gws[link].receive(p, now, b"box1")
+            moved = True
+        for name, gw in gws.items():
+            for _l, p in gw.take_output():
+                box.receive(p, now, name)
+                moved = True
+            got += gw.take_received()
+    return got
+
+
+class StepCounter:
+    """Counts Ladder.step calls (and can make one of them raise MemoryError). It patches the
+    X25519 module loaded now: the endpoint drops and reloads the key exchange's code between
+    exchanges (endpoint._unload_key_exchange), so not the one this module imported first."""
+
+    def __init__(self, fail_at=None):
+        self.calls = 0
+        self.fail_at = fail_at
+
+    def __enter__(self):
+        from gwbox.crypto import x25519 as loaded
+        self.cls = loaded.Ladder
+        self.real = real = loaded.Ladder.step
+        me = self
+
+        def step(ladder):
+            me.calls += 1
+            if me.calls == me.fail_at:
+                raise MemoryError
+            return real(ladder)
+
+        self.cls.step = step
+        return self
+
+    def __exit__(self, *exc):
+        self.cls.step = self.real
+
+
+def handshake(box, gws, name, now, limit=100):
+    """Tick and deliver until the box has a session with `name`; the ticks it took."""
+    box.connect(now, name, name)
+    for n in range(limit):
+        exchange(box, gws, now)
+        if box.session(name) is not None:
+            return n
+        assert ticks.reached(now, box.next_deadline()), "the box waits although it has work"
+        box.tick(now)
+    assert False, "no session after %d ticks" % limit
+
+
+def test_a_handshake_takes_a_slice_per_tick_and_other_traffic_flows_between():
+    box, gws = box_and_gateways(b"gw1", b"gw2")
+    handshake(box, gws, b"gw1", NOW)
+    with StepCounter() as steps:
+        box.connect(NOW, b"gw2", b"gw2")
+        assert box.take_output() == []  # msg1 waits for the public key
+        sent, got, ticked = 0, [], 0
+        while box.session(b"gw2") is None:
+            assert ticks.reached(NOW, box.next_deadline())  # work pending: "now"
+            before = steps.calls
+            box.tick(NOW)
+            ticked += 1
+            assert steps.calls - before == 1  # one slice per tick
+            box.send(b"m%d" % sent, NOW, b"gw1")  # the session with gw1 carries on meanwhile
+            sent += 1
+            got += exchange(box, gws, NOW)
+            assert ticked < 50
+    assert ticked == 2 * STEPS  # the public key, then the shared secret
+    assert got == [(b"box1", b"m%d" % i) for i in range(sent)]  # every one delivered at once
+    assert gws[b"gw2"].session() is not None
+
+
+def test_two_handshakes_at_once_take_a_slice_each_per_tick():
+    box, gws = box_and_gateways(b"gw1", b"gw2")
+    with StepCounter() as steps:
+        box.connect(NOW, b"gw1", b"gw1")
+        box.connect(NOW, b"gw2", b"gw2")
+        for _ in range(STEPS):
+            before = steps.calls
+            box.tick(NOW)
+            assert steps.calls - before == 2
+    assert sorted(link for link, _p in box.take_output()) == [b"gw1", b"gw2"]  # both msg1 out
+
+
+def test_a_handshake_aborted_mid_computation_leaves_nothing():
+    box, gws = box_and_gateways(b"gw1")
+    box.connect(NOW, b"gw1", b"gw1")
+    for _ in range(3):  # part of the public key
+        box.tick(NOW)
+    assert box.abort_handshakes(NOW) == [b"gw1"]
+    assert box.next_deadline() is None and box.take_output() == []
+    box.tick(NOW)
+    assert box.take_output() == [] and box.session() is None
+    # mid shared secret: msg2 is in, msg3 not yet out
+    box.connect(NOW, b"gw1", b"gw1")
+    while box.initiators[0].msg1 is None:
+        box.tick(NOW)
+    hs = box.initiators[0]
+    exchange(box, gws, NOW)  # msg1 out, msg2 in: the shared secret starts
+    assert hs.candidates and hs.candidates[0].job is not None
+    box.tick(NOW)
+    assert box.abort_handshakes(NOW) == [b"gw1"]
+    assert box.next_deadline() is None and box.take_output() == []
+    box.tick(NOW)
+    assert box.take_output() == [] and box.session() is None
+    assert "sa_established" not in [e.name for e in box.take_events()]
+    # the line is back: a new handshake completes
+    assert handshake(box, gws, b"gw1", NOW) > 0
+
+
+def test_a_memory_error_in_a_slice_is_survived():
+    # The device port catches a MemoryError out of the box's tick and polls again later;
+    # the slice it interrupted is done again, and the handshake completes.
+    box, gws = box_and_gateways(b"gw1")
+    errors = 0
+    with StepCounter(fail_at=4) as steps:
+        box.connect(NOW, b"gw1", b"gw1")
+        for _ in range(100):
+            exchange(box, gws, NOW)
+            if box.session() is not None:
+                break
+            try:
+                box.tick(NOW)
+            except MemoryError:
+                errors += 1
+    assert steps.calls > 4 and errors == 1  # the 4th step (the box's public key) raised
+    assert box.session() is not None and gws[b"gw1"].session() is not None
