@@ -13,6 +13,22 @@ _HALF_OPEN_PER_LINK = const(2)  # handshakes in progress per link (a box has one
 _COOKIE_SECRET_MS = const(60000)  # the cookie secret changes this often (the last one still counts)
 
 
+def init(ep):
+    """A gateway endpoint's own state (a box's never has it): the half-open handshakes per
+    link, the SA_INITs that became sessions, cookie secrets, counters, and the heap of
+    deadlines that keeps a gateway's ticks O(1) per due session."""
+    from gwbox.deadlines import Deadlines
+    ep._due = Deadlines()
+    ep._by_link = {}  # link -> [its half-open handshakes], oldest first
+    ep._inits = {}  # initiator's SPI of an SA_INIT that became a session -> that session
+    ep._secret = ep._old_secret = None  # cookie secrets: current and the one before
+    ep._secret_at = 0
+    ep.cookies_sent = 0  # counters of what unauthenticated SA_INITs cost (nothing more)
+    ep.refused = 0
+    ep.evicted = 0
+    ep.turned_away = 0  # SA_INITs dropped because the half-open table was full
+
+
 def accept(ep, message, msg, packet, now, link):
     """A new SA_INIT request: the cheap checks first, statelessly; state and an X25519
     computation only for one that passes them (RFC 7296 §2.6, WireGuard's cookie reply).
@@ -99,8 +115,10 @@ def settle(ep, r, now):
     if r.done:
         _drop(ep, r)
         ep._open(r.peer_id, r.sas, False, now, r.link, (1, r.response), ep._window(r.peer_id, r.epoch))
+        s = ep._peers[r.peer_id]
+        s.endpoint_spis = ep._spis  # a rekey's new SPIs avoid every box's (gwbox.rekey)
         inits = ep._inits
-        inits[r.spi_i] = ep._peers[r.peer_id]
+        inits[r.spi_i] = s
         if len(inits) > 2 * len(ep.sessions) + 64:  # closed sessions' entries go in bulk: O(1) each
             ep._inits = dict((k, v) for k, v in inits.items() if not v.closed)
         return True

@@ -34,8 +34,6 @@ class Endpoint:
         self.is_initiator = psk is not None if initiator is None else initiator
         self.initiators = []  # InitiatorHandshake in progress, each with .link
         self.half_open = {}  # ResponderHandshake -> its link, oldest first (gwbox.admission)
-        self._by_link = {}  # link -> [its half-open handshakes], oldest first
-        self._inits = {}  # initiator's SPI of an SA_INIT that became a session -> that session
         self.sessions = []
         # Per packet O(1) whatever the number of peers: inbound SPI -> the session or
         # handshake it belongs to, peer identity -> session, and the sessions and half-open
@@ -44,22 +42,16 @@ class Endpoint:
         self._peers = {}
         self._touched = []
         self._due = None  # a gateway's deadlines (gwbox.deadlines); a box asks its few sessions
-        if not self.is_initiator:
-            from gwbox.deadlines import Deadlines
-            self._due = Deadlines()
         self.keep_code = False  # a gateway serving many boxes keeps the key-exchange code loaded
+        if not self.is_initiator:
+            from gwbox.admission import init
+            init(self)  # what only a gateway holds: admission state, counters, the deadlines
         # A box: its boot epoch, told to every gateway at login (msg3): message numbers start
         # at 1 again after a reboot, and a gateway that learns a new epoch forgets the old ones.
         self.epoch = None
         if self.is_initiator:
             self.epoch = int.from_bytes(random_bytes(4), "big") or 1
         self._boxes = {}  # gateway: box identity -> [epoch, {space: ReplayWindow of message numbers}]
-        self._secret = self._old_secret = None  # cookie secrets: current and the one before
-        self._secret_at = 0
-        self.cookies_sent = 0  # counters of what unauthenticated SA_INITs cost (nothing more)
-        self.refused = 0
-        self.evicted = 0
-        self.turned_away = 0  # SA_INITs dropped because the half-open table was full
         self._out = []
         self._events = []
         self._received = []
@@ -210,7 +202,7 @@ class Endpoint:
 
     def release(self, link, now):
         """The link is gone (a call ended): its half-open handshakes go with it."""
-        if self._by_link.get(link):
+        if not self.is_initiator:
             from gwbox.admission import release
             release(self, link)
         self._collect(now)
@@ -273,14 +265,14 @@ class Endpoint:
                 self._touched.append(o)
                 o.receive(packet, now, link)
                 return o.peer_id
-            if o in self.initiators:
-                if o.owns(spi):
-                    o.on_msg4(packet, now)
-                    return o.expect_peer if o.done else None
-            elif spi == o.sas.ctl_in.spi:  # a half-open handshake's msg3
-                self._touched.append(o)
-                o.on_msg3(packet, now)
-                return o.peer_id if o.done else None
+            if o in self.half_open:
+                if spi == o.sas.ctl_in.spi:  # its msg3
+                    self._touched.append(o)
+                    o.on_msg3(packet, now)
+                    return o.peer_id if o.done else None
+            elif o in self.initiators and o.owns(spi):
+                o.on_msg4(packet, now)
+                return o.expect_peer if o.done else None
         raise ProtocolError("unknown SPI %08x" % spi)
 
     def _on_echo(self, packet, now, link):
@@ -334,7 +326,6 @@ class Endpoint:
             old.close("replaced", now, notify=False)
             self._settle(old, now)
         s = Session(self.cfg, peer, sas, initiator, now, link, cached, dedup)
-        s.endpoint_spis = self._spis
         self.sessions.append(s)
         self._peers[peer] = s
         self._event(ev.SA_ESTABLISHED, peer=peer, ctl_spi=sas.ctl_in.spi, data_spi=sas.data_in.spi)

@@ -22,11 +22,17 @@ from gwbox.handshake import Offer, answer as _answer, complete
 from gwbox import events as ev
 
 
+def _taken(s):
+    """The SPIs new ones must avoid: a gateway's whole map (its session got `endpoint_spis`
+    from gwbox.admission), else the session's own."""
+    return getattr(s, "endpoint_spis", None) or s.taken_spis()
+
+
 class Rekey:
     """Our rekey request in flight: its offer, its retries and its deadline."""
 
     def __init__(self, s, now, reason):
-        self.offer = Offer(s.endpoint_spis or s.taken_spis())
+        self.offer = Offer(_taken(s))
         self.msg_id = s._new_msg_id()
         self.attempt = 1
         self.sent = now
@@ -74,7 +80,7 @@ def answer(s, msg, now):
         # Either way the superseded set is finished with: the initiator moved on.
         s.previous = None
         s.previous_until = None
-    payloads, new = _answer(msg, s.endpoint_spis or s.taken_spis(), now, s.current.sk_d)
+    payloads, new = _answer(msg, _taken(s), now, s.current.sk_d)
     if payloads is None:
         payloads = [(wire.PL_NOTIFY, message.encode_notify(wire.N_NO_PROPOSAL_CHOSEN))]
     pkt = control.send(s, wire.EXCH_REKEY, wire.FLAG_RESPONSE, msg.msg_id, payloads)

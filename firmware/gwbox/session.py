@@ -55,7 +55,6 @@ class Session:
         self.received = []  # NH_DATA payloads
         self.messages = []  # (NH_MSG, decoded) / (NH_CONFIRM or NH_REPLY, plaintext) for the layer above
         self.spis = ()  # our inbound SPIs as the endpoint's map holds them
-        self.endpoint_spis = None  # the endpoint's {SPI: owner}: a rekey's new SPIs avoid all of them
 
     # --- helpers ---------------------------------------------------------------------
 

@@ -33,19 +33,28 @@ import socket
 import sys
 import time
 
-from gwbox import ticks
-from gwbox.box import Box
-from gwbox.link.modem import Modem
-from gwbox.policy import parse
+import gwbox
 
-from .line_shaper import LineShaper
-from .modem_at import EscapeDetector
+# A device drops code it does not need right now (gwbox.forget: the key exchange after a
+# handshake, the modem's AT half once a call is up, the box's builder) to free its heap.
+# Thousands of boxes in one CPython process would only import (compile) it again and again:
+# here every module stays loaded. Set before any firmware module takes `forget` in.
+gwbox.forget = lambda *names: None
+
+from gwbox import ticks  # noqa: E402
+from gwbox.box import Box  # noqa: E402
+from gwbox.link.modem import Modem  # noqa: E402
+from gwbox.policy import parse  # noqa: E402
+
+from .line_shaper import LineShaper  # noqa: E402
+from .modem_at import EscapeDetector  # noqa: E402
 
 R, W = selectors.EVENT_READ, selectors.EVENT_WRITE
 READ_SIZE = 4096
 OK = b"\r\nOK\r\n"
 NO_CARRIER = b"\r\nNO CARRIER\r\n"
 TARGET_PORT = 5000
+SHAPER_TICK_S = 0.05  # line bytes due within 50 ms of each other travel together (fewer wake-ups)
 
 
 def now_ms(t):
@@ -198,8 +207,8 @@ class VModem:
         """Move what is due: the dial's outcome, line bytes each way, the escape guard."""
         if self.mode == "dialing" and self.connected and now >= self.dial_at:
             self.calls += 1
-            self.up = LineShaper(self.baud / 10.0, self.latency)
-            self.down = LineShaper(self.baud / 10.0, self.latency)
+            self.up = LineShaper(self.baud / 10.0, self.latency, SHAPER_TICK_S)
+            self.down = LineShaper(self.baud / 10.0, self.latency, SHAPER_TICK_S)
             self._online(now)
         if self.up is not None and self.sock is not None:
             if self.mode == "data":
@@ -245,9 +254,7 @@ class Unit:
         pol = parse(policy_text(self.name, spec["key"], gen.gateways, spec["preferred"], spec["dial"],
                                 gen.targets, gen.general))
         self.box = Box(pol, Modem(baud=gen.baud), start=now_ms(t0))
-        # A device drops the key-exchange code after each exchange to free its heap; thousands
-        # of boxes in one CPython process would only import it again and again.
-        self.box.endpoint.keep_code = True
+        self.dl = None  # the box's next deadline as of its last run
         self.targets = [int.from_bytes(socket.inet_aton(t), "big") for t in gen.targets]
         self.seq = 0
         self.refused = []
@@ -258,6 +265,7 @@ class Unit:
         self.how = {}  # mark name -> how its cluster chose the gateway after the mark
         self.was_on = {}  # mark name -> the box was on the marked gateway then
         self.started = False
+        self.cache_at = None  # when to key the next gateway of its order too ("cache")
 
     def in_use(self):
         return self.box.clusters[0].in_use
@@ -268,13 +276,21 @@ class Unit:
         if not self.started:
             self.started = True
             box.start(nm)
+        if self.cache_at is not None and now >= self.cache_at:
+            self.cache_at = None
+            cl = box.clusters[0]
+            if cl.in_use is not None:
+                gw = cl.order[(cl.order.index(cl.in_use) + 1) % len(cl.order)]
+                if not box.has_key(gw):
+                    box.connect(gw, nm)
+                    box.tick(nm)
+        if ticks.reached(nm, self.dl):
+            box.tick(nm)
         for _ in range(8):
             self.vm.service(now)
             data = self.vm.take()
             if data:
                 box.feed(data, nm)
-            if ticks.reached(nm, box.next_deadline()):
-                box.tick(nm)
             if self.next_msg is not None and now >= self.next_msg:
                 self._send(nm)
                 self.next_msg = None if self.gen.interval is None else self.next_msg + self.gen.interval
@@ -298,8 +314,8 @@ class Unit:
                     self.recovered[m] = now - t_mark
         if self.next_msg is None and self.seq == 0 and self.gen.interval and box.carrying():
             self.next_msg = now + self.gen.rng.random() * self.gen.interval  # steady, random phase
-        ts = [self.vm.next_time(), self.next_msg]
-        dl = box.next_deadline()
+        ts = [self.vm.next_time(), self.next_msg, self.cache_at]
+        dl = self.dl = box.next_deadline()
         if dl is not None:
             ts.append(now + max(0, ticks.diff(dl, nm)) / 1000.0)
         ts = [t for t in ts if t is not None]
@@ -342,6 +358,7 @@ class LoadWorker:
             self._schedule(u, t0 + spread * i / max(1, len(self.units)))
         self.stop = False
         self.errors = 0
+        self.lag = 0.0  # the latest a box was served after its wake-up time, since the last status
 
     # --- the loop ----------------------------------------------------------------------
 
@@ -391,6 +408,7 @@ class LoadWorker:
             while h and h[0][0] <= now:
                 t, _, u = heapq.heappop(h)
                 if u.wake == t:
+                    self.lag = max(self.lag, now - t)  # how late this process serves its boxes
                     self._run_unit(u, now)
             timeout = 0.05 if not h else min(0.05, max(0.0, h[0][0] - time.monotonic()))
             for key, mask in self.sel.select(timeout):
@@ -431,15 +449,10 @@ class LoadWorker:
             for u in self.units:
                 u.was_on[c["name"]] = u.in_use() == dead
         elif cmd == "cache":
-            for u in self.units:
-                cl = u.box.clusters[0]
-                if cl.in_use is None:
-                    continue
-                gw = cl.order[(cl.order.index(cl.in_use) + 1) % len(cl.order)]
-                if not u.box.has_key(gw):
-                    u.box.connect(gw, now_ms(now))
-                    u.box.tick(now_ms(now))
-                    self._run_unit(u, now)
+            spread = c.get("spread_s", 0.0)  # the keying spread out, as boxes' logins are
+            for i, u in enumerate(self.units):
+                u.cache_at = now + spread * i / max(1, len(self.units))
+                self._schedule(u, u.cache_at)
         elif cmd == "quiet":
             self.interval = None
             for u in self.units:
@@ -453,8 +466,12 @@ class LoadWorker:
 
     def status(self):
         by_gw = {}
-        carrying = cached = 0
+        carrying = cached = on_line = handshaking = candidates = 0
         for u in self.units:
+            on_line += u.vm.mode == "data"
+            for hs in u.box.endpoint.initiators:
+                handshaking += 1
+                candidates += len(hs.candidates)
             gw = u.in_use()
             key = gw.decode() if gw else "-"
             by_gw[key] = by_gw.get(key, 0) + 1
@@ -464,7 +481,12 @@ class LoadWorker:
                 cached += 1
         return {"boxes": len(self.units), "carrying": carrying, "in_use": by_gw, "cached": cached,
                 "sent": sum(u.seq for u in self.units), "confirmed": sum(u.confirmed for u in self.units),
-                "errors": self.errors}
+                "errors": self.errors, "on_line": on_line, "handshaking": handshaking, "candidates": candidates,
+                "lag_ms": round(self._lag() * 1000)}
+
+    def _lag(self):
+        lag, self.lag = self.lag, 0.0
+        return lag
 
     def report(self):
         boxes = {}

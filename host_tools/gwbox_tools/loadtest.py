@@ -38,11 +38,11 @@ from .headoffice import FIRMWARE, HOST_TOOLS, ROOT, HeadOffice, ras_name
 
 GATEWAYS = ("143.1.0.64", "143.1.1.157", "143.1.0.63", "143.1.0.62", "143.1.0.61", "143.1.0.60")
 TARGETS = ("10.0.0.5", "10.0.0.6")
-BOXES_PER_WORKER = 2500
+BOXES_PER_WORKER = 2000
 BOXES_PER_RAS = 4000
 # The boxes' policy beyond topology and key: payload every interval keeps heartbeats away
 # (the defer time is longer), so a dead gateway is noticed by unanswered payload.
-GENERAL = """HeartbeatDeferTime = 20
+GENERAL = """HeartbeatDeferTime = %d
 FailbackTime = 30
 """
 
@@ -162,7 +162,7 @@ class Worker:
 
 class LoadTest:
     def __init__(self, boxes, gateways=3, interval_s=10.0, latency_ms=20, baud=9600, start_s=None,
-                 workers=None, access_servers=None, general=GENERAL, progress=None, seed=1):
+                 workers=None, access_servers=None, general=None, progress=None, seed=1, quiet=True):
         if boxes < 1 or not 2 <= gateways <= len(GATEWAYS):
             raise ValueError("--boxes must be at least 1 and --gateways from 2 to %d" % len(GATEWAYS))
         self.n = boxes
@@ -173,9 +173,10 @@ class LoadTest:
         self.start_s = start_s if start_s is not None else boxes / 150.0  # logins spread over this
         self.n_workers = workers or max(1, -(-boxes // BOXES_PER_WORKER))
         self.n_ras = access_servers or max(1, -(-boxes // BOXES_PER_RAS))
-        self.general = general
+        self.general = general if general is not None else GENERAL % max(20, int(interval_s * 1.5) + 1)
         self.progress = progress or (lambda text: None)
         self.seed = seed
+        self.quiet = quiet  # gateways and access servers log no per-box events
         self.ho = None
         self.workers = []
         self.workdir = None
@@ -206,7 +207,7 @@ class LoadTest:
         ids = ["box-%05d" % i for i in range(self.n)]
         keys = [os.urandom(32) for _ in ids]
         self.ho = HeadOffice(dict(zip(ids, keys)), gateways=self.gateways, targets=TARGETS, echo=False,
-                             access_servers=self.n_ras, own_hosts=True, quiet=True,
+                             access_servers=self.n_ras, own_hosts=True, quiet=self.quiet,
                              gateway_args=["--stats-ms", "1000"], workdir=os.path.join(self.workdir, "ho"),
                              ready_timeout=60.0)
         self.ho.start()
@@ -262,10 +263,14 @@ class LoadTest:
 
     def status(self):
         self.broadcast({"cmd": "status"})
-        total = {"boxes": 0, "carrying": 0, "cached": 0, "sent": 0, "confirmed": 0, "errors": 0, "in_use": {}}
+        keys = ("boxes", "carrying", "cached", "sent", "confirmed", "errors", "on_line", "handshaking", "candidates")
+        total = dict.fromkeys(keys, 0)
+        total["in_use"] = {}
+        total["lag_ms"] = 0
         for w in self.workers:
             s = w.get("status", 30)
-            for k in ("boxes", "carrying", "cached", "sent", "confirmed", "errors"):
+            total["lag_ms"] = max(total["lag_ms"], s["lag_ms"])
+            for k in keys:
                 total[k] += s[k]
             for g, c in s["in_use"].items():
                 total["in_use"][g] = total["in_use"].get(g, 0) + c
@@ -276,9 +281,10 @@ class LoadTest:
         end = time.monotonic() + timeout
         while True:
             s = self.status()
-            self.progress("%s: %d/%d carrying, in use %s, sent %d, confirmed %d, load %s"
-                          % (what, s["carrying"], s["boxes"], s["in_use"], s["sent"], s["confirmed"],
-                             host_load()[0]))
+            self.progress("%s: %d/%d carrying (%d on a call, %d handshaking), in use %s, sent %d, confirmed %d, "
+                          "boxes served up to %d ms late, load %s"
+                          % (what, s["carrying"], s["boxes"], s["on_line"], s["handshaking"], s["in_use"], s["sent"],
+                             s["confirmed"], s["lag_ms"], host_load()[0]))
             if pred(s):
                 return s
             if time.monotonic() > end:
@@ -311,9 +317,11 @@ class LoadTest:
         self.result["gateway_rss_kb_logged_in"] = dict((g, u[1]) for g, u in self.gateway_usage().items())
         return s
 
-    def cache(self, timeout=120):
-        self.broadcast({"cmd": "cache"})
-        self.wait("caching a second key", lambda s: s["cached"] == self.n and s["carrying"] == self.n, timeout)
+    def cache(self, timeout=None):
+        spread = self.n / 150.0  # as fast as the logins
+        self.broadcast({"cmd": "cache", "spread_s": spread / self.n_workers * self.n_workers})
+        self.wait("caching a second key", lambda s: s["cached"] == self.n and s["carrying"] == self.n,
+                  timeout or 120 + 2 * spread)
 
     def storm(self, victim=None, timeout=None, steady_s=None):
         """Kill `victim` (default: the first gateway) and wait until every box carries again."""

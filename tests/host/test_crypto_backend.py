@@ -59,8 +59,23 @@ def test_out_buffer_like_cryptolib(key, data):
 @given(keys, st.binary(min_size=12, max_size=12), st.binary(max_size=700),
        st.integers(0, 0xFFFFFFFF - 50))
 def test_ctr_from_ecb_matches_cryptography(key, nonce, data, counter):
+    """Both the firmware's CTR (a loop over ECB blocks, what a board runs) and the host's
+    (one OpenSSL CTR call, what the installed backend makes aes.ctr_crypt)."""
     ref = _ref(key, modes.CTR(nonce + counter.to_bytes(4, "big"))).encryptor().update(data)
+    assert aes.ctr_crypt is host_aes.ctr_crypt
     assert aes.ctr_crypt(aes.new(key, aes.MODE_ECB), nonce, data, counter) == ref
+    assert host_aes.pure_ctr_crypt(aes.new(key, aes.MODE_ECB), nonce, data, counter) == ref
+
+
+def test_host_ctr_refuses_what_the_firmware_s_refuses():
+    ecb = aes.new(bytes(16), aes.MODE_ECB)
+    for fn in (host_aes.ctr_crypt, host_aes.pure_ctr_crypt):
+        with pytest.raises(ValueError):
+            fn(ecb, bytes(11), b"x")
+        with pytest.raises(ValueError):
+            fn(ecb, bytes(12), bytes(33), 0xFFFFFFFE)  # three blocks from 2**32 - 2 would wrap
+        assert fn(ecb, bytes(12), bytes(32), 0xFFFFFFFE) == host_aes.pure_ctr_crypt(ecb, bytes(12), bytes(32),
+                                                                                 0xFFFFFFFE)
 
 
 @pytest.mark.parametrize("bad", [
@@ -119,6 +134,16 @@ def _ref_exchange(ref, peer):
 
 # --- the gateway's X25519 backend (gwbox.port.host_x25519) ------------------------------
 
+def pure_x25519(k, u):
+    """The firmware's own ladder, whatever backend is installed."""
+    import gwbox.crypto
+    saved, gwbox.crypto.x25519_backend = gwbox.crypto.x25519_backend, None
+    try:
+        return x25519.x25519(k, u)
+    finally:
+        gwbox.crypto.x25519_backend = saved
+
+
 def test_host_x25519_rfc7748_and_wycheproof_vectors_like_the_ladder():
     h = bytes.fromhex
     k = h("a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4")
@@ -135,7 +160,7 @@ def test_host_x25519_rfc7748_and_wycheproof_vectors_like_the_ladder():
 def test_host_x25519_gives_all_zero_for_low_order_points_so_shared_secret_refuses_them():
     from gwbox.errors import ProtocolError
     priv = bytes(range(32))
-    x25519.use(host_x25519.x25519)
+    host_x25519.install()
     try:
         for u in LOW_ORDER:
             assert host_x25519.x25519(priv, bytes.fromhex(u)) == bytes(32)
@@ -144,12 +169,12 @@ def test_host_x25519_gives_all_zero_for_low_order_points_so_shared_secret_refuse
         a_priv, a_pub = x25519.generate_keypair()
         b_priv, b_pub = x25519.generate_keypair()
         assert x25519.shared_secret(a_priv, b_pub) == x25519.shared_secret(b_priv, a_pub)
-        assert x25519.public_key(a_priv) == x25519.pure_x25519(a_priv, x25519.BASE_POINT) == a_pub
+        assert x25519.public_key(a_priv) == pure_x25519(a_priv, x25519.BASE_POINT) == a_pub
     finally:
-        x25519.use(None)
+        host_x25519.install(None)
 
 
 @settings(max_examples=30)
 @given(st.binary(min_size=32, max_size=32), st.binary(min_size=32, max_size=32))
 def test_host_x25519_matches_the_ladder(priv, peer):
-    assert host_x25519.x25519(priv, peer) == x25519.pure_x25519(priv, peer)
+    assert host_x25519.x25519(priv, peer) == pure_x25519(priv, peer)

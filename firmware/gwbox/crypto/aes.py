@@ -49,9 +49,6 @@ def ctr_crypt(ecb, nonce, data, counter=0):
     nblocks = (n + BLOCK - 1) // BLOCK
     if counter < 0 or counter + nblocks > 0x100000000:
         raise ValueError("CTR counter would wrap")
-    fast = getattr(ecb, "ctr", None)  # a port's native CTR over the same counter blocks (CPython: OpenSSL)
-    if fast is not None:
-        return fast(bytes(nonce) + counter.to_bytes(4, "big"), data)
     out = bytearray(n)
     pos = 0
     while pos < n:

@@ -11,8 +11,8 @@ _CBC = 2
 
 class aes:
     """cryptolib.aes(key, mode[, iv]) on CPython; AES-128/192/256. The OpenSSL context is
-    made on first use: an SA makes an ECB object per packet and, through `ctr`, never uses
-    its ECB context at all (a gateway's per-packet cost, bench/gateway_scale.py)."""
+    made on first use: an SA makes an ECB object per packet and, through `ctr_crypt` below,
+    never uses its ECB context at all (a gateway's per-packet cost, bench/gateway_scale.py)."""
 
     def __init__(self, key, mode, iv=None):
         if len(key) not in (16, 24, 32):
@@ -27,12 +27,6 @@ class aes:
         self._iv = None if iv is None else bytes(iv)
         self._ctx = None
         self._enc = None
-
-    def ctr(self, block, data):
-        """AES-CTR from the 16-byte counter `block`, incremented per block (gwbox.crypto.aes
-        checks first that its low 32 bits do not wrap: then this is its ctr_crypt exactly)."""
-        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-        return Cipher(algorithms.AES(self._key), modes.CTR(bytes(block))).encryptor().update(bytes(data))
 
     def _run(self, encrypt, data, out):
         if len(data) % 16:
@@ -60,7 +54,28 @@ class aes:
         return self._run(False, data, out)
 
 
+def ctr_crypt(ecb, nonce, data, counter=0):
+    """gwbox.crypto.aes.ctr_crypt through OpenSSL's CTR: the same checks, the same counter
+    blocks (12-byte nonce || 32-bit counter, which the check keeps from wrapping into the
+    nonce), one call instead of a Python loop over blocks: a gateway's per-packet cost."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    if len(nonce) != 12:
+        raise ValueError("CTR nonce must be 12 bytes")
+    if counter < 0 or counter + (len(data) + 15) // 16 > 0x100000000:
+        raise ValueError("CTR counter would wrap")
+    block = bytes(nonce) + counter.to_bytes(4, "big")
+    return Cipher(algorithms.AES(ecb._key), modes.CTR(block)).encryptor().update(bytes(data))
+
+
+pure_ctr_crypt = None  # the firmware's own ctr_crypt, once install() replaced it
+
+
 def install():
-    """Hand this backend to gwbox.crypto.aes (CPython ports: host tools, tests, benchmarks)."""
+    """Hand this backend to gwbox.crypto.aes (CPython ports: host tools, tests, benchmarks),
+    with its CTR (a board's is the Python loop over cryptolib's ECB in gwbox.crypto.aes)."""
+    global pure_ctr_crypt
     from gwbox.crypto import aes as _mod
     _mod.use(aes)
+    if _mod.ctr_crypt is not ctr_crypt:
+        pure_ctr_crypt = _mod.ctr_crypt
+        _mod.ctr_crypt = ctr_crypt
