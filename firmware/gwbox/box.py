@@ -21,6 +21,7 @@ from gwbox import events as ev
 
 
 _INFLIGHT_MIN = const(256)  # line bytes of messages in flight at least, however slow the line
+_STUCK_NOTICE = const(3)  # losses of one message (its gateway answered later sendings) before `message_stuck`
 
 
 class Box:
@@ -201,6 +202,7 @@ class Box:
                 busy = True
                 line.send(self._addr[link], pkt, now)
             for peer, nh, body in ep.take_messages():
+                busy = True  # a confirmation opens the window: plan again, or the line idles
                 self._on_message(peer, nh, body, now)
             for _peer, payload in ep.take_received():
                 self._lan_out.append((0, 0, payload))
@@ -218,6 +220,9 @@ class Box:
             self._event(ev.DROPPED, reason=str(e), bytes=len(body), peer=peer)
             return
         if nh == wire.NH_CONFIRM:
+            s = self.endpoint.session(peer)
+            if s is not None and s.tunnel is not None:
+                s.tunnel.confirmed(body[0], body[1], body[2])  # contexts bound, the top it saw
             proof = self.outbox.confirm(peer, body[0], body[1], body[2])
             if proof is not None:
                 s = self.endpoint.session(peer)
@@ -225,6 +230,8 @@ class Box:
                     s.heartbeat.proof(proof, now)
                 for c in self._clusters_of(peer):
                     c.verified(peer, now)
+                    if c.space == body[0]:
+                        self._answered(c, peer, proof, now)
         elif nh == wire.NH_REPLY:
             self._lan_out.append(body)
 
@@ -234,14 +241,19 @@ class Box:
             for c in self._clusters_of(e.get("peer")):
                 c.established(e.get("peer"), now)
         elif n == ev.HANDSHAKE_FAILED and e.get("role") == "initiator":
+            self.line.unbind(self._addr.get(e.get("peer")))
             for c in self._clusters_of(e.get("peer")):
                 c.failed(e.get("peer"), now)
         elif n == ev.SA_DELETED and e.get("reason") != "replaced":
+            self.line.unbind(self._addr.get(e.get("peer")))
             for c in self._clusters_of(e.get("peer")):
                 c.dead(e.get("peer"), now, e.get("reason"))
         elif n == ev.HEARTBEAT_ACK:
-            for c in self._clusters_of(e.get("peer")):
-                c.verified(e.get("peer"), now)
+            gw = e.get("peer")
+            for c in self._clusters_of(gw):
+                c.verified(gw, now)
+                if e.get("rtt_ms") is not None:
+                    self._answered(c, gw, ticks.add(now, -e.get("rtt_ms")), now)
         elif n == ev.LINK_UP:
             for c in self.clusters:
                 c.resume(now)
@@ -263,6 +275,18 @@ class Box:
             for gw in self._in_use():  # ask at once: an answer disproves a forged NO CARRIER
                 if gw not in self._verify:
                     self._verify.append(gw)
+
+    def _answered(self, c, gw, t, now):
+        """`gw` answered what we sent at `t`: what it left unconfirmed from before then goes
+        again; a message it keeps leaving unconfirmed is reported, then counts as its failure."""
+        worst = self.outbox.answered(c.space, gw, t)
+        if worst is None or c.in_use != gw:
+            return
+        num, losses = worst
+        if losses == _STUCK_NOTICE:
+            self._event(ev.MESSAGE_STUCK, cluster=c.name, gateway=gw, space=c.space, number=num, losses=losses)
+        if losses >= max(_STUCK_NOTICE, self.cfg.retries + 1):
+            c.dead(gw, now, "message_stuck")  # it answers, but not this: fail over, never jam
 
     def _call_failed(self, number, now):
         """A dial failed: a gateway being keyed there failed; a gateway in use there that has
@@ -322,6 +346,7 @@ class Box:
             if up and self._number[gw] == on_call:
                 self._pending.remove(gw)
                 if not ep.handshaking(gw):
+                    line.unbind(self._addr[gw])  # a handshake goes in long form: never misdirected
                     ep.connect(now, gw, gw)
         mode = self.mode
         for s in ep.sessions:
@@ -343,6 +368,18 @@ class Box:
             if want == DEFERRED:
                 hb.set_payload(self._payload_for(gw), now)
             hb.expect(self._awaiting(gw) if reach else None)
+            if reach:
+                self._binding(gw, hb)
+
+    def _binding(self, gw, hb):
+        """The outer address towards `gw`: while an answer is overdue (payload unanswered for a
+        response time, or a heartbeat), its context may have been re-pointed at another
+        gateway by an injected long-form frame: long form again until `gw` answers one."""
+        a = hb.awaiting
+        if hb.attempt >= 2 or (hb.attempt and a is not None and ticks.diff(a[0], hb.proven) > 0):
+            self.line.unbind(self._addr[gw])
+        else:
+            self.line.proven(self._addr[gw], hb.proven)
 
     def _awaiting(self, gw):
         for c in self.clusters:
@@ -364,8 +401,13 @@ class Box:
         rate = m.rate or m.baud or 9600
         ob.inflight_bytes = max(_INFLIGHT_MIN, rate // 10 * self.response_ms // 2000)
         ep = self.endpoint
+        s = ep.session(gw)
+        cp = s.tunnel
+        if cp is None:
+            cp = s.tunnel = tunnel.Compactor()  # the session's: a new one starts afresh
         left = m.tx_done(now)  # the line may still be busy with what went before
         for e in ob.due(c.space, gw, now):
-            ep.send_plain(tunnel.encode_msg(c.space, e[1], e[2], e[3], e[4]), now, gw)
+            # compact (2 header bytes, not 12) only on a first sending through this gateway
+            ep.send_plain(cp.encode(c.space, e[1], e[2], e[3], e[4], e[5] != gw), now, gw)
             left = ticks.add(left, (len(e[4]) + LINE_OVERHEAD) * 10000 // rate)
             ob.sent(e, gw, now, left)

@@ -13,11 +13,23 @@ the heap while the payload bound looks far away. A message that does not fit is 
 
 A confirmation also proves the gateway alive, but only as of when the box first sent the
 message through it: a confirmation that an attacker held back proves nothing newer.
+
+The window is counted in numbers from the oldest unconfirmed message of a space, never in
+messages: the gateway hands on numbers up to 63 below the highest it has seen and confirms
+the highest and the 32 below it, so a number more than WINDOW - 1 above the oldest one the
+box still holds could push that oldest one out of what the gateway can take or confirm
+(one lost message then jammed the outbox for good). When the gateway answers something
+sent after a message that it has not confirmed, that message was lost on the way (the line
+keeps order) or not handed on: it goes again at once (`answered`) and counts a loss; the
+box reports a message that keeps being lost (`message_stuck`) and, after a bound, counts it
+as a failure of that gateway.
 """
 from gwbox import const, ticks
+from gwbox.tunnel import named
 
-WINDOW = const(32)  # messages in flight per cluster: the confirmation bitmap covers 32 below top
-# (and two messages at least, however big: the line never idles waiting for a confirmation)
+WINDOW = const(32)  # numbers in flight per cluster, from the oldest unconfirmed: the confirmation
+# bitmap covers 32 below top (and two messages at least, however big, within them: the line
+# never idles waiting for a confirmation)
 LINE_OVERHEAD = const(42)  # line bytes a message costs besides its payload (headers, ICV, framing)
 ENTRY_BYTES = const(96)  # heap a message costs besides its payload (32-bit: its list, the bytes header)
 
@@ -32,6 +44,8 @@ _FIRST = const(6)  # tick of the first send through _GW
 _DUE = const(7)  # tick of the next retransmission
 _TRIES = const(8)
 _LEFT = const(9)  # tick its last byte was expected to leave the box, first send through _GW
+_LAST = const(10)  # tick of its last send through _GW
+_LOSSES = const(11)  # times _GW answered something sent after it, and not it
 
 
 class Outbox:
@@ -60,7 +74,7 @@ class Outbox:
             return None
         num = self._next.get(space, 1)
         self._next[space] = num + 1 if num < 0xFFFFFFFF else 1
-        self.entries.append([space, num, dst, port, bytes(payload), None, None, None, 0, None])
+        self.entries.append([space, num, dst, port, bytes(payload), None, None, None, 0, None, None, 0])
         self.used += cost
         self.accepted += 1
         return num
@@ -93,12 +107,15 @@ class Outbox:
         out = []
         count = 0
         size = 0
+        base = None
         for e in self.entries:
             if e[_SPACE] != space:
                 continue
+            if base is None:
+                base = e[_NUM]
             count += 1
             size += len(e[_PAYLOAD]) + LINE_OVERHEAD
-            if count > WINDOW or (size > self.inflight_bytes and count > 2):
+            if (e[_NUM] - base) & 0xFFFFFFFF >= WINDOW or (size > self.inflight_bytes and count > 2):
                 break
             if e[_GW] is None or ticks.reached(now, e[_DUE]):
                 out.append(e)  # never sent, rerouted, or due again (through whichever is in use)
@@ -112,8 +129,10 @@ class Outbox:
             e[_FIRST] = now
             e[_LEFT] = now if left is None else left
             e[_TRIES] = 0
+            e[_LOSSES] = 0
         else:
             self.retransmitted += 1
+        e[_LAST] = now
         e[_TRIES] += 1
         backoff = self.rto_ms << min(e[_TRIES] - 1, 4)
         e[_DUE] = ticks.add(now if left is None else left, backoff)  # counted from when it left the box
@@ -124,7 +143,7 @@ class Outbox:
         proof = None
         keep = []
         for e in self.entries:
-            if e[_SPACE] == space and _named(e[_NUM], top, bits):
+            if e[_SPACE] == space and named(e[_NUM], top, bits):
                 self.used -= len(e[_PAYLOAD]) + ENTRY_BYTES
                 self.confirmed += 1
                 if e[_GW] == gw and (proof is None or ticks.diff(e[_FIRST], proof) > 0):
@@ -133,6 +152,21 @@ class Outbox:
                 keep.append(e)
         self.entries = keep
         return proof
+
+    def answered(self, space, gw, t):
+        """`gw` answered something sent at tick `t` (a confirmation, a heartbeat): a message of
+        `space` sent through it before then and not confirmed was lost on the way or not
+        handed on. Each goes again at once and counts a loss; returns (number, losses) of
+        the one lost most often, or None."""
+        worst = None
+        for e in self.entries:
+            if e[_SPACE] == space and e[_GW] == gw and ticks.diff(t, e[_LAST]) > 0:
+                e[_DUE] = e[_LAST]  # due now
+                e[_TRIES] = 0  # and no back-off after it: the gateway is there, the line is not busy
+                e[_LOSSES] += 1
+                if worst is None or e[_LOSSES] > worst[1]:
+                    worst = (e[_NUM], e[_LOSSES])
+        return worst
 
     def reroute(self, space, gw):
         """`gw` is gone: its unconfirmed messages of `space` go out again through the next one."""
@@ -145,12 +179,13 @@ class Outbox:
     def next_deadline(self, space, gw):
         """When the next message of `space` in flight through `gw` is due again, or None."""
         best = None
-        count = 0
+        base = None
         for e in self.entries:
             if e[_SPACE] != space:
                 continue
-            count += 1
-            if count > WINDOW:
+            if base is None:
+                base = e[_NUM]
+            if (e[_NUM] - base) & 0xFFFFFFFF >= WINDOW:
                 break
             if e[_GW] == gw:
                 best = ticks.earliest(best, e[_DUE])
@@ -163,21 +198,3 @@ class Outbox:
                 return e[_FIRST], e[_LEFT]
         return None
 
-    def unsent(self, space, gw):
-        """True if a message of `space` within the window has not gone through `gw` yet."""
-        count = 0
-        for e in self.entries:
-            if e[_SPACE] == space:
-                count += 1
-                if count > WINDOW:
-                    return False
-                if e[_GW] != gw:
-                    return True
-        return False
-
-
-def _named(num, top, bits):
-    if num == top:
-        return True
-    off = (top - num) & 0xFFFFFFFF
-    return 1 <= off <= 32 and (bits >> (off - 1)) & 1

@@ -43,6 +43,8 @@ class Session:
         self.next_msg_id = 2  # 0 and 1 were SA_INIT and AUTH
         self.cached = cached_response  # (msg_id, protected bytes) of our last response
         self.dedup = dedup  # fn(space) -> ReplayWindow of tunnel message numbers (gateway)
+        self.tunnel = None  # this session's compact-message state: the box's tunnel.Compactor,
+        # the gateway's {context: (space, destination, port)}
         mode = cfg.heartbeat if original_initiator else cfg.gateway_heartbeat
         self.heartbeat = Heartbeat(mode, cfg.defer_ms, cfg.response_ms, cfg.retries, now)
         self.rekey = None  # our rekey request in flight: a rekey.Rekey
@@ -123,7 +125,7 @@ class Session:
         nh = pt[0]
         if nh == wire.NH_DATA:
             self.received.append(bytes(pt[1:]))
-        elif nh == wire.NH_MSG:
+        elif nh == wire.NH_MSG or nh & 0x80:
             self._on_msg(pt)
         elif nh == wire.NH_HB:
             if len(pt) != 2:
@@ -144,7 +146,15 @@ class Session:
         if self.dedup is None:
             raise ProtocolError("not accepting tunnel messages")
         from gwbox import tunnel  # only where payload is carried: the core never loads it
-        msg = tunnel.decode_msg(pt)
+        if pt[0] & tunnel.COMPACT:
+            msg = tunnel.expand_compact(pt, self.tunnel, self._top)
+        else:
+            msg = tunnel.decode_msg(pt)
+            if msg[5]:  # binds a context for compact messages: learned from every copy
+                if self.tunnel is None:
+                    self.tunnel = {}
+                self.tunnel[msg[5]] = (msg[0], msg[2], msg[3])
+            msg = msg[:5]
         win = self.dedup(msg[0])
         try:
             win.check(msg[1])
@@ -152,6 +162,9 @@ class Session:
             self._confirm(msg[0], win)  # handed on before, its confirmation lost: confirm again
             return
         self.messages.append((wire.NH_MSG, msg))
+
+    def _top(self, space):
+        return self.dedup(space).top
 
     def handed_on(self, space, num):
         """The layer above handed message `num` on: remember it, confirm it."""

@@ -9,7 +9,10 @@ dials the access server's name; closing the connection is carrier loss). Per cal
 * an RFC 1662 Framer (gwbox.link.framing) for the byte stream;
 * the context bindings of this call: a frame from the box starts with an outer address
   header (tunnel.decode_outer): context 1..127, and in the long form the IPv4 address of
-  the gateway, which binds that context for the rest of the call;
+  the gateway, where that frame goes and which the context is bound to from then on (the
+  latest long form of a context wins: the access server cannot tell the box's frames from
+  one injected on the line, so the box sends the long form again whenever a gateway does
+  not answer in time, docs/protocol.md "Rebinding");
 * one UDP socket of its own on `--lan-host` (ephemeral port; the gateways take datagrams
   from any port of that host: it is in the LAN map with port 0), from which each box packet
   goes as one datagram to the bound gateway's LanMap address; the gateways answer to the

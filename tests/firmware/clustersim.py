@@ -5,8 +5,9 @@ Hayes modem. ATD<number> reaches either the access server (number "ras": every g
 behind it, routed by the outer address of each frame) or a gateway's own number. Each
 gateway is a real firmware Endpoint (the responder), which hands tunnel messages on to
 "target hosts" (recorded here) and can answer them. Faults: freeze a gateway (it neither
-receives nor sends, the call stays up), reboot it (state lost), take a number off the
-phone network, drop the call, lose frames at random. Virtual time, starting just before
+receives nor sends, the call stays up), reboot it (state lost), cut its route to a target,
+take a number off the phone network, drop the call, lose frames at random or the ones a
+test picks (`drop_up`), reboot the box. Virtual time, starting just before
 the 2**30 tick wrap.
 """
 from gwbox import ticks, tunnel, wire
@@ -48,6 +49,7 @@ class Gateway:
         self.cfg = cfg
         self.frozen = False
         self.reply = False  # answer every message with an NH_REPLY from its target
+        self.no_route = set()  # target addresses it cannot hand messages on to (never confirmed)
         self.handed_on = []  # (space, number, dst, port, payload) given to target hosts
         self.reboot()
 
@@ -128,6 +130,9 @@ class FakeModem:
             if self.sim.loss and self.sim.rand.chance(self.sim.loss):
                 self.sim.lost += 1
                 continue
+            if self.sim.drop_up is not None and self.sim.drop_up(frame):
+                self.sim.lost += 1
+                continue
             try:
                 ctx, addr, off = tunnel.decode_outer(frame)
             except Exception:
@@ -187,6 +192,7 @@ class Sim:
         self.rand = Rand(seed)
         self.loss = loss
         self.lost = 0
+        self.drop_up = None  # fn(frame from the box) -> True to lose it (an attacker's choice)
         self.bad_outer = 0
         self.unroutable = 0
         self.numbers = numbers
@@ -232,6 +238,8 @@ class Sim:
             self.modem.to_box_frame(g, link, p)
         for peer, nh, body in g.ep.take_messages():
             if nh == wire.NH_MSG:
+                if body[2] in g.no_route:
+                    continue  # undeliverable: not handed on, so not confirmed
                 g.handed_on.append(body)
                 g.ep.handed_on(peer, body[0], body[1], self.now)
                 if g.reply:

@@ -347,21 +347,174 @@ def test_after_a_reboot_every_new_message_is_handed_on_not_taken_for_a_replay():
     # fewer than 64 old ones the new ones looked like replays (confirmed, never handed on),
     # with more they fell below the window (never handed on, the outbox jammed). The box's
     # boot epoch, told at login, makes a gateway start that box's windows afresh.
-    for before in (40, 200):
-        s = sim()
-        s.run(3000)
-        for i in range(before):
-            assert s.box.lan_send(DST, 5000, b"old %d" % i, s.now)
-            s.run(100)
+    s = sim()
+    s.run(3000)
+    sent = 0
+    for boot, count in enumerate((40, 100, 40)):  # each boot after one that sent 40 (< 64), then 100
+        if boot:
+            s.reboot_box()
+            assert s.run_until_event("gateway_in_use", 10000) is not None
+        for i in range(count):
+            assert s.box.lan_send(DST, 5000, b"boot %d msg %d" % (boot, i), s.now)
+            s.run(50)
         s.run(2000)
-        assert s.box.outbox.depth() == 0
-        s.reboot_box()
-        t = s.run_until_event("gateway_in_use", 10000)
-        assert t is not None
-        for i in range(100):
-            assert s.box.lan_send(DST, 5000, b"new %d" % i, s.now)
-            s.run(100)
-        s.run(3000)
-        got = _handed_on_payloads(s)
-        assert [p for p in got if p.startswith(b"new")] == [b"new %d" % i for i in range(100)], before
-        assert s.box.outbox.depth() == 0 and s.box.outbox.confirmed == 100 and s.find("lan_refused") == []
+        got = [p for p in _handed_on_payloads(s) if p.startswith(b"boot %d " % boot)]
+        assert got == [b"boot %d msg %d" % (boot, i) for i in range(count)], boot
+        assert s.box.outbox.depth() == 0 and s.box.outbox.confirmed == count and s.find("lan_refused") == []
+        sent += count
+    assert len(_handed_on_payloads(s)) == sent
+
+
+def _padded(head, size):
+    return head + b"." * (size - len(head))
+
+
+def test_two_messages_lost_for_a_while_then_the_next_ones_on_a_clean_line_are_all_delivered():
+    # Review item 2: the gateway takes numbers up to 63 below its highest and confirms 32 below
+    # it; the box ran further ahead of a lost message, which could then never be confirmed,
+    # and two such messages held the in-flight budget: 0 of the next 300 went through (the
+    # bench drops 30 s and offers 300 with the default timers, bench/delivery.py; 10 s and
+    # 100 here, with this policy's short ones, keep the suite short). Now
+    # the window counts numbers from the oldest unconfirmed message, and what the gateway
+    # answers around goes again at once (a lost message is reported, then fails the gateway).
+    s = sim()
+    s.run(3000)
+    s.drop_up = lambda frame: len(frame) > 200  # an attacker drops the two big messages' frames
+    for i in range(10):
+        assert s.box.lan_send(DST, 5000, _padded(b"m%d|" % i, 200 if i in (3, 4) else 100), s.now)
+        s.run(200)
+    s.run(10000)
+    assert s.find("message_stuck") and s.find("gateway_dead", reason="message_stuck") and s.lost >= 8
+    s.drop_up = None
+    mark = len(s.events)
+    for i in range(100):
+        assert s.box.lan_send(DST, 5000, _padded(b"clean %d|" % i, 100), s.now), i
+        s.run(100)
+    s.run(5000)
+    got = set(p.split(b"|")[0] for p in _handed_on_payloads(s))
+    assert got == set([b"m%d" % i for i in range(10)] + [b"clean %d" % i for i in range(100)])
+    assert s.find("lan_refused", mark) == [] and s.box.outbox.depth() == 0
+
+
+def test_a_gateway_that_answers_but_never_hands_a_message_on_counts_as_failed():
+    # Heartbeats and other messages are answered; one message never is (G1 has no route to
+    # its target): after retries + 1 losses it is G1's failure, and the message goes via G2.
+    other = DST + 1  # 10.0.0.6
+    s = sim()
+    s.run(3000)
+    s.gateways[G1].no_route.add(other)
+    assert s.box.lan_send(other, 5000, b"only via another gateway", s.now)
+    for i in range(20):
+        assert s.box.lan_send(DST, 5000, b"m%d" % i, s.now)
+        s.run(500)
+    s.run(5000)
+    stuck = s.find("message_stuck")
+    assert stuck and stuck[0].get("gateway") == G1.encode() and stuck[0].get("number") == 1
+    assert s.find("gateway_dead", reason="message_stuck")[0].get("gateway") == G1.encode()
+    names = s.names()
+    assert names[names.index("gateway_dead"):].index("gateway_in_use") > 0  # the next one took over
+    assert [m[4] for m in s.gateways[G2].handed_on if m[2] == other] == [b"only via another gateway"]
+    assert len(set(p for p in _handed_on_payloads(s) if p.startswith(b"m"))) == 20
+    assert s.box.outbox.depth() == 0
+
+
+def test_a_confirmation_that_opens_the_window_sends_the_next_message_at_once():
+    # Big messages: two in flight at a time. The confirmation of the first must send the
+    # third in the same pass, not at the box's next timer (the line idled ~3 % at 9,600 baud).
+    s = sim()
+    s.run(3000)
+    start = s.now
+    for i in range(4):
+        assert s.box.lan_send(DST, 5000, b"%d" % i + b"." * 999, s.now)
+    s.run(300)
+    assert len(s.gateways[G1].handed_on) == 4, clustersim.ticks.diff(s.now, start)
+
+
+def test_messages_shrink_to_two_header_bytes_once_the_gateway_bound_their_context():
+    # The first message to a destination binds a context (full form, 13 header bytes); once
+    # confirmed, the next ones are compact (2). Bindings belong to the session: after a
+    # failover the first message through the next gateway goes in full again.
+    s = sim()
+    s.run(3000)
+    sizes = []
+    s.drop_up = lambda frame: sizes.append(len(frame)) and False
+    send(s, 4, spacing=300)
+    assert sizes == [1 + 8 + 13 + 5 + 16] + [1 + 8 + 2 + 5 + 16] * 3  # outer, ESP head, body, ICV
+    s.gateways[G1].frozen = True
+    s.run_until_event("gateway_in_use", 15000, gateway=G2.encode())
+    s.run(1000)
+    del sizes[:]
+    send(s, 3, start=4, spacing=300)
+    msgs = [n for n in sizes if n > 30]  # not heartbeats
+    assert msgs == [1 + 8 + 13 + 5 + 16, 1 + 8 + 2 + 5 + 16, 1 + 8 + 2 + 5 + 16]
+    assert sorted(set(s.delivered())) == [(1, n) for n in range(1, 8)]
+
+
+def _addr(gw):
+    a, b, c, d = [int(x) for x in gw.split(".")]
+    return (a << 24) | (b << 16) | (c << 8) | d
+
+
+def _inject_binding(s, gw_from, gw_to):
+    """An attacker on the line sends one long-form frame (12 bytes with its flags, more if
+    its FCS needs escaping): the context the box uses for `gw_from` now names `gw_to` at
+    the access server."""
+    from gwbox import tunnel
+    from gwbox.link.framing import Framer
+    ctx = s.box.line._ctx[_addr(gw_from)]
+    s.modem._to_far_end(Framer().encode(tunnel.encode_outer(ctx, _addr(gw_to)) + b"\x01\x02\x03"))
+    assert s.modem.bound[ctx] == _addr(gw_to)
+    return ctx
+
+
+def test_an_injected_binding_frame_misdirects_only_until_the_gateway_is_overdue():
+    # Review item 3: the box sent the long (binding) form only until a gateway first answered;
+    # one injected frame then re-pointed the context for the rest of the call. Now an answer
+    # overdue by a response time (0.5 s here) puts the box back on the long form, which
+    # re-binds the context, and short frames follow once the gateway answered a long one.
+    s = sim()
+    s.run(3000)
+    send(s, 5, spacing=200)
+    ctx = _inject_binding(s, G1, G2)
+    t0 = s.now
+    g1 = s.gateways[G1]
+    mark = len(g1.handed_on)
+    healed = None
+    for i in range(5, 35):
+        assert s.box.lan_send(DST, 5000, b"msg %d" % i, s.now)
+        s.run(200)
+        if healed is None and len(g1.handed_on) > mark:
+            healed = clustersim.ticks.diff(s.now, t0)
+    s.run(3000)
+    assert healed is not None and healed <= 2000, healed
+    assert s.find("gateway_dead") == [] and s.in_use() == G1.encode()
+    assert sorted(set(s.delivered())) == [(1, n) for n in range(1, 36)]
+    assert s.modem.bound[ctx] == _addr(G1) and ctx in s.box.line._bound  # re-bound, short frames again
+
+
+def test_one_injected_frame_per_gateway_does_not_lock_the_box_out_of_its_cluster():
+    # The issue's 36 bytes: each of the three contexts re-pointed at another gateway. Before,
+    # heartbeats, failover handshakes and failback tries all went to the wrong gateways for
+    # the rest of the call (0 of 20 messages through in 10 minutes). Now the box heals each
+    # context the first time its gateway does not answer, and keeps its preferred gateway.
+    s = sim()
+    s.run(3000)
+    for gw in (G2, G3):
+        s.box.connect(gw.encode(), s.now)  # keys cached with the others: contexts 2 and 3 on this call
+    s.run(2000)
+    assert s.box.has_key(G2.encode()) and s.box.has_key(G3.encode())
+    mark = len(s.events)
+    _inject_binding(s, G1, G2)
+    _inject_binding(s, G2, G3)
+    _inject_binding(s, G3, G1)
+    send(s, 20, spacing=500)
+    s.run(3000)
+    assert sorted(set(s.delivered())) == [(1, n) for n in range(1, 21)]
+    assert len(s.gateways[G1].handed_on) == 20 and s.in_use() == G1.encode()
+    assert s.find("gateway_dead", mark) == [] and s.find("handshake_failed", mark) == []
+    s.gateways[G1].frozen = True  # and a failover still reaches the right gateway
+    s.run_until_event("gateway_in_use", 15000, gateway=G2.encode())
+    send(s, 3, start=20, spacing=500)
+    s.run(2000)
+    assert [m[1] for m in s.gateways[G2].handed_on] == [21, 22, 23]
+    assert s.find("handshake_failed", mark) == []

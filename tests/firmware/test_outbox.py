@@ -106,3 +106,42 @@ def test_messages_in_flight_through_a_live_gateway_wait_their_turn_after_a_switc
     ob.put(1, 10, 5, b"b")
     assert [e[1] for e in ob.due(1, B, at(10))] == [2]
     assert [e[1] for e in ob.due(1, B, at(1000))] == [1, 2]
+
+
+def test_the_window_counts_numbers_from_the_oldest_unconfirmed_message():
+    # The gateway takes numbers up to 63 below the highest it saw and confirms 32 below it:
+    # with one old message unconfirmed, later ones may not run further ahead than that,
+    # however many of them were confirmed meanwhile (else the old one could never be).
+    ob = Outbox(65536, 1000)
+    for i in range(WINDOW + 10):
+        ob.put(1, 10, 5, b"m")
+    for e in ob.due(1, A, T0):
+        ob.sent(e, A, T0)
+    bits = (1 << (WINDOW - 2)) - 1  # WINDOW-1 ... 2 handed on; 1 was lost
+    ob.confirm(A, 1, WINDOW, bits)
+    assert [e[1] for e in ob.entries[:2]] == [1, WINDOW + 1] and ob.depth() == 11
+    assert ob.due(1, A, at(10)) == []  # WINDOW + 1 is WINDOW above 1: it waits
+    assert ob.next_deadline(1, A) == at(1000)  # for message 1's retransmission
+    ob.confirm(A, 1, WINDOW, bits | (1 << (WINDOW - 2)))  # 1 arrived after all
+    assert [e[1] for e in ob.due(1, A, at(10))] == list(range(WINDOW + 1, WINDOW + 11))
+
+
+def test_what_the_gateway_answered_around_goes_again_at_once_without_back_off():
+    ob = Outbox(4096, 1000)
+    for i in range(3):
+        ob.put(1, 10, 5, b"m%d" % i)
+    for k, e in enumerate(ob.due(1, A, T0)):
+        ob.sent(e, A, at(k))  # 1 at T0, 2 at +1, 3 at +2
+    for e in ob.due(1, A, at(1002)):
+        ob.sent(e, A, at(1002))  # nothing answered: each goes again, its timeout doubles
+    assert ob.next_deadline(1, A) == at(3002)
+    proof = ob.confirm(A, 1, 3, 0)  # 3 (first sent at +2) arrived, 1 and 2 did not
+    assert proof == at(2)
+    assert ob.answered(1, A, proof) is None  # 1 and 2 went again at 1002, after that sending
+    assert ob.answered(1, A, at(1500)) == (1, 1)  # a heartbeat sent at 1500 was answered: lost
+    assert [e[1] for e in ob.due(1, A, at(1600))] == [1, 2]  # at once
+    for e in ob.due(1, A, at(1600)):
+        ob.sent(e, A, at(1600))
+    assert ob.next_deadline(1, A) == at(2600)  # one timeout, no back-off: the gateway is there
+    assert ob.answered(1, B, at(5000)) is None  # another gateway's answer says nothing of these
+    assert ob.answered(1, A, at(5000)) == (1, 2)  # losses count per message

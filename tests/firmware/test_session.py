@@ -215,6 +215,31 @@ def test_handed_on_numbers_survive_a_new_sa_with_the_same_box():
     assert [tunnel.decode_confirm(m[2]) for m in n.a.take_messages() if m[1] == wire.NH_CONFIRM][-1] == (1, 5, 0)
 
 
+def test_compact_messages_go_through_a_context_this_session_bound():
+    n = connected()
+    n.a.send_plain(tunnel.encode_msg(1, 1, 0x0A000001, 5000, b"full", 2), n.now)  # binds context 2
+    n.run_for(100)
+    assert [body for _p, _nh, body in hand_on(n)] == [(1, 1, 0x0A000001, 5000, b"full")]
+    n.a.send_plain(tunnel.encode_compact(2, 2, b"compact"), n.now)
+    n.run_for(100)
+    assert [body for _p, _nh, body in hand_on(n)] == [(1, 2, 0x0A000001, 5000, b"compact")]
+    assert [tunnel.decode_confirm(m[2]) for m in n.a.take_messages()][-1] == (1, 2, 1)
+    n.a.send_plain(tunnel.encode_compact(2, 2, b"compact"), n.now)  # a copy: confirmed, not handed on
+    n.run_for(100)
+    assert hand_on(n) == [] and [tunnel.decode_confirm(m[2]) for m in n.a.take_messages()] == [(1, 2, 1)]
+    n.a.close(n.now)
+    n.run_for(100)
+    n.a.connect(n.now)
+    n.run_for(200)
+    mark = len(n.names(n.b))
+    n.a.send_plain(tunnel.encode_compact(2, 3, b"new session"), n.now)  # bindings end with the session
+    n.run_for(100)
+    assert n.b.take_messages() == [] and n.names(n.b)[mark:] == ["dropped"]
+    n.a.send_plain(tunnel.encode_msg(1, 3, 0x0A000001, 5000, b"new session", 2), n.now)  # sent again in full
+    n.run_for(100)
+    assert [body[1] for _p, _nh, body in hand_on(n)] == [3]
+
+
 def rebooted(n, psk=netsim.PSK):
     """The same box after a reboot: a new endpoint (a new boot epoch), logged in again."""
     box = Endpoint(n.a.cfg, n.a.identity, psk=psk, expect_peer=n.a.expect_peer)

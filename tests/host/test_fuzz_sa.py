@@ -254,6 +254,7 @@ def test_payload_bodies_decode_or_raise_protocol_error(data):
 
 
 TUNNEL_SEEDS = [tunnel.encode_msg(1, 7, 0x0A000005, 5000, b"payload"), tunnel.encode_confirm(1, 9, 0x5),
+                tunnel.encode_msg(1, 7, 0x0A000005, 5000, b"payload", 3), tunnel.encode_compact(3, 8, b"payload"),
                 tunnel.encode_reply(0x0A000005, 5000, b"re:payload"), tunnel.encode_outer(1, 0x8F010040),
                 tunnel.encode_outer(5) + b"\x81\x02\x03\x04" + bytes(22)]
 
@@ -272,6 +273,9 @@ def test_tunnel_formats_and_the_outer_address_decode_or_raise_protocol_error(dat
     r = protocol_error_or(tunnel.decode_reply, b)
     if r is not None:
         assert tunnel.encode_reply(*r)[1:] == b[1:]
+    x = protocol_error_or(lambda v: tunnel.expand_compact(v, {3: (1, 0x0A000005, 5000)}, lambda space: 200), b)
+    if x is not None:
+        assert b[0] & 0x7F == 3 and x[1] & 0xFF == b[1] and 72 <= x[1] <= 327 and x[4] == b[2:]
     o = protocol_error_or(tunnel.decode_outer, b)
     if o is not None:
         ctx, addr, off = o
@@ -394,6 +398,7 @@ def test_sa_receive_path_takes_any_unauthenticated_input_and_the_sa_stays_health
 
 
 _DATA_SEEDS = [tunnel.encode_msg(1, 7, 0x0A000005, 5000, b"x"), tunnel.encode_confirm(1, 3, 1),
+               tunnel.encode_msg(1, 8, 0x0A000005, 5000, b"x", 2), tunnel.encode_compact(2, 9, b"x"),
                tunnel.encode_reply(1, 2, b"y"), bytes([wire.NH_HB, 1]), bytes([wire.NH_HB_ACK, 1]),
                bytes([wire.NH_DATA]) + b"payload"]
 

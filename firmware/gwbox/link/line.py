@@ -8,9 +8,12 @@ another number hangs up and dials that one.
 
 Every frame the box sends names the gateway it is for (tunnel.encode_outer): the long form
 binds a context number to the gateway's address, the short one (1 byte) uses it. Per
-call, a gateway's frames use the long form until an authenticated packet from that
-gateway arrived on this call (`authenticated`), so the access server has seen the
-binding before any short frame depends on it. Frames towards the box carry no header.
+call, a gateway's frames use the long form until that gateway answered something sent in
+the long form (`proven`), so the access server has seen the binding before any short frame
+depends on it. Anyone on the line can send a long-form frame too and re-point a context
+at another gateway; so the box goes back to the long form (`unbind`) whenever a gateway
+may not be hearing it: a handshake starts or failed, the gateway is dead, or an answer
+is overdue (gwbox.box). Frames towards the box carry no header.
 """
 from gwbox import const, ticks, tunnel
 from gwbox.events import Event
@@ -40,6 +43,7 @@ class Line:
         self.tx_refused = 0  # packets that could not be sent (no call, or too big)
         self._ctx = {}  # gateway address int -> context number, this call
         self._bound = set()  # contexts the access server has certainly seen bound
+        self._long_at = {}  # context -> tick of its first long-form frame since it was unbound
         self._uart = bytearray()
         self._events = []
 
@@ -83,24 +87,42 @@ class Line:
         if ctx is None:
             ctx = len(self._ctx) % 127 + 1
             self._ctx[gw] = ctx
-        head = tunnel.encode_outer(ctx, None if ctx in self._bound else gw)
+        bound = ctx in self._bound
+        head = tunnel.encode_outer(ctx, None if bound else gw)
         try:
             frame = self.framer.encode(head + packet)
         except ValueError:
             self.tx_refused += 1
             return False
+        if not bound and ctx not in self._long_at:
+            self._long_at[ctx] = now
         self.modem.send(frame, now)
         self._pump(now)
         return True
 
     def authenticated(self, gw, now):
-        """An authenticated packet from `gw` arrived on this call: short headers from now on,
-        and any in-band NO CARRIER before it was forged."""
-        ctx = self._ctx.get(gw)
-        if ctx is not None and self.state == UP:
-            self._bound.add(ctx)
+        """An authenticated packet from `gw` arrived on this call: any in-band NO CARRIER
+        before it was forged."""
         self.modem.authentic(now)
         self._pump(now)
+
+    def proven(self, gw, t):
+        """`gw` answered something we sent at tick `t`: if that went after its context's first
+        long-form frame on this call, the access server holds the binding: short form now."""
+        ctx = self._ctx.get(gw)
+        if ctx is None or ctx in self._bound or self.state != UP:
+            return
+        since = self._long_at.get(ctx)
+        if since is not None and ticks.diff(t, since) > 0:
+            self._bound.add(ctx)
+
+    def unbind(self, gw):
+        """Long form again for `gw` until it answers something sent so: its context may have
+        been re-pointed at another gateway by a frame the box never sent."""
+        ctx = self._ctx.get(gw)
+        if ctx is not None and ctx in self._bound:
+            self._bound.discard(ctx)
+            self._long_at.pop(ctx, None)
 
     def feed(self, data, now):
         """UART bytes in; the packets they completed out (frames towards the box: no header)."""
@@ -142,6 +164,7 @@ class Line:
     def _down(self, now, reason):
         self._ctx = {}
         self._bound = set()
+        self._long_at = {}
         self.state = DOWN
 
     def _redial_later(self, now):
@@ -162,6 +185,7 @@ class Line:
                 self._up_at = now
                 self._ctx = {}
                 self._bound = set()
+                self._long_at = {}
             elif n == ev.LINK_DOWN and e.get("reason") != "hangup":  # our own hang-ups: want/release
                 was_up = self.state == UP
                 if was_up:
