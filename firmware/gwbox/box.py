@@ -43,10 +43,13 @@ class Box:
 
     def feed(self, data, now):
         """UART bytes in. Bad frames are counted by the framer, bad packets are `dropped` events."""
-        for pkt in self.line.feed(data, now):
+        line = self.line
+        pkts = line.feed(data, now)
+        stale = line.stale  # packets from before an in-band NO CARRIER: no proof of the carrier
+        for i, pkt in enumerate(pkts):
             peer = self.endpoint.receive(pkt, now)
             if peer is not None:
-                self.line.authenticated(self._addr[peer], now)
+                line.authenticated(self._addr[peer], now, i >= stale)
         self._pump(now)
 
     def lan_send(self, dst, port, payload, now):
@@ -78,11 +81,13 @@ class Box:
         self._pump(now)
 
     def next_deadline(self):
-        ds = [self.line.next_deadline(), self.endpoint.next_deadline()]
+        line = self.line
+        ds = [line.next_deadline(), self.endpoint.next_deadline()]
         for c in self.clusters:
             ds.append(c.next_deadline())
-            if c.in_use is not None:
-                ds.append(self.outbox.next_deadline(c.space, c.in_use))
+            gw = c.in_use
+            if gw is not None and line.state == UP and self._number[gw] == line.number:
+                ds.append(self.outbox.next_deadline(c.space, gw))  # else nothing can go: no spinning
         if self.mode == DEFERRED and self.line.wanted and self.idle_hangup_ms:
             ds.append(ticks.add(self._idle_since, self.idle_hangup_ms))
         return ticks.earliest(*ds)

@@ -112,10 +112,13 @@ def test_the_longest_pass_of_the_loop_is_in_the_status():
 def test_dcd_drop_is_carrier_loss_and_the_led_blinks_while_searching():
     s = PortSim()
     s.run(3000)
+    s.unreachable.add("ras")  # the redial fails: the box keeps searching
+    dials = s.modem.cmds.count("ATDRAS")
     s.pins["dcd"].value(1)  # carrier lost (active low)
     s.modem.online = False
     s.run(10)
     assert "link_down" in s.names() and s.box.line.state != "up"
+    assert s.modem.cmds.count("ATDRAS") == dials + 1  # a verified call: dialled again at once (DCD: no +++)
     s.run(2000)
     on, off = LED_SEARCHING
     assert s.box.carrying() is False
