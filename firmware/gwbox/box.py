@@ -43,10 +43,13 @@ class Box:
 
     def feed(self, data, now):
         """UART bytes in. Bad frames are counted by the framer, bad packets are `dropped` events."""
-        for pkt in self.line.feed(data, now):
+        line = self.line
+        pkts = line.feed(data, now)
+        stale = line.stale  # packets from before an in-band NO CARRIER: no proof of the carrier
+        for i, pkt in enumerate(pkts):
             peer = self.endpoint.receive(pkt, now)
             if peer is not None:
-                self.line.authenticated(self._addr[peer], now)
+                line.authenticated(self._addr[peer], now, i >= stale)
         self._pump(now)
 
     def lan_send(self, dst, port, payload, now):
@@ -78,11 +81,13 @@ class Box:
         self._pump(now)
 
     def next_deadline(self):
-        ds = [self.line.next_deadline(), self.endpoint.next_deadline()]
+        line = self.line
+        ds = [line.next_deadline(), self.endpoint.next_deadline()]
         for c in self.clusters:
             ds.append(c.next_deadline())
-            if c.in_use is not None:
-                ds.append(self.outbox.next_deadline(c.space, c.in_use))
+            gw = c.in_use
+            if gw is not None and line.state == UP and self._number[gw] == line.number:
+                ds.append(self.outbox.next_deadline(c.space, gw))  # else nothing can go: no spinning
         if self.mode == DEFERRED and self.line.wanted and self.idle_hangup_ms:
             ds.append(ticks.add(self._idle_since, self.idle_hangup_ms))
         return ticks.earliest(*ds)
@@ -167,8 +172,11 @@ class Box:
             self._pending.append(gw)
 
     def use(self, gw, now, verify):
-        if verify and gw not in self._verify:
-            self._verify.append(gw)
+        if verify:
+            # a cached key taken into use: nothing went through its context for a while
+            self.line.unbind(self._addr[gw])
+            if gw not in self._verify:
+                self._verify.append(gw)
 
     def drop(self, gw, now):
         for c in self.clusters:
@@ -225,6 +233,7 @@ class Box:
                 s.tunnel.confirmed(body[0], body[1], body[2])  # contexts bound, the top it saw
             proof = self.outbox.confirm(peer, body[0], body[1], body[2])
             if proof is not None:
+                self.line.proven(self._addr[peer], proof)  # answers what was sent then
                 s = self.endpoint.session(peer)
                 if s is not None:
                     s.heartbeat.proof(proof, now)
@@ -238,6 +247,7 @@ class Box:
     def _react(self, e, now):
         n = e.name
         if n == ev.SA_ESTABLISHED:
+            self.line.proven(self._addr[e.get("peer")], now)  # msg4 answered msg3 (long form)
             for c in self._clusters_of(e.get("peer")):
                 c.established(e.get("peer"), now)
         elif n == ev.HANDSHAKE_FAILED and e.get("role") == "initiator":
@@ -250,10 +260,13 @@ class Box:
                 c.dead(e.get("peer"), now, e.get("reason"))
         elif n == ev.HEARTBEAT_ACK:
             gw = e.get("peer")
+            rtt = e.get("rtt_ms")
+            if rtt is not None:
+                self.line.proven(self._addr[gw], ticks.add(now, -rtt))  # dated by its heartbeat
             for c in self._clusters_of(gw):
                 c.verified(gw, now)
-                if e.get("rtt_ms") is not None:
-                    self._answered(c, gw, ticks.add(now, -e.get("rtt_ms")), now)
+                if rtt is not None:
+                    self._answered(c, gw, ticks.add(now, -rtt), now)
         elif n == ev.LINK_UP:
             for c in self.clusters:
                 c.resume(now)
@@ -369,17 +382,17 @@ class Box:
                 hb.set_payload(self._payload_for(gw), now)
             hb.expect(self._awaiting(gw) if reach else None)
             if reach:
-                self._binding(gw, hb)
+                self._binding(gw, hb, now)
 
-    def _binding(self, gw, hb):
-        """The outer address towards `gw`: while an answer is overdue (payload unanswered for a
-        response time, or a heartbeat), its context may have been re-pointed at another
-        gateway by an injected long-form frame: long form again until `gw` answers one."""
+    def _binding(self, gw, hb, now):
+        """The outer address towards `gw`: while an answer is overdue (payload unanswered a
+        response time after it left the box, whatever the heartbeat mode, or a heartbeat),
+        its context may have been re-pointed at another gateway by an injected long-form
+        frame: long form again until `gw` answers one."""
         a = hb.awaiting
-        if hb.attempt >= 2 or (hb.attempt and a is not None and ticks.diff(a[0], hb.proven) > 0):
+        if hb.attempt >= 2 or (a is not None and ticks.diff(a[0], hb.proven) > 0
+                               and ticks.reached(now, ticks.add(a[1], self.response_ms))):
             self.line.unbind(self._addr[gw])
-        else:
-            self.line.proven(self._addr[gw], hb.proven)
 
     def _awaiting(self, gw):
         for c in self.clusters:

@@ -34,6 +34,10 @@ def build(box, policy, modem, framer, rand_bytes, start):
         psks[g] = p.keys[gw]
     box.endpoint = Endpoint(box.cfg, p.identity, psks=psks, initiator=True)
     box.line = Line(modem, framer, p.retry_ms, p.retry_max_ms)
+    # Sending this long with nothing authenticated coming back is a dead call: as long as
+    # the heartbeat takes to give up on the gateway in use plus two whole handshakes with others.
+    cfg = box.cfg
+    box.line.dead_call_ms = cfg.detect_bound_ms() + 2 * cfg.handshake_retry_ms * (cfg.handshake_retries + 1)
     # An in-band NO CARRIER must be disproved by an answer to a heartbeat sent at once,
     # well before that heartbeat's own retries could end in a verdict on the gateway.
     modem.doubt_ms = min(modem.doubt_ms, max(200, p.response_ms * (p.retries + 1) // 2))

@@ -248,7 +248,13 @@ class LineEditor:
             return echo, None
         self.buf.append(b)
         if len(self.buf) > MAX_LINE:
-            self.buf = bytearray()
+            # Before its "AT" nothing is part of a command line (V.250 5.2.1): line noise is
+            # dropped as it comes, only a last byte that may start "AT" is kept; past "AT" a
+            # line too long for the buffer is thrown away.
+            i = self.buf.upper().find(b"AT")
+            self.buf = self.buf[-1:] if i < 0 else self.buf[i:]
+            if len(self.buf) > MAX_LINE:
+                self.buf = bytearray()
             return echo, None
         up = self.buf.upper()
         if up.endswith(b"A/") and b"AT" not in up:

@@ -85,6 +85,8 @@ class _Call:
         self.remote_closed = False
         self.escape = at.EscapeDetector(now)
         self.t_connect = now
+        self.last_down = None       # the last byte handed to the box (where frames end)
+        self.drop_behind = False    # `drop frame`: the carrier goes right behind the next frame
 
 
 def parse_gateway_spec(name, spec):
@@ -403,14 +405,22 @@ class ModemEmulator(LoopCalls):
                         self._fault_counts["frozen_discarded_bytes"] += len(data)
                     else:
                         call.out += data
+            cut = False
             if self._mode == DATA and len(self._box_out) < self.buffer_bytes:
                 data = self._impair["box"].apply(call.down.pop(now))
+                if data and call.drop_behind:
+                    end = self._frame_end(call, data)
+                    if end is not None:
+                        data, cut = data[:end], True
                 if data:
                     self._counters["bytes_to_box"] += len(data)
                     self._box_out += data
+                    call.last_down = data[-1]
             if call.out:
                 self._flush_gw(call)
-            if self._call is call and call.remote_closed and (
+            if cut:
+                self._carrier_lost("drop", now)  # NO CARRIER behind that frame, in the same write
+            elif self._call is call and call.remote_closed and (
                     call.down.backlog == 0 or self._mode != DATA):
                 self._carrier_lost("gateway hung up", now)
         if self._box_out:
@@ -494,7 +504,9 @@ class ModemEmulator(LoopCalls):
             if body is None:
                 return
         else:
-            i = line.upper().find("AT")
+            # ASCII only, as a modem matches A and T: str.upper() would turn a 0xDF of line
+            # noise into "SS" and shift every index after it.
+            i = line.encode("latin-1").upper().find(b"AT")
             if i < 0:
                 return                  # not addressed to us: ignored, as V.250 says
             body = line[i + 2:]
@@ -671,14 +683,26 @@ class ModemEmulator(LoopCalls):
         self._counters["hangups"] += 1
         self._event("hangup", gateway=call.gw.name)
 
-    def _carrier_lost(self, reason, now):
-        """The line is gone under the box: NO CARRIER, back to command mode."""
+    @staticmethod
+    def _frame_end(call, data):
+        """Length of the prefix of `data` that ends with a frame's closing flag (a 0x7E after
+        a byte that is not one), or None."""
+        prev = call.last_down
+        for j, b in enumerate(data):
+            if b == 0x7E and prev is not None and prev != 0x7E:
+                return j + 1
+            prev = b
+        return None
+
+    def _carrier_lost(self, reason, now, silent=False):
+        """The line is gone under the box: NO CARRIER (unless `silent`), back to command mode."""
         call = self._end_call()
         self._mode = COMMAND
         self._editor.clear()
         self._counters["carrier_losses"] += 1
-        self._event("carrier_lost", gateway=call.gw.name, reason=reason)
-        self._result("NO CARRIER")
+        self._event("carrier_lost", gateway=call.gw.name, reason=reason, silent=silent)
+        if not silent:
+            self._result("NO CARRIER")
 
     # ----------------------------------------------------------------- gateway side
 
@@ -844,13 +868,18 @@ class ModemEmulator(LoopCalls):
             self._call.up.rate = self._call.down.rate = baud / 10.0
         return {"ok": True, "cmd": "baud", "baud": baud}
 
-    def _op_drop(self):
+    def _op_drop(self, how=None):
+        if how not in (None, "silent", "frame"):
+            raise ValueError("usage: %s" % CONTROL_USAGE["drop"])
         now = time.monotonic()
         if self._call is not None:
             name = self._call.gw.name
             self._fault_counts["drops"] += 1
-            self._carrier_lost("drop", now)
-            return {"ok": True, "cmd": "drop", "gateway": name}
+            if how == "frame":
+                self._call.drop_behind = True
+            else:
+                self._carrier_lost("drop", now, silent=how == "silent")
+            return {"ok": True, "cmd": "drop", "gateway": name, "how": how or "now"}
         if self._dial is not None:
             self._fault_counts["drops"] += 1
             self._dial_done("NO CARRIER", now, aborted=True)
@@ -964,9 +993,12 @@ class ModemEmulator(LoopCalls):
         """Line rate from now on (also the current call's, for bytes not yet queued)."""
         return self._in_loop(self._op_baud, baud)
 
-    def drop(self):
-        """Carrier drop: NO CARRIER to the box, gateway connection closed."""
-        return self._in_loop(self._op_drop)
+    def drop(self, how=None):
+        """Carrier drop: NO CARRIER to the box, gateway connection closed. `how`: "silent"
+        sends no NO CARRIER (a result code lost on the way); "frame" drops the call right
+        behind the next frame for the box, NO CARRIER in the same write (a modem hands over
+        what it had, then says NO CARRIER: a box often reads both at once)."""
+        return self._in_loop(self._op_drop, how)
 
     def freeze(self, name=None):
         """Gateway (default: the one in call) goes silent; the carrier stays up."""
@@ -1032,8 +1064,8 @@ class ModemEmulator(LoopCalls):
             nargs(1, 1)
             return self._op_baud(args[0])
         if cmd == "drop":
-            nargs(0, 0)
-            return self._op_drop()
+            nargs(0, 1)
+            return self._op_drop(args[0].lower() if args else None)
         if cmd in ("freeze", "thaw"):
             nargs(0, 1)
             return self._op_freeze(args[0] if args else None, cmd == "freeze")
@@ -1071,7 +1103,7 @@ CONTROL_USAGE = {
     "loss": "loss P [box|gw|both]",
     "latency": "latency MS",
     "baud": "baud N",
-    "drop": "drop",
+    "drop": "drop [silent|frame]",
     "freeze": "freeze [GATEWAY]",
     "thaw": "thaw [GATEWAY]",
     "reboot": "reboot [GATEWAY] [DOWN_MS]",

@@ -6,8 +6,9 @@ behind it, routed by the outer address of each frame) or a gateway's own number.
 gateway is a real firmware Endpoint (the responder), which hands tunnel messages on to
 "target hosts" (recorded here) and can answer them. Faults: freeze a gateway (it neither
 receives nor sends, the call stays up), reboot it (state lost), cut its route to a target,
-take a number off the phone network, drop the call, lose frames at random or the ones a
-test picks (`drop_up`), reboot the box. Virtual time, starting just before
+take a number off the phone network, drop the call (with NO CARRIER, right behind a frame
+for the box, or without a word), mute the line towards the box, lose frames at random or
+the ones a test picks (`drop_up`), reboot the box. Virtual time, starting just before
 the 2**30 tick wrap.
 """
 from gwbox import ticks, tunnel, wire
@@ -51,6 +52,7 @@ class Gateway:
         self.reply = False  # answer every message with an NH_REPLY from its target
         self.no_route = set()  # target addresses it cannot hand messages on to (never confirmed)
         self.handed_on = []  # (space, number, dst, port, payload) given to target hosts
+        self.handed_at = []  # the tick of each of them
         self.reboot()
 
     def reboot(self):
@@ -79,6 +81,9 @@ class FakeModem:
         self.bound = {}  # access server: context -> gateway address, this call
         self.bytes_up = 0  # data-mode bytes on the line, box -> head office
         self.bytes_down = 0  # and head office -> box
+        self.drop_next = False  # drop the call right behind the next frame for the box
+        self.mute_until = None  # frames for the box are lost until this tick
+        self.muted = 0
 
     def from_box(self, data, now):
         if self.online:
@@ -165,14 +170,31 @@ class FakeModem:
         self.sim.after(DELAY + (LAN_DELAY if link == "ras" else 0), self._deliver, Framer().encode(packet))
 
     def _deliver(self, data):
-        if self.online:
-            self.bytes_down += len(data)
-            self.to_box += data
+        if not self.online:
+            return
+        if self.mute_until is not None and not ticks.reached(self.sim.now, self.mute_until):
+            self.muted += 1
+            return
+        self.bytes_down += len(data)
+        self.to_box += data
+        if self.drop_next:
+            self.drop_next = False
+            self.drop()
 
-    def drop(self):
-        """Carrier lost: NO CARRIER to the box, back to command mode."""
+    def drop(self, behind_frame=False, silent=False):
+        """Carrier lost: NO CARRIER to the box, back to command mode. `behind_frame`: right
+        after the next frame for the box, in the same read (a modem hands over what it had,
+        then says NO CARRIER). `silent`: no result code at all (lost on the UART, say)."""
+        if behind_frame:
+            self.drop_next = True
+            return
         self.online = False
-        self.to_box += b"\r\nNO CARRIER\r\n"
+        if not silent:
+            self.to_box += b"\r\nNO CARRIER\r\n"
+
+    def mute(self, ms):
+        """Frames for the box are lost for `ms` (an attacker dropping them); the call stays up."""
+        self.mute_until = ticks.add(self.sim.now, ms)
 
     def deadline(self):
         return None if self.plus_at is None else ticks.add(self.plus_at, GUARD)
@@ -241,6 +263,7 @@ class Sim:
                 if body[2] in g.no_route:
                     continue  # undeliverable: not handed on, so not confirmed
                 g.handed_on.append(body)
+                g.handed_at.append(self.now)
                 g.ep.handed_on(peer, body[0], body[1], self.now)
                 if g.reply:
                     g.ep.send_plain(tunnel.encode_reply(body[2], body[3], b"re:" + body[4]), self.now, peer)

@@ -4,6 +4,7 @@
 # framing dials a fake Hayes modem that reaches an access server with a three-gateway
 # cluster behind it, or gateways with their own numbers (tests/firmware/clustersim.py).
 import clustersim
+from gwbox import ticks
 from gwbox.box import Box
 from gwbox.link.modem import Modem
 from gwbox.outbox import ENTRY_BYTES
@@ -338,6 +339,104 @@ def test_probe_asks_the_gateway_in_use_at_once_whatever_the_mode():
     assert s.find("heartbeat_ack", mark, peer=G1.encode())
 
 
+# --- issue 19: a call is down when it is down ---------------------------------------------------
+
+def test_a_call_dropped_right_behind_a_gateway_frame_is_down_and_dialled_again_nothing_lost():
+    # The modem hands over the gateway's last frame and NO CARRIER in one read. That frame is
+    # genuine but came before the mark: it kept the call "up" (carrier_confirmed) while the
+    # modem had none, and the box sat offline for good, its outbox full.
+    s = sim()
+    s.run(3000)
+    for k in range(3):
+        mark = len(s.events)
+        s.modem.drop(behind_frame=True)
+        send(s, 40, start=40 * k)  # 4 s of payload: the drop comes behind the first frame for the box
+        s.run(2000)
+        names = s.names(mark)
+        assert not s.modem.drop_next and "carrier_doubt" in names, names
+        assert "carrier_confirmed" not in names and "link_down" in names, names
+        assert s.box.line.state == "up", names
+    s.run(3000)
+    assert s.calls == ["ras"] * 4
+    assert sorted(set(s.delivered())) == [(1, n) for n in range(1, 121)]  # nothing lost
+    assert s.box.outbox.depth() == 0 and s.box.lan_refused == 0
+    assert s.find("redial") == []  # each call had been verified: dialled again at once
+
+
+def test_a_call_gone_without_a_word_is_hung_up_within_dead_call_ms_and_dialled_again():
+    # The modem went back to command mode and its NO CARRIER never arrived: the box sends
+    # into silence. After dead_call_ms (the heartbeat's verdict plus two handshakes: 7.5 s
+    # here) that is a dead call, whatever the modem said.
+    s = sim()
+    s.run(3000)
+    send(s, 5)
+    bound = s.box.line.dead_call_ms
+    assert bound == 3500 + 2 * 1000 * 2
+    mark = len(s.events)
+    t0 = s.now
+    s.modem.drop(silent=True)
+    send(s, 20, start=5, spacing=200)
+    t = s.run_until_event("dead_call", 20000)
+    assert t is not None and ticks.diff(t, t0) <= bound + 100, ticks.diff(t, t0)
+    s.run(8000)
+    names = s.names(mark)
+    assert names.index("dead_call") < names.index("dialing") < names.index("link_up"), names
+    assert s.modem.cmds[-2:] == ["ATH", "ATDRAS"]  # hung up first (+++ went to a modem in command mode)
+    assert s.calls == ["ras", "ras"] and s.in_use() is not None
+    assert sorted(set(s.delivered())) == [(1, n) for n in range(1, 26)]  # nothing lost
+    assert s.box.outbox.depth() == 0
+
+
+def test_redial_is_at_once_after_every_verified_call_and_backs_off_after_one_that_was_not():
+    s = sim()
+    s.run(3000)
+    for k in range(4):  # calls that drop every 5 s, long before 30 s of holding
+        send(s, 20, start=20 * k)
+        s.modem.drop()
+        s.run(3000)
+    assert s.find("redial") == [] and s.calls == ["ras"] * 5
+    assert sorted(set(s.delivered())) == [(1, n) for n in range(1, 81)]
+    for g in s.gateways.values():
+        g.frozen = True  # calls still come up, but nothing on them answers
+    mark = len(s.events)
+    for _ in range(3):
+        s.modem.drop()
+        s.run(6000)
+    assert [e.get("delay_ms") for e in s.find("redial", mark)] == [2000, 4000]
+    assert s.calls == ["ras"] * 8
+
+
+def test_a_forged_no_carrier_with_the_answers_dropped_costs_a_hang_up_not_a_dial_timeout():
+    # Review item 4: 14 injected bytes and the gateway's answers dropped just past the doubt
+    # (750 ms here): the verdict came without DCD, the call was live, and the ATD went into it
+    # as payload: 60 s of dial timeout. Now +++ and ATH come first.
+    s = sim()
+    s.run(3000)
+    send(s, 5)
+    mark = len(s.events)
+    ncmds = len(s.modem.cmds)
+    s.modem.to_box += b"\r\nNO CARRIER\r\n"
+    s.modem.mute(900)
+    sent_at = {}
+    for i in range(5, 45):
+        sent_at[b"msg %d" % i] = s.now
+        assert s.box.lan_send(DST, 5000, b"msg %d" % i, s.now)
+        s.run(100)
+    s.run(3000)
+    names = s.names(mark)
+    assert names[0] == "carrier_doubt" and "carrier_confirmed" not in names, names
+    assert s.find("link_down", mark)[0].get("reason") == "no carrier"
+    assert "modem_error" not in names and s.modem.cmds[ncmds:] == ["ATH", "ATDRAS"], (names, s.modem.cmds)
+    assert s.calls == ["ras", "ras"]
+    assert sorted(set(s.delivered())) == [(1, n) for n in range(1, 46)]
+    late = 0
+    for g in s.gateways.values():
+        for body, t in zip(g.handed_on, g.handed_at):
+            if body[4] in sent_at:
+                late = max(late, ticks.diff(t, sent_at[body[4]]))
+    assert 0 < late < 3000, late  # each message through within 3 s, the redial included
+
+
 def _handed_on_payloads(s):
     return [m[4] for g in s.gateways.values() for m in g.handed_on]
 
@@ -516,5 +615,18 @@ def test_one_injected_frame_per_gateway_does_not_lock_the_box_out_of_its_cluster
     s.run_until_event("gateway_in_use", 15000, gateway=G2.encode())
     send(s, 3, start=20, spacing=500)
     s.run(2000)
-    assert [m[1] for m in s.gateways[G2].handed_on] == [21, 22, 23]
+    assert [m[1] for m in s.gateways[G2].handed_on] == [21, 22, 23]  # its context healed at once
     assert s.find("handshake_failed", mark) == []
+
+
+def test_an_injected_binding_heals_without_heartbeats_too():
+    # Heartbeat NONE: nothing probes the gateway, but payload it leaves unanswered for a
+    # response time sends the box back to the long form all the same (its retransmission).
+    s = sim(policy_text(mode="NONE"))
+    s.run(3000)
+    send(s, 3, spacing=200)
+    _inject_binding(s, G1, G2)
+    send(s, 10, start=3, spacing=300)
+    s.run(4000)
+    assert sorted(set(s.delivered())) == [(1, n) for n in range(1, 14)]
+    assert [m[1] for m in s.gateways[G1].handed_on][-1] == 13 and s.find("heartbeat_sent") == []

@@ -260,3 +260,33 @@ def test_a_ladder_uses_a_handed_in_backend_in_one_step():
     finally:
         x25519.use(None)
     assert calls == [BOB_PUB]
+
+
+def test_a_memory_error_in_the_last_step_loses_nothing():
+    # The last step allocates its result before it wipes anything: interrupted there (after
+    # the native code has reduced its copy, or in the integer ladder's inversion), the step
+    # is done again from intact state.
+    for native in (True, False):
+        ld = x25519.Ladder(ALICE_PRIV, BOB_PUB, native)
+        while ld.bit:
+            ld.step()
+        if native and x25519._native is not None:
+            where, name = x25519._native, "store"
+        else:
+            where, name = x25519, "_finish"
+        real = getattr(where, name)
+
+        def failing(*args):
+            real(*args)
+            raise MemoryError
+
+        setattr(where, name, failing)
+        try:
+            try:
+                ld.step()
+                assert False, "the MemoryError did not come through"
+            except MemoryError:
+                pass
+        finally:
+            setattr(where, name, real)
+        assert ld.result is None and ld.step() and ld.result == SHARED

@@ -389,7 +389,7 @@ def test_in_band_no_carrier_is_a_doubt_and_link_down_only_if_nothing_authentic_f
             m.tick(ticks.add(START, 3000))  # silence after it: the carrier really went
             e = m.take_events()
             assert names(e) == ["link_down"] and e[0].get("reason") == "no carrier"
-            assert m.state == M.READY
+            assert m.state == M.ESCAPING  # no DCD to say so: +++ and ATH before any dial
     m = online()
     assert m.receive(b"\rX\r\n\r\nNO CARRIER\r", START) == b"\rX\r\n"  # a tail that may be the mark waits
     assert m.state == M.DATA and m.receive(b"\n", START) == b"\r\nNO CARRIER\r\n"
@@ -403,6 +403,81 @@ def test_authenticated_traffic_after_an_in_band_no_carrier_keeps_the_call():
     assert names(m.take_events()) == ["carrier_doubt", "carrier_confirmed"]
     m.tick(ticks.add(START, 5000))
     assert m.state == M.DATA and m.take_events() == [] and m.next_deadline() is None
+
+
+def test_only_bytes_after_the_mark_can_disprove_it_and_fresh_says_where_they_start():
+    # Issue 19: a modem hands over what it had received, then NO CARRIER, and both often come
+    # in one read. A packet framed from the bytes before the mark came before it: no proof.
+    mark = M.NO_CARRIER_MARK
+    m = online()
+    assert m.receive(b"~a~", START) == b"~a~" and m.fresh is None  # no doubt, nothing to prove
+    assert m.receive(b"~b~" + mark + b"~c~", START) == b"~b~" + mark + b"~c~"
+    assert m.fresh == 3 + len(mark)  # "~c~" may disprove it, "~b~" may not
+    assert m.receive(b"~d~", START) == b"~d~" and m.fresh == 0  # all of it came after the mark
+    assert m.receive(b"~e~" + mark + b"~f~" + mark, START) and m.fresh == 6 + 2 * len(mark)
+    assert m.marks == 3 and names(m.take_events()) == ["carrier_doubt"]  # one doubt, one deadline
+    assert m.next_deadline() == ticks.add(START, 3000)
+    m = online()
+    assert m.receive(b"~a~\r\nNO CAR", START) == b"~a~" and m.fresh is None  # the tail waits
+    assert m.receive(b"RIER\r\n~b~", START) == mark + b"~b~" and m.fresh == len(mark)
+    m = online()
+    m.set_dcd(True, START)
+    assert m.receive(b"~a~" + mark + b"~b~", START) and m.fresh is None  # DCD is the truth
+
+
+def test_a_verdict_without_dcd_hangs_up_before_it_dials_whether_the_call_was_live_or_gone():
+    # Review item 4: the verdict came without DCD, so the modem may still be online (a forged
+    # mark, answers dropped): an ATD would be payload and wait out the 60 s dial timeout.
+    for live in (True, False):
+        r = Rig()
+        r.up()
+        r.take()
+        r.m.send(b"~hb~", r.now)
+        r.pump()
+        r.fake.online = live  # gone: the fake modem is back in command mode
+        t0 = r.now
+        r.m.receive(M.NO_CARRIER_MARK, t0)
+        r.run(2999)
+        assert r.m.state == M.DATA and r.writes()[-1] == b"~hb~"
+        r.run(1)
+        assert names(r.take()) == ["carrier_doubt", "link_down"] and r.m.state == M.ESCAPING
+        r.m.request_link(r.now)  # the line wants the call back at once: latched, not dialled
+        assert r.at(b"+++") == ticks.add(t0, 3000)  # the doubt was silent for over a guard time
+        r.run(1000 + 250 + 100)
+        w = r.writes()
+        assert w[-3:] == [b"+++", b"ATH\r", b"ATDT5551234\r"], w
+        if live:  # the modem's OK to +++ ends the guard: ATH at once
+            assert r.at(b"ATH\r") == ticks.add(t0, 4000)
+        else:  # no OK: a quarter of a guard time more, then ATH (a modem answers it either way)
+            assert r.at(b"ATH\r") == ticks.add(t0, 4250)
+        e = names(r.take())
+        assert e == ["hangup_done", "dialing", "link_up"], e  # no modem_error: no OK was due
+        assert r.fake.cmds[-2:] == ["ATH", "ATDT5551234"] and r.m.state == M.DATA
+
+
+def test_a_verdict_with_dcd_dials_at_once_and_an_error_to_ath_after_one_without_is_retried():
+    r = Rig()
+    r.up()
+    r.m.set_dcd(True, r.now)
+    r.take()
+    r.m.set_dcd(False, r.now)
+    r.m.request_link(r.now)
+    assert names(r.m.take_events()) == ["link_down", "dialing"] and r.m.take_output() == b"ATDT5551234\r"
+    # Without DCD the box wrote into a call that was gone: that noise sits in the modem's
+    # command buffer in front of our ATH, and may make it answer ERROR. ATH once more.
+    m = online()
+    m.receive(M.NO_CARRIER_MARK, START)
+    t = ticks.add(START, 3000)
+    m.tick(t)
+    m.request_link(t)
+    assert m.take_output() == b"+++"
+    m.tick(ticks.add(t, 1250))
+    assert m.take_output() == b"ATH\r"
+    m.receive(b"\r\nERROR\r\n", ticks.add(t, 1300))
+    assert m.take_output() == b"ATH\r" and m.state == M.HANGUP
+    m.receive(b"\r\nOK\r\n", ticks.add(t, 1350))
+    assert m.take_output() == b"ATDT1\r"
+    assert names(m.take_events()) == ["carrier_doubt", "link_down", "hangup_done", "dialing"]
 
 
 def test_where_dcd_is_wired_an_in_band_no_carrier_is_just_bytes():

@@ -90,13 +90,35 @@ def test_status_lines_carry_what_the_monitor_shows():
     assert last["sas"][0]["peer"] == G1 and "outbox" in last and last["uptime_s"] == 3
 
 
+def test_the_longest_pass_of_the_loop_is_in_the_status():
+    s = PortSim(status_ms=1000)
+    s.run(1500)
+    real = s.uart.read
+    start = s.now
+
+    def slow_read():  # a pass that works for 40 ms: the clock moves while it runs
+        s.now = start + 40
+        return real()
+
+    s.uart.read = slow_read
+    s.port.step()
+    s.uart.read = real
+    st = s.port.status(s.now)
+    assert st["pass_max_ms"] == 40
+    s.run(1500)
+    assert [r for r in s.records() if r["event"] == "status"][-1]["pass_max_ms"] == 40
+
+
 def test_dcd_drop_is_carrier_loss_and_the_led_blinks_while_searching():
     s = PortSim()
     s.run(3000)
+    s.unreachable.add("ras")  # the redial fails: the box keeps searching
+    dials = s.modem.cmds.count("ATDRAS")
     s.pins["dcd"].value(1)  # carrier lost (active low)
     s.modem.online = False
     s.run(10)
     assert "link_down" in s.names() and s.box.line.state != "up"
+    assert s.modem.cmds.count("ATDRAS") == dials + 1  # a verified call: dialled again at once (DCD: no +++)
     s.run(2000)
     on, off = LED_SEARCHING
     assert s.box.carrying() is False

@@ -449,6 +449,43 @@ def test_f4_an_injected_no_carrier_does_not_drop_the_call():
         assert gw_events(rig, G1, "sa_deleted") == []
 
 
+def test_issue19_r4_a_no_carrier_with_the_answers_dropped_costs_a_hang_up_not_a_dial_timeout():
+    """Issue 19 review item 4: 14 injected bytes, and the gateway's frames dropped a little
+    past the doubt (1.5 s here: half of three heartbeat rounds), give a verdict without DCD
+    while the call is live. The driver then sent ATD into the call as payload and waited out
+    the 60 s dial timeout (the first LAN message 71 s later). Now it hangs up first: +++ (the
+    emulator escapes and says OK: the call was live), ATH, then the dial. Payload flows all
+    along; every message arrives, none later than 10 s after it was sent."""
+    with attacked() as (rig, att):
+        i = mark(rig)
+        c0 = rig.emu.status()["counters"]
+        with rig.traffic(5.0) as feed:
+            feed.wait_for(10)
+            first = feed.last + 1
+            att.set_rule(DOWN, DROP)
+            att.inject_raw(DOWN, b"\r\nNO CARRIER\r\n")
+            t0 = time.monotonic()
+            wait_box(rig, "carrier_doubt", 3, i)
+            time.sleep(max(0.0, t0 + 1.6 - time.monotonic()))
+            att.set_rule(DOWN, PASS)
+            down = wait_box(rig, "link_down", 3, i)
+            assert down["reason"] == "no carrier"
+            up = wait_box(rig, "gateway_verified", 15, i)
+            feed.wait_for(feed.last + 15)
+            feed.stop()
+        sent = feed.last
+        assert rig.wait_delivered(range(1, sent + 1), 20), sorted(set(range(1, sent + 1)) - set(rig.delivered()))
+        c1 = rig.emu.status()["counters"]
+        assert c1["escapes"] == c0["escapes"] + 1 and c1["hangups"] == c0["hangups"] + 1  # +++ then ATH
+        assert c1["calls_connected"] == c0["calls_connected"] + 1
+        seen = names(rig, i)
+        assert "modem_error" not in seen and "backoff" not in seen and "carrier_confirmed" not in seen, seen
+        at, got = rig.sent(), rig.delivered()
+        late = max(got[n][0] - at[n] for n in range(first, sent + 1))
+        assert late < 10.0, late
+        print("recovered %.2f s after the injection, latest message %.2f s" % (up["mono"] - t0, late))
+
+
 # --- finding 5: suppressed rekeys --------------------------------------------------------------
 
 def is_rekey_request(pkt):

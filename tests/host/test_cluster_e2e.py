@@ -308,6 +308,65 @@ def test_killed_and_restarted_gateway_is_not_chased_then_failback_with_fresh_han
            maybe_duplicated=st["rerouted"])
 
 
+def test_calls_dropped_while_payload_flows_none_stuck_none_lost(rigs, record_property):
+    """Issue 19 over the rig, payload flowing throughout. (1) The call is dropped four times
+    right behind a frame for the box, NO CARRIER in the same write: the box once took that
+    frame, from before the mark, as proof the carrier was still there and sat offline for
+    good. Every call was verified, so each redial is at once (no back-off), after +++/ATH
+    (no DCD on a pty), and no ATD gets ERROR. (2) The call is dropped without a word (the
+    modem in command mode, no NO CARRIER): the box finds out by `dead_call`, or sooner if the
+    modem answers the noise it is sent with a NO CARRIER of its own (`A/` in that noise
+    repeats the last dial, the next byte aborts it), and the call is back within the bound.
+    (3) Every gateway freezes with the call up: line=up and nobody answering is a dead call
+    (`dead_call` within its bound), hung up and dialled again. Nothing is lost."""
+    rig = rigs()
+    box_event(rig, ev("gateway_in_use"), 30)
+    dead_call_s = DETECT_BOUND_S + 2 * 1.0 * (2 + 1)  # GENERAL: HandshakeRetryTime 1, Retries 2
+    recover = []
+    with rig.traffic(10.0) as feed:
+        feed.wait_for(20)
+        for _ in range(4):
+            mark = rig.box.count()
+            t0 = time.monotonic()
+            assert rig.emu.drop("frame")["ok"]
+            down = box_event(rig, ev("link_down"), 10, mark)
+            assert down["reason"] == "no carrier", names(rig, mark)
+            ok = box_event(rig, ev("gateway_verified"), 15, mark)
+            recover.append(round(ok["mono"] - t0, 2))
+            time.sleep(1.0)
+        assert rig.emu.status()["counters"]["calls_connected"] == 5
+        mark = rig.box.count()
+        silent_at = time.monotonic()
+        assert rig.emu.drop("silent")["ok"]
+        found = box_event(rig, lambda e: e["event"] in ("dead_call", "link_down"), dead_call_s + 10, mark)
+        back = box_event(rig, lambda e: e["event"] in ("gateway_verified", "gateway_in_use"), 20, rig.index(found))
+        time.sleep(1.0)
+        mark = rig.box.count()
+        frozen_at = time.monotonic()
+        for g in GATEWAYS:
+            rig.freeze(g)
+        dead = box_event(rig, ev("dead_call"), dead_call_s + 10, mark)
+        for g in GATEWAYS:
+            rig.thaw(g)
+        box_event(rig, ev("gateway_in_use"), 30, rig.index(dead))
+        feed.wait_for(feed.last + 20)
+        feed.stop()
+    sent = feed.last
+    lost, dups = all_delivered(rig, sent)
+    assert lost == []
+    st = settled_status(rig, sent)
+    assert st["refused"] == 0 and dups <= st["rerouted"]
+    seen = names(rig)
+    assert "carrier_confirmed" not in seen, seen  # nothing from before a NO CARRIER kept a call
+    assert rig.box.find("backoff") == [] and rig.box.find("redial") == [], seen  # no ERROR, no back-off
+    assert back["mono"] - silent_at <= dead_call_s + 6.0  # the bound, a hang-up, a dial, a round trip
+    assert dead["silent_ms"] <= dead_call_s * 1000 + 500
+    assert_box_healthy(rig)
+    report(record_property, case="call_drops", sent=sent, lost=len(lost), duplicated=dups,
+           recovered_s=recover, silent_found=found["event"], silent_back_s=round(back["mono"] - silent_at, 2),
+           frozen_dead_call_s=round(dead["mono"] - frozen_at, 2))
+
+
 def test_box_reboot_then_every_new_message_is_handed_on(rigs, record_property):
     """Issue 19, review item 1, over the rig: the box's process is killed and started again
     (a power cut: its RAM, outbox and keys are gone) after 40 messages went through G1. It

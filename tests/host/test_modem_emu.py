@@ -537,6 +537,41 @@ def test_drop_gives_no_carrier_and_closes_gateway(setup):
     assert ctl(emu, "drop")["ok"] is False            # nothing left to drop
 
 
+def test_drop_silent_ends_the_call_without_a_word(setup):
+    emu, box, gw = setup
+    conn = connected(setup)
+    r = ctl(emu, "drop silent")
+    assert r["ok"] and r["how"] == "silent"
+    assert is_closed(conn)
+    assert read_for(box, 0.3) == b""                  # no NO CARRIER: the box is not told
+    assert emu.status()["mode"] == "command"
+    box.write(b"AT\r")                                # but the modem is in command mode
+    assert read_until(box, b"OK\r\n") == b"\r\nOK\r\n"
+
+
+def test_drop_frame_ends_the_call_right_behind_the_next_frame_in_one_write(setup):
+    emu, box, gw = setup
+    conn = connected(setup)
+    assert ctl(emu, "drop frame")["ok"]
+    assert emu.status()["mode"] == "data"             # armed: the call is still up
+    conn.sendall(b"\x7e\x7eframe\x7e\x7enext frame\x7e")  # a closing flag after "frame"
+    got = read_until(box, b"NO CARRIER\r\n")
+    assert got == b"\x7e\x7eframe\x7e\r\nNO CARRIER\r\n"  # the rest was on the line: lost
+    assert is_closed(conn) and emu.status()["mode"] == "command"
+    assert ctl(emu, "drop sideways")["ok"] is False
+
+
+def test_line_noise_with_bytes_above_127_before_a_command_does_not_break_it(setup):
+    # The box may write frames into a modem whose call just went: that noise sits in front of
+    # its next command. 0xDF upper-cases to "SS" in Python: it once shifted ATD's index.
+    emu, box, gw = setup
+    box.write(b"ATE0\r")
+    read_until(box, b"OK\r\n")
+    box.write(b"\xdf\xdf~}noise ATDgw1\r")
+    assert read_until(box, b"\r\n", 3.0) + read_until(box, b"\r\n", 3.0) == b"\r\nCONNECT 9600\r\n"
+    assert gw.accept(1) is not None
+
+
 def test_freeze_silences_gateway_and_thaw_restores(setup):
     emu, box, gw = setup
     conn = connected(setup)

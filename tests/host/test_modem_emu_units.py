@@ -74,6 +74,19 @@ def test_line_editor_backspace_and_repeat():
     assert [ed.feed(b, s)[1] for b in b"A/"][-1] is at.REPEAT
 
 
+def test_line_editor_drops_noise_before_at_however_long():
+    # What a box wrote into a call that was gone sits in front of its next command: a modem
+    # ignores it (V.250: nothing before "AT" is part of a command line), whatever its length.
+    s = at.ModemSettings()
+    for n in range(at.MAX_LINE - 10, at.MAX_LINE + 10):
+        ed = at.LineEditor()
+        got = [x for x in (ed.feed(b, s)[1] for b in b"~" * n + b"+++ATH\r") if x is not None]
+        assert len(got) == 1 and got[0][got[0].find("AT"):] == "ATH", (n, got)
+    ed = at.LineEditor()
+    lines = [ed.feed(b, s)[1] for b in b"AT" + b"S" * at.MAX_LINE + b"\r"]
+    assert [x for x in lines if x is not None and "AT" in x] == []  # a command body too long: thrown away
+
+
 # ------------------------------------------------------------------ escape rule
 
 def test_escape_needs_guard_before_between_and_after():

@@ -24,6 +24,8 @@ from gwbox.errors import ProtocolError
 P = (1 << 255) - 19
 _A24 = const(121665)  # (486662 - 2) / 4, RFC 7748 section 5
 BASE_POINT = b"\x09" + bytes(31)
+_ZERO = bytes(80)  # what a wiped field element holds (wiping allocates nothing)
+_ZERO32 = bytes(32)
 # Ladder bits per step: about 16 ms of native code or 55-70 ms of bytecode on an RP2040.
 SLICE = const(32)
 
@@ -85,15 +87,17 @@ class Ladder:
             return False
         if self._v is not None:
             e = self._s
+            out = bytearray(32)
             # bit 0 of a clamped scalar is 0, so the ladder ends unswapped: x2 / z2
             self._v.invert(e[2], e[5], e[6], e[7], e[8], e[9])
             self._v.mul(0, e[1], e[5], e[5])
-            out = bytearray(32)
             self._v.store(out, e[5])
-            for b in e:  # the ladder's state says much about the key: wipe it
-                b[:] = bytes(len(b))
-            self._k[:] = bytes(32)
-            self.result = bytes(out)
+            result = bytes(out)  # the last allocation: a MemoryError up to here changed no input
+            for i in range(12):  # the ladder's state says much about the key: wiped, not just dropped
+                e[i][:] = _ZERO
+            e[12][0] = 0  # the swap bit
+            self._k[:] = _ZERO32
+            self.result = result
         else:
             self.result = _finish(self._s).to_bytes(32, "little")
         self._s = self._k = None

@@ -94,6 +94,7 @@ def hangup(m, now):
     st = m.state
     if st == DATA:
         m._held = b""
+        m._doubt = None  # our own hang-up settles any doubt about the carrier
         m._emit(ev.LINK_DOWN, reason="hangup")
         drop_line(m, now, "hangup")
     elif st == DIALING:
@@ -154,6 +155,7 @@ def ready(m, now, event):
     """Command mode, on hook: dial if a link is wanted, else the attempts start over."""
     end_wait(m)
     m.state = READY
+    m._unsure = False
     m._emit(event)
     if m.want_link:
         dial(m, now)
@@ -223,9 +225,11 @@ def escape_step(m, now):
             after_escape(m, now, False)
         else:
             m._phase = 2
-            m._deadline = ticks.add(m._deadline, m.escape_timeout_ms)
+            # Unsure: a modem still online says OK as its guard ends, one back in command
+            # mode never does; a quarter guard of slack, then ATH (it answers that either way).
+            m._deadline = ticks.add(m._deadline, m.guard_ms // 4 if m._unsure else m.escape_timeout_ms)
     else:
-        if m._then == "hangup":
+        if m._then == "hangup" and not m._unsure:
             m._emit(ev.MODEM_ERROR, reason="no OK to +++ within %d ms, trying ATH"
                        % (m.guard_ms + m.escape_timeout_ms))
         after_escape(m, now, False)
@@ -400,6 +404,11 @@ def on_result(m, word, rate, text, now):
     elif st == HANGUP and m._waiting is not None:
         if word == OK or word == NO_CARRIER:
             hangup_done(m, now)
+        elif word == ERROR and m._unsure and m._waiting == "ATH":
+            # What we sent into a call that was already gone sat in the modem's command
+            # buffer in front of ATH; the CR flushed it: once more.
+            m._unsure = False
+            wait(m, now, "ATH", "ATH", m.hangup_timeout_ms)
         elif word == ERROR:
             fail(m, now, ERROR, "ERROR reply to %s" % m._waiting)
         else:

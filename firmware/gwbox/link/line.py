@@ -14,6 +14,12 @@ depends on it. Anyone on the line can send a long-form frame too and re-point a 
 at another gateway; so the box goes back to the long form (`unbind`) whenever a gateway
 may not be hearing it: a handshake starts or failed, the gateway is dead, or an answer
 is overdue (gwbox.box). Frames towards the box carry no header.
+
+A call is down when it is down: an authenticated packet framed from bytes that came before
+an in-band NO CARRIER proves nothing about the carrier (`stale`), and a call on which the
+box has sent for `dead_call_ms` without one authenticated packet coming back is dead,
+whatever the modem said: it is hung up (escape and ATH, or DTR) and dialled again. The
+redial back-off starts over after a call that came up and was verified (docs/modem.md).
 """
 from gwbox import const, ticks, tunnel
 from gwbox.events import Event
@@ -40,6 +46,10 @@ class Line:
         self.redial_at = None
         self.calls = 0  # calls that came up
         self._up_at = None
+        self.dead_call_ms = None  # sending this long into silence: a dead call (None: never)
+        self.stale = 0  # the first `stale` packets of the last feed came before an in-band NO CARRIER
+        self._verified = False  # an authenticated packet arrived on this call
+        self._talk = None  # tick of the first packet sent since the last authenticated one
         self.tx_refused = 0  # packets that could not be sent (no call, or too big)
         self._ctx = {}  # gateway address int -> context number, this call
         self._bound = set()  # contexts the access server has certainly seen bound
@@ -96,14 +106,20 @@ class Line:
             return False
         if not bound and ctx not in self._long_at:
             self._long_at[ctx] = now
+        if self._talk is None:
+            self._talk = now
         self.modem.send(frame, now)
         self._pump(now)
         return True
 
-    def authenticated(self, gw, now):
-        """An authenticated packet from `gw` arrived on this call: any in-band NO CARRIER
-        before it was forged."""
-        self.modem.authentic(now)
+    def authenticated(self, gw, now, fresh=True):
+        """An authenticated packet from `gw` arrived on this call: the call is alive, and
+        (`fresh`: framed from bytes after it) any in-band NO CARRIER before it was forged."""
+        if self.state == UP:
+            self._verified = True
+            self._talk = None
+        if fresh:
+            self.modem.authentic(now)
         self._pump(now)
 
     def proven(self, gw, t):
@@ -120,14 +136,24 @@ class Line:
         """Long form again for `gw` until it answers something sent so: its context may have
         been re-pointed at another gateway by a frame the box never sent."""
         ctx = self._ctx.get(gw)
-        if ctx is not None and ctx in self._bound:
+        if ctx is not None:
             self._bound.discard(ctx)
-            self._long_at.pop(ctx, None)
+            self._long_at.pop(ctx, None)  # only answers to what goes from now on count
 
     def feed(self, data, now):
-        """UART bytes in; the packets they completed out (frames towards the box: no header)."""
-        payload = self.modem.receive(data, now)
-        packets = self.framer.feed(payload) if payload else []
+        """UART bytes in; the packets they completed out (frames towards the box: no header).
+        The first `stale` of them came before an in-band NO CARRIER and cannot disprove it."""
+        m = self.modem
+        payload = m.receive(data, now)
+        k = m.fresh
+        fr = self.framer
+        if k:
+            packets = fr.feed(payload[:k])
+            self.stale = len(packets)
+            packets += fr.feed(payload[k:])
+        else:
+            self.stale = 0
+            packets = fr.feed(payload) if payload else []
         self._pump(now)
         return packets
 
@@ -137,6 +163,8 @@ class Line:
         self._pump(now)
 
     def tick(self, now):
+        if ticks.reached(now, self._dead_at()):
+            self._dead_call(now)
         self.modem.tick(now)
         if self.redial_at is not None and ticks.reached(now, self.redial_at):
             self.redial_at = None
@@ -145,7 +173,7 @@ class Line:
         self._pump(now)
 
     def next_deadline(self):
-        return ticks.earliest(self.modem.next_deadline(), self.redial_at)
+        return ticks.earliest(self.modem.next_deadline(), self.redial_at, self._dead_at())
 
     def take_uart(self):
         out = bytes(self._uart)
@@ -165,7 +193,32 @@ class Line:
         self._ctx = {}
         self._bound = set()
         self._long_at = {}
+        self._talk = None
         self.state = DOWN
+
+    def _dead_at(self):
+        """When the call counts as dead: dead_call_ms after the first unanswered send, or None."""
+        t = self._talk
+        return ticks.add(t, self.dead_call_ms) if t is not None and self.dead_call_ms and self.state == UP else None
+
+    def _dead_call(self, now):
+        """Sent into silence for dead_call_ms: whatever the modem said, the call is dead."""
+        self._event(ev.DEAD_CALL, number=self.number, silent_ms=ticks.diff(now, self._talk))
+        self.modem.hangup(now, True)  # the modem may be in command mode already
+        self._pump(now)  # its link_down (reason hangup: ours) before what follows
+        self._again(now)
+
+    def _again(self, now):
+        """A call ended under us: dial again, at once if it was a good call, else backed off."""
+        self._down(now, None)
+        if not self.wanted:
+            return
+        self.state = DIALING
+        if self._verified or ticks.diff(now, self._up_at) >= _STABLE_MS:
+            self.backoff = self.retry_ms
+            self.modem.request_link(now, self.number)
+        else:
+            self._redial_later(now)
 
     def _redial_later(self, now):
         self.redial_at = ticks.add(now, self.backoff)
@@ -183,20 +236,16 @@ class Line:
                 self.state = UP
                 self.calls += 1
                 self._up_at = now
+                self._verified = False
                 self._ctx = {}
                 self._bound = set()
                 self._long_at = {}
             elif n == ev.LINK_DOWN and e.get("reason") != "hangup":  # our own hang-ups: want/release
-                was_up = self.state == UP
-                if was_up:
-                    self._down(now, e.get("reason"))
-                if self.wanted:
+                if self.state == UP:
+                    self._again(now)
+                elif self.wanted:
                     self.state = DIALING
-                    if was_up and ticks.diff(now, self._up_at) >= _STABLE_MS:
-                        self.backoff = self.retry_ms
-                        m.request_link(now, self.number)  # a call that held dropped: dial again at once
-                    else:
-                        self._redial_later(now)
+                    self._redial_later(now)
             elif n == ev.DIAL_FAILED or n == ev.MODEM_FAILED:
                 if self.wanted:
                     self.state = DIALING

@@ -71,6 +71,10 @@ class Modem:
         self.tx_dropped = 0     # payload bytes refused outside data mode
         self.marks = 0          # in-band NO CARRIER marks seen in data mode
         self._doubt = None      # tick by which an in-band NO CARRIER must be disproved
+        # Where, in the payload `receive` last returned, the bytes that may disprove a pending
+        # doubt start (those before the mark came before it); None: no doubt pending.
+        self.fresh = None
+        self._unsure = False    # hanging up a call the modem may already have dropped
 
         self._out = bytearray()
         self._events = []
@@ -113,8 +117,10 @@ class Modem:
         self.want_link = False
         self.hangup(now)
 
-    def hangup(self, now):
-        """Go on hook: +++/ATH (or a DTR pulse) from data mode; abort a dial."""
+    def hangup(self, now, unsure=False):
+        """Go on hook: +++/ATH (or a DTR pulse) from data mode; abort a dial. `unsure`: the
+        modem may be back in command mode already (a dead call), so no OK to +++ is awaited."""
+        self._unsure = unsure and self.state == DATA
         _hayes().hangup(self, now)
 
     def receive(self, data, now):
@@ -125,6 +131,7 @@ class Modem:
         payload = b""
         i = 0
         n = len(data)
+        self.fresh = None if self._doubt is None else 0
         while i < n:
             if self.state == DATA:
                 p, i = self._scan_data(data, i, now)
@@ -159,6 +166,10 @@ class Modem:
         self._clock(now)
         if self._doubt is not None and ticks.reached(now, self._doubt):
             self._carrier_lost("no carrier")  # nothing authenticated followed it: it was real
+            # ...or forged, with the answers dropped: without DCD the modem may still be online,
+            # and would take an ATD as payload. Hang up (+++ ATH, or DTR) before any dial.
+            self._unsure = True
+            _hayes().drop_line(self, now, "hangup")
             return
         for _ in range(4):
             if not ticks.reached(now, self._deadline):
@@ -202,7 +213,8 @@ class Modem:
         return t if ticks.diff(t, now) > 0 else now
 
     def authentic(self, now):
-        """An authenticated packet arrived over the call: an in-band NO CARRIER was forged."""
+        """An authenticated packet, framed from bytes after an in-band NO CARRIER, arrived
+        over the call: that mark was forged."""
         if self._doubt is not None:
             self._doubt = None
             self._emit(ev.CARRIER_CONFIRMED, reason="authenticated traffic after an in-band NO CARRIER")
@@ -217,12 +229,14 @@ class Modem:
         self._emit(ev.LINK_DOWN, reason=reason)
 
     def _scan_data(self, data, i, now):
-        """Payload passes through; stop at CR LF NO CARRIER CR LF, even split across chunks.
+        """Payload passes through; CR LF NO CARRIER CR LF is spotted, even split across chunks.
 
         That mark is in band: anyone on the line can send those 14 bytes. Where the board
         wires DCD (the port has reported it), DCD is the only truth and the mark is just
         bytes. Without DCD it raises a doubt, not a verdict: the call is lost only if no
-        authenticated packet (`authentic`) arrives within doubt_ms."""
+        authenticated packet (`authentic`) framed from bytes after the mark (`fresh`) arrives
+        within doubt_ms. A packet from before it proves nothing: a modem sends what it had
+        received, then NO CARRIER, and both often reach us in one read."""
         n = len(data)
         if self._skip_lf:
             self._skip_lf = False
@@ -233,17 +247,20 @@ class Modem:
             buf = held + data[i:]
         else:
             buf = data[i:] if i else data
-        k = buf.find(NO_CARRIER_MARK)
+        # Every byte goes on to the framer, which discards what is no frame.
+        k = buf.rfind(NO_CARRIER_MARK)
+        start = 0
         if k >= 0:
-            self.marks += 1
-            if self.dcd is None and self._doubt is None:
-                self._doubt = ticks.add(now, self.doubt_ms)
-                self._emit(ev.CARRIER_DOUBT, reason="in-band NO CARRIER", wait_ms=self.doubt_ms)
-            self._held = b""
-            return buf, n  # the bytes go on to the framer, which discards what is no frame
+            start = k + len(NO_CARRIER_MARK)
+            self.marks += buf.count(NO_CARRIER_MARK)
+            if self.dcd is None:
+                if self._doubt is None:
+                    self._doubt = ticks.add(now, self.doubt_ms)
+                    self._emit(ev.CARRIER_DOUBT, reason="in-band NO CARRIER", wait_ms=self.doubt_ms)
+                self.fresh = start  # only what follows the last mark can disprove it
         # Hold back a tail that could still become the marker (frames end in 0x7E, so rarely).
         m = len(buf)
-        j = buf.find(b"\r", m - len(NO_CARRIER_MARK) + 1 if m >= len(NO_CARRIER_MARK) else 0)
+        j = buf.find(b"\r", max(start, m - len(NO_CARRIER_MARK) + 1))
         while j >= 0 and not NO_CARRIER_MARK.startswith(buf[j:]):
             j = buf.find(b"\r", j + 1)
         if j < 0:

@@ -102,6 +102,7 @@ class DevicePort:
         self._failing = False
         self.oom = 0  # MemoryErrors in a row
         self.oom_total = 0
+        self.pass_max = 0  # the longest pass of the loop so far, ms
         self.fails = 0  # wrong console passwords in a row
         self.locked_until = None  # no login before this tick
         self.ring = []  # recent event lines (`show log`)
@@ -137,8 +138,16 @@ class DevicePort:
             self.reset()
 
     def step(self):
-        """One pass of the loop; returns how long to sleep (ms) before the next."""
+        """One pass of the loop; returns how long to sleep (ms) before the next. The longest
+        pass since boot is `pass_max_ms` in the status (docs/crypto.md: at most 250 ms)."""
         now = self.now()
+        sleep = self._pass(now)
+        took = ticks.diff(self.now(), now)
+        if took > self.pass_max:
+            self.pass_max = took
+        return sleep
+
+    def _pass(self, now):
         try:
             self._step(now)
             if self.cin is not None:
@@ -217,6 +226,7 @@ class DevicePort:
         st["heap_free"] = _free()
         st["heap_used"] = gc.mem_alloc() if hasattr(gc, "mem_alloc") else -1
         st["oom"] = self.oom_total
+        st["pass_max_ms"] = self.pass_max
         return st
 
     def _line(self, now, name, fields):
