@@ -290,3 +290,132 @@ def test_a_memory_error_in_the_last_step_loses_nothing():
         finally:
             setattr(where, name, real)
         assert ld.result is None and ld.step() and ld.result == SHARED
+
+
+# --- the native code's known-answer check ---------------------------------------------------
+
+class IntNative:
+    """The native module's interface over Python integers (a field element: an int in the
+    80-byte buffer), so the check itself is tested where no native code loads (CPython)."""
+
+    def load(self, r, s):
+        r[:] = (int.from_bytes(s, "little") & ((1 << 255) - 1)).to_bytes(80, "little")
+
+    def ladder(self, c, d, k, i, stop, e):
+        g = [int.from_bytes(e[j], "little") for j in range(5)] + [e[12][0]]
+        x25519._ladder(int.from_bytes(k, "little"), i, stop, g)
+        for j in range(1, 5):
+            e[j][:] = (g[j] % x25519.P).to_bytes(80, "little")
+        e[12][0] = g[5]
+
+    def mul(self, c, b, a, r):
+        r[:] = (int.from_bytes(a, "little") * int.from_bytes(b, "little") % x25519.P).to_bytes(80, "little")
+
+    def invert(self, z, r, t0, t1, t2, t3):
+        r[:] = pow(int.from_bytes(z, "little"), x25519.P - 2, x25519.P).to_bytes(80, "little")
+
+    def store(self, out, a):
+        out[:] = (int.from_bytes(a, "little") % x25519.P).to_bytes(32, "little")
+
+
+class Miscompiled:
+    """A native module with one function giving a wrong answer (the test hook): `wrong` is
+    the function's name; its output's lowest byte is flipped, as a wrongly loaded constant
+    would leave it, or it raises."""
+
+    def __init__(self, base, wrong):
+        self.base, self.wrong = base, wrong
+
+    def _out(self, name, r):
+        if name == self.wrong:
+            if name == "store_raises":
+                raise IndexError("bad")
+            r[0] ^= 1
+
+    def load(self, r, s):
+        self.base.load(r, s)
+        self._out("load", r)
+
+    def ladder(self, c, d, k, i, stop, e):
+        self.base.ladder(c, d, k, i, stop, e)
+        self._out("ladder", e[1])
+
+    def mul(self, c, b, a, r):
+        self.base.mul(c, b, a, r)
+        self._out("mul", r)
+
+    def invert(self, z, r, t0, t1, t2, t3):
+        self.base.invert(z, r, t0, t1, t2, t3)
+        self._out("invert", r)
+
+    def store(self, out, a):
+        self._out("store_raises", out)
+        self.base.store(out, a)
+        self._out("store", out)
+
+
+def _natives():
+    """The stand-in, and the real native module where this runtime loaded it."""
+    return [IntNative()] + ([x25519._native] if x25519._native is not None else [])
+
+
+def test_the_known_answer_is_the_integer_ladders():
+    k = int.from_bytes(x25519._clamped(x25519._KAT_K), "little")
+    assert (k >> x25519._KAT_STOP) & 1 == 0  # the native finish assumes it ends unswapped
+    un = int.from_bytes(x25519._KAT_U, "little") & ((1 << 255) - 1)
+    s = [un, 1, 0, un, 1, 0]
+    x25519._ladder(k, 255, x25519._KAT_STOP, s)
+    assert x25519._finish(s).to_bytes(32, "little") == x25519._KAT_X
+    # and the inputs are RFC 7748 section 5.2's first vector
+    assert x25519.pure_x25519(x25519._KAT_K, x25519._KAT_U) == h(
+        "c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552")
+
+
+def test_a_correct_native_module_passes_the_check():
+    for v in _natives():
+        assert x25519.check_native(v) is True
+    import gwbox.crypto
+    assert gwbox.crypto.x25519_native == ("native" if x25519._native is not None else "bytecode")
+
+
+def test_a_wrong_native_answer_fails_the_check():
+    for v in _natives():
+        for wrong in ("load", "ladder", "mul", "invert", "store", "store_raises"):
+            assert x25519.check_native(Miscompiled(v, wrong)) is False, wrong
+
+
+def test_a_miscompiled_native_module_is_never_used():
+    # the module's import: a native module that fails the check leaves the integer ladder in
+    # use, says "failed" on the package, and is not loaded again at the next import
+    import gwbox.crypto as pkg
+    from gwbox import forget
+    base = _natives()[-1]
+    real = sys.modules.get("gwbox.crypto.x25519_viper")
+    try:
+        for wrong in ("mul", "ladder"):
+            forget("gwbox.crypto.x25519", "gwbox.crypto.x25519_viper")
+            pkg.x25519_native = None
+            bad = Miscompiled(base, wrong)
+            sys.modules["gwbox.crypto.x25519_viper"] = bad
+            pkg.x25519_viper = bad
+            from gwbox.crypto import x25519 as again
+            assert again._native is None
+            assert pkg.x25519_native == "failed"
+            assert again.x25519(ALICE_PRIV, BOB_PUB) == SHARED
+            ld = again.Ladder(BOB_PRIV, ALICE_PUB)
+            assert ld._v is None and ld.run() == SHARED
+            # the next import (after gwbox.forget, as the box does between exchanges)
+            # keeps the verdict, even with a good module there now
+            forget("gwbox.crypto.x25519")
+            sys.modules["gwbox.crypto.x25519_viper"] = IntNative()
+            pkg.x25519_viper = sys.modules["gwbox.crypto.x25519_viper"]
+            from gwbox.crypto import x25519 as third
+            assert third._native is None and pkg.x25519_native == "failed"
+    finally:
+        forget("gwbox.crypto.x25519", "gwbox.crypto.x25519_viper")
+        pkg.x25519_native = None
+        if real is not None:
+            sys.modules["gwbox.crypto.x25519_viper"] = real
+            pkg.x25519_viper = real
+        from gwbox.crypto import x25519 as restored
+        assert (restored._native is not None) == (real is not None)

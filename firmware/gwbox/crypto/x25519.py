@@ -29,12 +29,57 @@ _ZERO32 = bytes(32)
 # Ladder bits per step: about 16 ms of native code or 55-70 ms of bytecode on an RP2040.
 SLICE = const(32)
 
-try:
-    from gwbox.crypto import x25519_viper as _native
-except (ImportError, ValueError, MemoryError):
-    # not built for this CPU, no emitter, or no room for its code now (an ESP32 puts native
-    # code in its little executable RAM): the integer ladder, until the module is loaded again
-    _native = None
+# The native code's known-answer check (docs/crypto.md "Native code"): RFC 7748 section 5.2's
+# first vector (scalar, u), its ladder run over the clamped scalar's bits 254..240 only (bit
+# 240 is 0, so it ends unswapped), then inverted and stored as a Ladder's last step does.
+# _KAT_X is what the integer ladder gives there (tests/firmware/test_crypto_x25519.py checks
+# it so). It runs every function of the native module once: about 15 ms on an RP2040.
+_KAT_K = bytes.fromhex("a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4")
+_KAT_U = bytes.fromhex("e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6d0ab1c4c")
+_KAT_STOP = 240
+_KAT_X = bytes.fromhex("4bfed15a943bd60a0c57a6f3cf3a82b0d4b3ce78f59b05fb3d115e00f9660357")
+
+
+def check_native(v):
+    """True if native module v gives the known answer (_KAT_X). Native code can be
+    mis-built: frozen armv6m functions only 2-byte aligned load wrong constants
+    (boards/README.md), and a wrong answer here would be a wrong key. A MemoryError is
+    raised (no room now: try again later), any other error is a failed check."""
+    k = _clamped(_KAT_K)
+    try:
+        e = _native_state(v, _KAT_U)
+        v.ladder(0, 0, k, 255, _KAT_STOP, e)
+        return e[12][0] == 0 and _native_finish(v, e) == _KAT_X
+    except MemoryError:
+        raise
+    except Exception:  # noqa: BLE001 - whatever mis-built code raises, it is not used
+        return False
+
+
+def _load_native():
+    """The native module where it is built for this CPU and passes check_native, else None.
+    The verdict is kept on the package as `x25519_native` ("native", "bytecode", or
+    "failed": the module loaded but gave a wrong answer; the status shows it). A failed
+    check is final until reboot: the module is not loaded again at the next import."""
+    if _pkg.x25519_native == "failed":
+        return None
+    try:
+        from gwbox.crypto import x25519_viper as v
+    except (ImportError, ValueError, MemoryError):
+        # not built for this CPU, no emitter, or no room for its code now (an ESP32 puts
+        # native code in its little executable RAM): the integer ladder, until the next import
+        _pkg.x25519_native = "bytecode"
+        return None
+    try:
+        ok = check_native(v)
+    except MemoryError:
+        _pkg.x25519_native = "bytecode"
+        return None
+    if not ok:
+        _pkg.x25519_native = "failed"
+        return None
+    _pkg.x25519_native = "native"
+    return v
 
 
 class Ladder:
@@ -52,20 +97,12 @@ class Ladder:
             self.bit = 0
             self._v = self._s = self._k = None
             return
-        k = bytearray(scalar)
-        k[0] &= 248  # clamp (RFC 7748 section 5)
-        k[31] = (k[31] & 127) | 64
+        k = _clamped(scalar)
         self.result = None
         self.bit = 255  # ladder bits still to run: 254 .. 0
         self._v = _native if native else None
         if self._v is not None:
-            # x1, x2, z2, x3, z3, then scratch (A, B, C, D, AA, BB, E) and the swap bit
-            e = tuple(bytearray(80) for _ in range(12)) + (bytearray(4),)
-            self._v.load(e[0], u)
-            self._v.load(e[3], u)
-            e[1][0] = 1
-            e[4][0] = 1
-            self._s = e
+            self._s = _native_state(self._v, u)
             self._k = k
         else:
             un = (int.from_bytes(u, "little") & ((1 << 255) - 1)) % P
@@ -86,18 +123,9 @@ class Ladder:
             self.bit = stop
             return False
         if self._v is not None:
-            e = self._s
-            out = bytearray(32)
             # bit 0 of a clamped scalar is 0, so the ladder ends unswapped: x2 / z2
-            self._v.invert(e[2], e[5], e[6], e[7], e[8], e[9])
-            self._v.mul(0, e[1], e[5], e[5])
-            self._v.store(out, e[5])
-            result = bytes(out)  # the last allocation: a MemoryError up to here changed no input
-            for i in range(12):  # the ladder's state says much about the key: wiped, not just dropped
-                e[i][:] = _ZERO
-            e[12][0] = 0  # the swap bit
+            self.result = _native_finish(self._v, self._s)
             self._k[:] = _ZERO32
-            self.result = result
         else:
             self.result = _finish(self._s).to_bytes(32, "little")
         self._s = self._k = None
@@ -108,6 +136,40 @@ class Ladder:
         while not self.step():
             pass
         return self.result
+
+
+def _clamped(scalar):
+    k = bytearray(scalar)
+    k[0] &= 248  # clamp (RFC 7748 section 5)
+    k[31] = (k[31] & 127) | 64
+    return k
+
+
+def _native_state(v, u):
+    """The native ladder's state for u: x1, x2, z2, x3, z3, then scratch (A, B, C, D, AA,
+    BB, E) and the swap bit."""
+    e = tuple(bytearray(80) for _ in range(12)) + (bytearray(4),)
+    v.load(e[0], u)
+    v.load(e[3], u)
+    e[1][0] = 1
+    e[4][0] = 1
+    return e
+
+
+def _native_finish(v, e):
+    """x2 / z2 of an unswapped native state, as 32 bytes; the state is wiped after."""
+    out = bytearray(32)
+    v.invert(e[2], e[5], e[6], e[7], e[8], e[9])
+    v.mul(0, e[1], e[5], e[5])
+    v.store(out, e[5])
+    result = bytes(out)  # the last allocation: a MemoryError up to here changed no input
+    for i in range(12):  # the ladder's state says much about the key: wiped, not just dropped
+        e[i][:] = _ZERO
+    e[12][0] = 0  # the swap bit
+    return result
+
+
+_native = _load_native()
 
 
 def _ladder(k, i, stop, s):
