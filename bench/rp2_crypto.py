@@ -15,12 +15,21 @@ On the chip (gwbox_tools.chip, the RPI_PICO image with a ROMFS partition, gwbox 
   rp2_handshake_call_max_ms  the longest of those calls: what one pass of the box's loop does
                            for the handshake at most (connect, which imports the key exchange's
                            code as a running box does, the native code copied into RAM)
+  rp2_x25519_check_ms      the native code's known-answer check (gwbox.crypto.x25519.check_native),
+                           which every import of gwbox.crypto.x25519 runs
+  rp2_rekey_call_max_ms    the box's rekey after that handshake (the key exchange's code dropped
+                           and imported again, as on a running box): its longest endpoint call;
+                           a rekey's X25519s are not sliced (docs/crypto.md)
+  rp2_bench_free_bytes     gc.mem_free() after that rekey, both endpoints still on the heap
 On the PC: mp32_x25519_ms (32-bit unix MicroPython, native x86 code), mp_x25519_ms (64-bit
 unix MicroPython: the build's native code is x86, so the bytecode ladder), cpython_x25519_ms
 (CPython, this module's own ladder): medians of 21.
 
     python bench/rp2_crypto.py      (prints one JSON object; bench/run.py runs it)
+    python bench/rp2_crypto.py --form frozen --image IMAGE.uf2   (or --form littlefs: the chip
+        figures with gwbox in that form, keys ending in _frozen / _littlefs; not run by run.py)
 """
+import argparse
 import json
 import os
 import statistics
@@ -35,7 +44,7 @@ sys.path[:0] = [os.path.join(ROOT, "firmware"), os.path.join(ROOT, "host_tools")
 from gwbox_tools import mpy_build  # noqa: E402
 
 CHIP_SCRIPT = r"""
-import gc, time
+import gc, sys, time
 gc.collect()
 a = gc.mem_alloc()
 import gwbox.crypto.x25519_viper
@@ -71,6 +80,9 @@ ms2048 = timed(lambda: x25519.x25519(K, U), 7)
 gc.threshold(-1)
 integer = timed(lambda: x25519.Ladder(K, U, native=False).run(), 3)
 native = x25519._native is not None
+t = time.ticks_us()
+assert x25519.check_native(x25519._native)
+check = time.ticks_diff(time.ticks_us(), t) / 1000
 
 from gwbox import forget
 from gwbox.config import LinkConfig
@@ -82,28 +94,41 @@ forget("gwbox.initiator", "gwbox.responder", "gwbox.admission", "gwbox.handshake
 del x25519
 gc.collect()
 now = 1000
-box = Endpoint(LinkConfig(), b"box1", psk=b"\x11" * 32, expect_peer=b"gw1")
+box = Endpoint(LinkConfig(rekey_ms=5000), b"box1", psk=b"\x11" * 32, expect_peer=b"gw1")
 gw = Endpoint(LinkConfig(), b"gw1", psks={b"box1": b"\x11" * 32})
 calls = []
 
-def on_box(fn, *args):
+def on_box(calls, fn, *args):
     t = time.ticks_us()
     fn(*args)
     calls.append(time.ticks_diff(time.ticks_us(), t))
 
-on_box(box.connect, now)
-while box.session() is None and now < 60000:
-    for _l, p in box.take_output():
-        gw.receive(p, now)
-    for _l, p in gw.take_output():
-        on_box(box.receive, p, now)
-    on_box(box.tick, now)
-    now += 1
+def exchange(calls, now, done):
+    while not done() and now < 60000:
+        for _l, p in box.take_output():
+            gw.receive(p, now)
+        for _l, p in gw.take_output():
+            on_box(calls, box.receive, p, now)
+        on_box(calls, box.tick, now)
+        now += 1
+    return now
+
+on_box(calls, box.connect, now)
+now = exchange(calls, now, lambda: box.session() is not None)
 assert box.session() is not None and gw.session() is not None
+# the box's rekey (rekey_ms after the handshake; the key exchange's code was dropped
+# meanwhile and is imported again): its passes compute X25519 in one go, not sliced
+first = box.session().current
+assert "gwbox.crypto.x25519" not in sys.modules
+rekey = []
+now = exchange(rekey, first.created + 5000, lambda: box.session().current is not first)
+assert box.session().current is not first
+gc.collect()
+free = gc.mem_free()
 print("RESULT", {"x25519_ms": ms, "step_max_ms": max(steps) / 1000, "steps": len(steps),
                  "gc2048_ms": ms2048, "integer_ms": integer, "heap": heap,
                  "handshake_ms": sum(calls) / 1000, "call_max_ms": max(calls) / 1000,
-                 "native": native})
+                 "native": native, "check_ms": check, "rekey_call_max_ms": max(rekey) / 1000, "free": free})
 """
 
 VECTORS = """
@@ -135,11 +160,11 @@ print(ts[10] / 1000)
 """
 
 
-def on_chip(code, limit_ms, extra=None):
+def on_chip(code, limit_ms, extra=None, form="romfs", image=None):
     from gwbox_tools.chip import repl
     from gwbox_tools.chip.__main__ import build_flash
     from gwbox_tools.chip.runner import Chip
-    flash, _ = build_flash("romfs", None, extra=extra)
+    flash, _ = build_flash(form, image, extra=extra)
     with Chip(flash) as chip:
         repl.wait_prompt(chip)
         r = repl.check_answer(repl.exec_raw(chip, code, limit_ms), "the benchmark script")
@@ -169,16 +194,33 @@ def pc_figures(out, notes):
     out["cpython_x25519_ms"] = round(statistics.median(ts), 3)
 
 
-def main():
-    out, notes = {}, []
-    r = on_chip(CHIP_SCRIPT, 120000)
+def chip_figures(form="romfs", image=None):
+    """The CHIP_SCRIPT figures with gwbox in `form`; keys end in _<form> but for ROMFS."""
+    r = on_chip(CHIP_SCRIPT, 120000, form=form, image=image)
     if not r["native"]:
         raise SystemExit("the chip did not load X25519's native code")
-    out.update({"rp2_x25519_ms": r["x25519_ms"], "rp2_x25519_step_max_ms": r["step_max_ms"],
-                "rp2_x25519_steps": r["steps"], "rp2_x25519_gc2048_ms": r["gc2048_ms"],
-                "rp2_x25519_integer_ms": r["integer_ms"], "rp2_x25519_native_heap_bytes": r["heap"],
-                "rp2_handshake_box_ms": round(r["handshake_ms"], 1),
-                "rp2_handshake_call_max_ms": r["call_max_ms"]})
+    out = {"rp2_x25519_ms": r["x25519_ms"], "rp2_x25519_step_max_ms": r["step_max_ms"],
+           "rp2_x25519_steps": r["steps"], "rp2_x25519_gc2048_ms": r["gc2048_ms"],
+           "rp2_x25519_integer_ms": r["integer_ms"], "rp2_x25519_native_heap_bytes": r["heap"],
+           "rp2_x25519_check_ms": r["check_ms"], "rp2_handshake_box_ms": round(r["handshake_ms"], 1),
+           "rp2_handshake_call_max_ms": r["call_max_ms"], "rp2_rekey_call_max_ms": r["rekey_call_max_ms"],
+           "rp2_bench_free_bytes": r["free"]}
+    if form == "romfs":
+        return out
+    return {k + "_" + form: v for k, v in out.items()}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="X25519 and a handshake on the emulated RP2040 (module docstring)")
+    ap.add_argument("--form", choices=("romfs", "littlefs", "frozen"), default="romfs",
+                    help="gwbox on the chip as in gwbox_tools.chip run; other than romfs: the chip figures "
+                    "only, keys ending in _<form>")
+    ap.add_argument("--image", help="the image (as gwbox_tools.chip run --image; needed for frozen)")
+    a = ap.parse_args(argv)
+    if a.form != "romfs":
+        print(json.dumps(chip_figures(a.form, a.image)))
+        return
+    out, notes = chip_figures(), []
     with open(VECTOR_FILE, "rb") as f:  # on the chip's littlefs, read a line at a time there
         v = on_chip(VECTORS, 200000, {"x25519_wycheproof.txt": f.read()})
     assert v["n"] == 518

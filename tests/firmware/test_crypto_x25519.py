@@ -374,6 +374,8 @@ def test_the_known_answer_is_the_integer_ladders():
 def test_a_correct_native_module_passes_the_check():
     for v in _natives():
         assert x25519.check_native(v) is True
+    if x25519._native is not None:  # its code read where it is: 4-byte aligned
+        assert x25519._code_aligned(x25519._native) is True
     import gwbox.crypto
     assert gwbox.crypto.x25519_native == ("native" if x25519._native is not None else "bytecode")
 

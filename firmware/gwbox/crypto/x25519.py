@@ -56,10 +56,33 @@ def check_native(v):
         return False
 
 
+def _code_aligned(v):
+    """False if a native function's machine code is not 4-byte aligned: frozen armv6m code
+    that an unpatched mpy-tool.py placed at 2 mod 4 (boards/README.md). Calling such a
+    function does not always give a wrong answer: on the emulated RP2040 it ran off into
+    invalid addresses, where silicon takes a HardFault. So the code's address is read, not
+    the code run: a MicroPython function object (mp_obj_fun_bc_t) holds it in its fourth
+    word (`bytecode`, the native code for viper functions). True where this cannot be read
+    (no uctypes: not MicroPython), as then nothing was frozen for an RP2040."""
+    try:
+        import uctypes
+    except ImportError:
+        return True
+    w = uctypes.sizeof({"p": (uctypes.PTR | 0, uctypes.UINT8)})  # a pointer's size
+    layout = {"code": 3 * w | uctypes.UINT32}  # its low 32 bits (the address, little-endian as on every board)
+    for name in ("mul", "sq", "ladder", "load", "store", "sqn", "invert"):
+        f = getattr(v, name, None)
+        # only functions have that layout (a test's stand-in module has bound methods)
+        if type(f).__name__ == "function" and uctypes.struct(id(f), layout, uctypes.LITTLE_ENDIAN).code & 3:
+            return False
+    return True
+
+
 def _load_native():
     """The native module where it is built for this CPU and passes check_native, else None.
     The verdict is kept on the package as `x25519_native` ("native", "bytecode", or
-    "failed": the module loaded but gave a wrong answer; the status shows it). A failed
+    "failed": the module loaded but its code is misplaced or gave a wrong answer; the
+    status shows it). A failed
     check is final until reboot: the module is not loaded again at the next import."""
     if _pkg.x25519_native == "failed":
         return None
@@ -71,7 +94,7 @@ def _load_native():
         _pkg.x25519_native = "bytecode"
         return None
     try:
-        ok = check_native(v)
+        ok = _code_aligned(v) and check_native(v)
     except MemoryError:
         _pkg.x25519_native = "bytecode"
         return None
