@@ -26,8 +26,11 @@ unix MicroPython: the build's native code is x86, so the bytecode ladder), cpyth
 (CPython, this module's own ladder): medians of 21.
 
     python bench/rp2_crypto.py      (prints one JSON object; bench/run.py runs it)
-    python bench/rp2_crypto.py --form frozen --image IMAGE.uf2   (or --form littlefs: the chip
-        figures with gwbox in that form, keys ending in _frozen / _littlefs; not run by run.py)
+    python bench/rp2_crypto.py --form frozen --image IMAGE.uf2   (or --form littlefs: only the
+        chip figures with gwbox in that form, keys ending in _frozen / _littlefs)
+The full run adds the CHIP_SCRIPT figures with gwbox as .mpy files on littlefs (`*_littlefs`)
+and, with GWBOX_RP2_FROZEN_IMAGE naming an RPI_PICO .uf2 with gwbox frozen in (built as
+boards/README.md says), frozen (`*_frozen`).
 """
 import argparse
 import json
@@ -221,6 +224,12 @@ def main(argv=None):
         print(json.dumps(chip_figures(a.form, a.image)))
         return
     out, notes = chip_figures(), []
+    out.update(chip_figures("littlefs"))
+    frozen = os.environ.get("GWBOX_RP2_FROZEN_IMAGE")
+    if frozen:
+        out.update(chip_figures("frozen", frozen))
+    else:
+        notes.append("rp2_crypto: GWBOX_RP2_FROZEN_IMAGE not set (a .uf2 with gwbox frozen in): *_frozen not measured")
     with open(VECTOR_FILE, "rb") as f:  # on the chip's littlefs, read a line at a time there
         v = on_chip(VECTORS, 200000, {"x25519_wycheproof.txt": f.read()})
     assert v["n"] == 518
