@@ -4,8 +4,10 @@ Two ladders, one result. Where the firmware was built for the board's CPU (nativ
 per architecture: `gwbox deploy`, the ROMFS image and the freeze manifests build it with
 `mpy-cross -march=...`), the field arithmetic is gwbox.crypto.x25519_viper: viper code
 with 13-bit limbs, about 140 ms per scalar multiplication on a 125 MHz RP2040. Elsewhere
-(CPython, a port without a native emitter, a build for another CPU) it is the Montgomery
-ladder over Python integers below: about 600 ms on the RP2040, 2.5 ms on CPython.
+(CPython, a port without a native emitter, a build for another CPU), or where the native
+code fails its check at import (misplaced or giving a wrong known answer: _load_native), it
+is the Montgomery ladder over Python integers below: about 600 ms on the RP2040, 2.5 ms on
+CPython.
 
 A `Ladder` runs at most SLICE ladder bits per `step()` (the last step inverts), so the box
 loop can read its UART and feed its watchdog between steps (docs/crypto.md). The
@@ -29,11 +31,11 @@ _ZERO32 = bytes(32)
 # Ladder bits per step: about 16 ms of native code or 55-70 ms of bytecode on an RP2040.
 SLICE = const(32)
 
-# The native code's known-answer check (docs/crypto.md "Native code"): RFC 7748 section 5.2's
+# The native code's known-answer check (docs/crypto.md "Checked before use"): RFC 7748 section 5.2's
 # first vector (scalar, u), its ladder run over the clamped scalar's bits 254..240 only (bit
 # 240 is 0, so it ends unswapped), then inverted and stored as a Ladder's last step does.
 # _KAT_X is what the integer ladder gives there (tests/firmware/test_crypto_x25519.py checks
-# it so). It runs every function of the native module once: about 15 ms on an RP2040.
+# it so). It runs every function of the native module once: 18-20 ms on an RP2040.
 _KAT_K = bytes.fromhex("a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4")
 _KAT_U = bytes.fromhex("e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6d0ab1c4c")
 _KAT_STOP = 240
@@ -82,8 +84,8 @@ def _load_native():
     """The native module where it is built for this CPU and passes check_native, else None.
     The verdict is kept on the package as `x25519_native` ("native", "bytecode", or
     "failed": the module loaded but its code is misplaced or gave a wrong answer; the
-    status shows it). A failed
-    check is final until reboot: the module is not loaded again at the next import."""
+    status shows it). A failed check is final until reboot: the module is not loaded again
+    at the next import. No room for the check now: the integer ladder, until the next one."""
     if _pkg.x25519_native == "failed":
         return None
     try:
