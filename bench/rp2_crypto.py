@@ -15,7 +15,7 @@ On the chip (gwbox_tools.chip, the RPI_PICO image with a ROMFS partition, gwbox 
   rp2_handshake_call_max_ms  the longest of those calls: what one pass of the box's loop does
                            for the handshake at most (connect, which imports the key exchange's
                            code as a running box does, the native code copied into RAM)
-  rp2_x25519_check_ms      the native code's known-answer check (gwbox.crypto.x25519.check_native),
+  rp2_x25519_check_ms      the native code's check (gwbox.crypto.x25519_check, loaded, run, dropped),
                            which every import of gwbox.crypto.x25519 runs
   rp2_rekey_call_max_ms    the box's rekey after that handshake (the key exchange's code dropped
                            and imported again, as on a running box): its longest endpoint call;
@@ -83,11 +83,14 @@ ms2048 = timed(lambda: x25519.x25519(K, U), 7)
 gc.threshold(-1)
 integer = timed(lambda: x25519.Ladder(K, U, native=False).run(), 3)
 native = x25519._native is not None
-t = time.ticks_us()
-assert x25519.check_native(x25519._native)
+t = time.ticks_us()  # what every import of x25519 does: load the check, run it, drop it
+from gwbox.crypto import x25519_check
+assert x25519_check.passes(x25519._native, x25519._native_state, x25519._native_finish)
 check = time.ticks_diff(time.ticks_us(), t) / 1000
-
+del x25519_check
 from gwbox import forget
+forget("gwbox.crypto.x25519_check")
+
 from gwbox.config import LinkConfig
 from gwbox.endpoint import Endpoint
 # as a running box holds it: the key exchange's code is dropped between exchanges, and

@@ -359,23 +359,30 @@ def _natives():
     return [IntNative()] + ([x25519._native] if x25519._native is not None else [])
 
 
+def check(v):
+    from gwbox.crypto import x25519_check
+    return x25519_check.passes(v, x25519._native_state, x25519._native_finish)
+
+
 def test_the_known_answer_is_the_integer_ladders():
-    k = int.from_bytes(x25519._clamped(x25519._KAT_K), "little")
-    assert (k >> x25519._KAT_STOP) & 1 == 0  # the native finish assumes it ends unswapped
-    un = int.from_bytes(x25519._KAT_U, "little") & ((1 << 255) - 1)
+    from gwbox.crypto import x25519_check as c
+    k = int.from_bytes(x25519._clamped(c.KAT_K), "little")
+    assert (k >> c.KAT_STOP) & 1 == 0  # the native finish assumes it ends unswapped
+    un = int.from_bytes(c.KAT_U, "little") & ((1 << 255) - 1)
     s = [un, 1, 0, un, 1, 0]
-    x25519._ladder(k, 255, x25519._KAT_STOP, s)
-    assert x25519._finish(s).to_bytes(32, "little") == x25519._KAT_X
+    x25519._ladder(k, 255, c.KAT_STOP, s)
+    assert x25519._finish(s).to_bytes(32, "little") == c.KAT_X
     # and the inputs are RFC 7748 section 5.2's first vector
-    assert x25519.pure_x25519(x25519._KAT_K, x25519._KAT_U) == h(
+    assert x25519.pure_x25519(c.KAT_K, c.KAT_U) == h(
         "c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552")
 
 
 def test_a_correct_native_module_passes_the_check():
+    from gwbox.crypto import x25519_check
     for v in _natives():
-        assert x25519.check_native(v) is True
+        assert check(v) is True
     if x25519._native is not None:  # its code read where it is: 4-byte aligned
-        assert x25519._code_aligned(x25519._native) is True
+        assert x25519_check.code_aligned(x25519._native) is True
     import gwbox.crypto
     assert gwbox.crypto.x25519_native == ("native" if x25519._native is not None else "bytecode")
 
@@ -383,7 +390,7 @@ def test_a_correct_native_module_passes_the_check():
 def test_a_wrong_native_answer_fails_the_check():
     for v in _natives():
         for wrong in ("load", "ladder", "mul", "invert", "store", "store_raises"):
-            assert x25519.check_native(Miscompiled(v, wrong)) is False, wrong
+            assert check(Miscompiled(v, wrong)) is False, wrong
 
 
 def test_a_miscompiled_native_module_is_never_used():
@@ -402,6 +409,7 @@ def test_a_miscompiled_native_module_is_never_used():
             pkg.x25519_viper = bad
             from gwbox.crypto import x25519 as again
             assert again._native is None
+            assert "gwbox.crypto.x25519_check" not in sys.modules  # dropped after use
             assert pkg.x25519_native == "failed"
             assert again.x25519(ALICE_PRIV, BOB_PUB) == SHARED
             ld = again.Ladder(BOB_PRIV, ALICE_PUB)

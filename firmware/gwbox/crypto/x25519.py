@@ -18,7 +18,7 @@ backed by `cryptography`: what a head-office gateway answering thousands of boxe
 every function here, a Ladder too (in one step), then goes through it, and `pure_x25519`
 stays this module's own.
 """
-from gwbox import const
+from gwbox import const, forget
 from gwbox import crypto as _pkg
 from gwbox.crypto.entropy import random_bytes
 from gwbox.errors import ProtocolError
@@ -31,57 +31,9 @@ _ZERO32 = bytes(32)
 # Ladder bits per step: about 16 ms of native code or 55-70 ms of bytecode on an RP2040.
 SLICE = const(32)
 
-# The native code's known-answer check (docs/crypto.md "Checked before use"): RFC 7748 section 5.2's
-# first vector (scalar, u), its ladder run over the clamped scalar's bits 254..240 only (bit
-# 240 is 0, so it ends unswapped), then inverted and stored as a Ladder's last step does.
-# _KAT_X is what the integer ladder gives there (tests/firmware/test_crypto_x25519.py checks
-# it so). It runs every function of the native module once: 18-20 ms on an RP2040.
-_KAT_K = bytes.fromhex("a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4")
-_KAT_U = bytes.fromhex("e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6d0ab1c4c")
-_KAT_STOP = 240
-_KAT_X = bytes.fromhex("4bfed15a943bd60a0c57a6f3cf3a82b0d4b3ce78f59b05fb3d115e00f9660357")
-
-
-def check_native(v):
-    """True if native module v gives the known answer (_KAT_X). Native code can be
-    mis-built: frozen armv6m functions only 2-byte aligned load wrong constants
-    (boards/README.md), and a wrong answer here would be a wrong key. A MemoryError is
-    raised (no room now: try again later), any other error is a failed check."""
-    k = _clamped(_KAT_K)
-    try:
-        e = _native_state(v, _KAT_U)
-        v.ladder(0, 0, k, 255, _KAT_STOP, e)
-        return e[12][0] == 0 and _native_finish(v, e) == _KAT_X
-    except MemoryError:
-        raise
-    except Exception:  # noqa: BLE001 - whatever mis-built code raises, it is not used
-        return False
-
-
-def _code_aligned(v):
-    """False if a native function's machine code is not 4-byte aligned: frozen armv6m code
-    that an unpatched mpy-tool.py placed at 2 mod 4 (boards/README.md). Calling such a
-    function does not always give a wrong answer: on the emulated RP2040 it ran off into
-    invalid addresses, where silicon takes a HardFault. So the code's address is read, not
-    the code run: a MicroPython function object (mp_obj_fun_bc_t) holds it in its fourth
-    word (`bytecode`, the native code for viper functions). True where this cannot be read
-    (no uctypes: not MicroPython), as then nothing was frozen for an RP2040."""
-    try:
-        import uctypes
-    except ImportError:
-        return True
-    w = uctypes.sizeof({"p": (uctypes.PTR | 0, uctypes.UINT8)})  # a pointer's size
-    layout = {"code": 3 * w | uctypes.UINT32}  # its low 32 bits (the address, little-endian as on every board)
-    for name in ("mul", "sq", "ladder", "load", "store", "sqn", "invert"):
-        f = getattr(v, name, None)
-        # only functions have that layout (a test's stand-in module has bound methods)
-        if type(f).__name__ == "function" and uctypes.struct(id(f), layout, uctypes.LITTLE_ENDIAN).code & 3:
-            return False
-    return True
-
-
 def _load_native():
-    """The native module where it is built for this CPU and passes check_native, else None.
+    """The native module where it is built for this CPU and passes its check
+    (gwbox.crypto.x25519_check, loaded for that and dropped again), else None.
     The verdict is kept on the package as `x25519_native` ("native", "bytecode", or
     "failed": the module loaded but its code is misplaced or gave a wrong answer; the
     status shows it). A failed check is final until reboot: the module is not loaded again
@@ -96,10 +48,13 @@ def _load_native():
         _pkg.x25519_native = "bytecode"
         return None
     try:
-        ok = _code_aligned(v) and check_native(v)
+        from gwbox.crypto import x25519_check
+        ok = x25519_check.passes(v, _native_state, _native_finish)
     except MemoryError:
         _pkg.x25519_native = "bytecode"
         return None
+    finally:
+        forget("gwbox.crypto.x25519_check")  # its code is needed once per import of this one
     if not ok:
         _pkg.x25519_native = "failed"
         return None
