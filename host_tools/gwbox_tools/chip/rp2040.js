@@ -381,8 +381,10 @@ function setupGpio() {
   for (const n of Object.keys(pinDrive)) {
     mcu.gpio[n].setInputValue(!!pinDrive[n]);
   }
-  // The BOOTSEL button is released (rp2040js reads the QSPI chip-select pin low: pressed).
-  mcu.qspi[1].setInputValue(true);
+  // The BOOTSEL button is released: the QSPI chip-select pin reads high. rp2040js reads it
+  // low (pressed) even when driven high, because its QSPI pads come up without input enable;
+  // rp2.bootsel_button() reads it through SIO GPIO_HI_IN, which asks this getter.
+  Object.defineProperty(mcu.qspi[1], 'inputValue', { get: () => true });
 }
 
 // ---------------------------------------------------------------- watchdog
