@@ -25,7 +25,7 @@
 // Events (stdout): {"ev":"at","us":T} after each run, {"ev":"usb","us":T,"hex":".."},
 //   {"ev":"uart","n":0,"us":T,"hex":".."}, {"ev":"pin","n":3,"v":1,"us":T},
 //   {"ev":"overrun","n":0,"us":T}, {"ev":"reset","us":T,"why":"watchdog"|"forced"},
-//   {"ev":"stats",...}, {"ev":"ready"}
+//   {"ev":"stats",...} (overruns, rxDropped, resets, wdtResets, wdtEnabled, usbOut, usbIn), {"ev":"ready"}
 'use strict';
 
 const fs = require('fs');
@@ -464,7 +464,8 @@ function handle(msg) {
       out({ ev: 'flash_out', path: msg.path });
       break;
     case 'stats':
-      out(Object.assign({ ev: 'stats', us: Math.round(nowUs()) }, stats));
+      // wdtEnabled: whether the watchdog counts down now (the firmware started it)
+      out(Object.assign({ ev: 'stats', us: Math.round(nowUs()), wdtEnabled: mcu.peripherals[0x40058].enable }, stats));
       break;
     case 'quit':
       flushOut();
