@@ -757,7 +757,12 @@ def test_f8_a_memory_error_in_the_box_s_loop_backs_off_and_is_reported_never_spi
         assert rig.box.alive() and "crash" not in names(rig), (names(rig)[-5:], rig.box.stderr[-8:])
         assert rate <= 6.0, "%.1f MemoryErrors a second: the loop does not back off" % rate
         assert cpu < 0.5, "box interpreter at %.0f%% CPU while out of memory" % (100 * cpu)
-        assert [e["in_a_row"] for e in oom[-3:]] == list(range(oom[-3]["in_a_row"], oom[-3]["in_a_row"] + 3))
+        # in_a_row counts the MemoryErrors since the last pass that completed: each report is
+        # one more than the one before, or 1 after a pass that got through (the outbox drains
+        # between bursts, so a pass may complete); and a streak did count up
+        streak = [e["in_a_row"] for e in oom]
+        assert streak[0] >= 1 and all(b in (a + 1, 1) for a, b in zip(streak, streak[1:])), streak
+        assert max(streak) >= 2, streak
         assert all(e.get("free") is not None for e in oom)
 
 
