@@ -303,8 +303,8 @@ def _failover(rig, sc, kind, first, last):
 
     rig.run_until(lambda: first_through() is not None, 30000)
     rig.sim.gateways[G1].frozen = False
-    sc.failover[kind] = {"ms": first_through() - t0, "gateway": use["gateway"],
-                         "detect_ms": dead[0][0] - t0 if dead else None, "switch_ms": t_use - t0}
+    sc.failover[kind] = {"ms": round(first_through() - t0), "gateway": use["gateway"],
+                         "detect_ms": round(dead[0][0] - t0) if dead else None, "switch_ms": round(t_use - t0)}
 
 
 def run_scenario(rig):
