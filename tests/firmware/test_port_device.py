@@ -104,11 +104,9 @@ def test_the_longest_pass_of_the_loop_is_in_the_status():
     s.port.step()
     s.uart.read = real
     st = s.port.status(s.now)
-    assert st["pass_max_ms"] == 40 and st["pass_recent_ms"] == 40
+    assert st["pass_max_ms"] == 40
     s.run(1500)
-    last = [r for r in s.records() if r["event"] == "status"][-1]
-    assert last["pass_max_ms"] == 40  # since boot
-    assert last["pass_recent_ms"] < 40  # since the status line before: the slow pass is not in it
+    assert [r for r in s.records() if r["event"] == "status"][-1]["pass_max_ms"] == 40
 
 
 def test_dcd_drop_is_carrier_loss_and_the_led_blinks_while_searching():

@@ -103,7 +103,6 @@ class DevicePort:
         self.oom = 0  # MemoryErrors in a row
         self.oom_total = 0
         self.pass_max = 0  # the longest pass of the loop so far, ms
-        self.pass_recent = 0  # the longest since the last status line, ms (what a moment costs)
         self.fails = 0  # wrong console passwords in a row
         self.locked_until = None  # no login before this tick
         self.ring = []  # recent event lines (`show log`)
@@ -140,15 +139,12 @@ class DevicePort:
 
     def step(self):
         """One pass of the loop; returns how long to sleep (ms) before the next. The longest
-        pass since boot is `pass_max_ms` in the status (docs/crypto.md: at most 250 ms), the
-        longest since the previous status `pass_recent_ms` (what a handshake's moment cost)."""
+        pass since boot is `pass_max_ms` in the status (docs/crypto.md: at most 250 ms)."""
         now = self.now()
         sleep = self._pass(now)
         took = ticks.diff(self.now(), now)
         if took > self.pass_max:
             self.pass_max = took
-        if took > self.pass_recent:
-            self.pass_recent = took
         return sleep
 
     def _pass(self, now):
@@ -231,8 +227,6 @@ class DevicePort:
         st["heap_used"] = gc.mem_alloc() if hasattr(gc, "mem_alloc") else -1
         st["oom"] = self.oom_total
         st["pass_max_ms"] = self.pass_max
-        st["pass_recent_ms"] = self.pass_recent
-        self.pass_recent = 0
         return st
 
     def _line(self, now, name, fields):
