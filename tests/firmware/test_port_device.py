@@ -109,23 +109,6 @@ def test_the_longest_pass_of_the_loop_is_in_the_status():
     assert [r for r in s.records() if r["event"] == "status"][-1]["pass_max_ms"] == 40
 
 
-def test_the_x25519_arithmetic_in_use_is_in_the_status_and_a_failed_check_is_told_once():
-    import gwbox.crypto as pkg
-    s = PortSim(status_ms=1000)
-    s.run(3000)  # a handshake: X25519 was loaded and its native code checked (or none there)
-    assert s.port.status(s.now)["x25519"] in ("native", "bytecode")
-    assert "x25519_native_failed" not in s.names()
-    was = pkg.x25519_native
-    try:
-        pkg.x25519_native = "failed"  # as gwbox.crypto.x25519 leaves it after a wrong known answer
-        s.run(2500)
-        told = [r for r in s.records() if r["event"] == "x25519_native_failed"]
-        assert len(told) == 1 and told[0]["using"] == "bytecode"
-        assert [r for r in s.records() if r["event"] == "status"][-1]["x25519"] == "failed"
-    finally:
-        pkg.x25519_native = was
-
-
 def test_dcd_drop_is_carrier_loss_and_the_led_blinks_while_searching():
     s = PortSim()
     s.run(3000)

@@ -31,37 +31,6 @@ _ZERO32 = bytes(32)
 # Ladder bits per step: about 16 ms of native code or 55-70 ms of bytecode on an RP2040.
 SLICE = const(32)
 
-def _load_native():
-    """The native module where it is built for this CPU and passes its check
-    (gwbox.crypto.x25519_check, loaded for that and dropped again), else None.
-    The verdict is kept on the package as `x25519_native` ("native", "bytecode", or
-    "failed": the module loaded but its code is misplaced or gave a wrong answer; the
-    status shows it). A failed check is final until reboot: the module is not loaded again
-    at the next import. No room for the check now: the integer ladder, until the next one."""
-    if _pkg.x25519_native == "failed":
-        return None
-    try:
-        from gwbox.crypto import x25519_viper as v
-    except (ImportError, ValueError, MemoryError):
-        # not built for this CPU, no emitter, or no room for its code now (an ESP32 puts
-        # native code in its little executable RAM): the integer ladder, until the next import
-        _pkg.x25519_native = "bytecode"
-        return None
-    try:
-        from gwbox.crypto import x25519_check
-        ok = x25519_check.passes(v, _native_state, _native_finish)
-    except MemoryError:
-        _pkg.x25519_native = "bytecode"
-        return None
-    finally:
-        forget("gwbox.crypto.x25519_check")  # its code is needed once per import of this one
-    if not ok:
-        _pkg.x25519_native = "failed"
-        return None
-    _pkg.x25519_native = "native"
-    return v
-
-
 class Ladder:
     """X25519(scalar, u) = clamped scalar times u, a slice at a time: call `step()` until it
     returns True, then `result` holds the 32 bytes. A port's primitive (`use`) answers at
@@ -149,7 +118,34 @@ def _native_finish(v, e):
     return result
 
 
-_native = _load_native()
+# The native module where it is built for this CPU and fit to use, else None (the integer
+# ladder). Module-level code, so none of it stays on the heap after the import. The verdict
+# is kept on the package as `x25519_native`: "native", "bytecode", or "failed" (its code is
+# misplaced or gave a wrong answer: final until reboot, the module is not loaded again).
+_native = None
+if _pkg.x25519_native != "failed":
+    _pkg.x25519_native = "bytecode"
+    try:
+        from gwbox.crypto import x25519_viper as _native
+    except (ImportError, ValueError, MemoryError):
+        # not built for this CPU, no emitter, or no room for its code now (an ESP32 puts
+        # native code in its little executable RAM): the integer ladder, until the next import
+        _native = None
+    if _native is not None and not getattr(_native, "__file__", "").endswith(".mpy"):
+        # frozen (or a test's stand-in): checked by gwbox.crypto.x25519_check, loaded for
+        # that and dropped again. A .mpy's code was relocated into RAM by MicroPython's
+        # loader, aligned: the mis-build the check is for is frozen code's (boards/README.md)
+        try:
+            from gwbox.crypto import x25519_check as _check
+            if not _check.passes(_native, _native_state, _native_finish):
+                _pkg.x25519_native = "failed"
+                _native = None
+        except MemoryError:  # no room for the check now: the integer ladder, until the next import
+            _native = None
+        _check = None
+        forget("gwbox.crypto.x25519_check")
+    if _native is not None:
+        _pkg.x25519_native = "native"
 
 
 def _ladder(k, i, stop, s):

@@ -24,7 +24,6 @@ import sys
 import time
 
 from gwbox import const, forget, ticks
-from gwbox import crypto as _crypto
 from gwbox.events import json_line, text_line
 
 POLL_MS = 20
@@ -99,7 +98,6 @@ class DevicePort:
         self.retry_ms = retry_ms  # safe mode: reboot normally after this long without console input
         self.boot = self.now()
         self._status_at = self.boot
-        self._kat_told = False  # x25519_native_failed reported
         self._dcd_up = None
         self._failing = False
         self.oom = 0  # MemoryErrors in a row
@@ -209,11 +207,6 @@ class DevicePort:
             if ticks.reached(now, box.next_deadline()):
                 box.tick(now)
         self._flush(now)
-        if _crypto.x25519_native == "failed" and not self._kat_told:
-            # the native X25519 code gave a wrong known answer (gwbox.crypto.x25519): the
-            # bytecode ladder runs instead, slower (docs/crypto.md "Native code"); said once
-            self._kat_told = True
-            self._line(now, "x25519_native_failed", {"using": "bytecode"})
         if self.status_ms and ticks.diff(now, self._status_at) >= self.status_ms:
             self._status_at = ticks.add(self._status_at, self.status_ms)
             self._line(now, "status", self.status(now))
@@ -234,7 +227,6 @@ class DevicePort:
         st["heap_used"] = gc.mem_alloc() if hasattr(gc, "mem_alloc") else -1
         st["oom"] = self.oom_total
         st["pass_max_ms"] = self.pass_max
-        st["x25519"] = _crypto.x25519_native  # "native", "bytecode", "failed" or None (not loaded yet)
         return st
 
     def _line(self, now, name, fields):
