@@ -15,8 +15,6 @@ On the chip (gwbox_tools.chip, the RPI_PICO image with a ROMFS partition, gwbox 
   rp2_handshake_call_max_ms  the longest of those calls: what one pass of the box's loop does
                            for the handshake at most (connect, which imports the key exchange's
                            code as a running box does, the native code copied into RAM)
-  rp2_x25519_check_ms      the native code's check (gwbox.crypto.x25519_check, loaded, run, dropped),
-                           which every import of gwbox.crypto.x25519 runs
   rp2_rekey_call_max_ms    the box's rekey after that handshake (the key exchange's code dropped
                            and imported again, as on a running box): its longest endpoint call;
                            a rekey's X25519s are not sliced (docs/crypto.md)
@@ -83,13 +81,7 @@ ms2048 = timed(lambda: x25519.x25519(K, U), 7)
 gc.threshold(-1)
 integer = timed(lambda: x25519.Ladder(K, U, native=False).run(), 3)
 native = x25519._native is not None
-t = time.ticks_us()  # what every import of x25519 does: load the check, run it, drop it
-from gwbox.crypto import x25519_check
-assert x25519_check.passes(x25519._native, x25519._native_state, x25519._native_finish)
-check = time.ticks_diff(time.ticks_us(), t) / 1000
-del x25519_check
 from gwbox import forget
-forget("gwbox.crypto.x25519_check")
 
 from gwbox.config import LinkConfig
 from gwbox.endpoint import Endpoint
@@ -134,7 +126,7 @@ free = gc.mem_free()
 print("RESULT", {"x25519_ms": ms, "step_max_ms": max(steps) / 1000, "steps": len(steps),
                  "gc2048_ms": ms2048, "integer_ms": integer, "heap": heap,
                  "handshake_ms": sum(calls) / 1000, "call_max_ms": max(calls) / 1000,
-                 "native": native, "check_ms": check, "rekey_call_max_ms": max(rekey) / 1000, "free": free})
+                 "native": native, "rekey_call_max_ms": max(rekey) / 1000, "free": free})
 """
 
 VECTORS = """
@@ -208,7 +200,7 @@ def chip_figures(form="romfs", image=None):
     out = {"rp2_x25519_ms": r["x25519_ms"], "rp2_x25519_step_max_ms": r["step_max_ms"],
            "rp2_x25519_steps": r["steps"], "rp2_x25519_gc2048_ms": r["gc2048_ms"],
            "rp2_x25519_integer_ms": r["integer_ms"], "rp2_x25519_native_heap_bytes": r["heap"],
-           "rp2_x25519_check_ms": r["check_ms"], "rp2_handshake_box_ms": round(r["handshake_ms"], 1),
+           "rp2_handshake_box_ms": round(r["handshake_ms"], 1),
            "rp2_handshake_call_max_ms": r["call_max_ms"], "rp2_rekey_call_max_ms": r["rekey_call_max_ms"],
            "rp2_bench_free_bytes": r["free"]}
     if form == "romfs":

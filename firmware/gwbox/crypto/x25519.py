@@ -4,10 +4,8 @@ Two ladders, one result. Where the firmware was built for the board's CPU (nativ
 per architecture: `gwbox deploy`, the ROMFS image and the freeze manifests build it with
 `mpy-cross -march=...`), the field arithmetic is gwbox.crypto.x25519_viper: viper code
 with 13-bit limbs, about 140 ms per scalar multiplication on a 125 MHz RP2040. Elsewhere
-(CPython, a port without a native emitter, a build for another CPU), or where the native
-code fails its check at import (misplaced or giving a wrong known answer: _load_native), it
-is the Montgomery ladder over Python integers below: about 600 ms on the RP2040, 2.5 ms on
-CPython.
+(CPython, a port without a native emitter, a build for another CPU) it is the Montgomery
+ladder over Python integers below: about 600 ms on the RP2040, 2.5 ms on CPython.
 
 A `Ladder` runs at most SLICE ladder bits per `step()` (the last step inverts), so the box
 loop can read its UART and feed its watchdog between steps (docs/crypto.md). The
@@ -18,7 +16,7 @@ backed by `cryptography`: what a head-office gateway answering thousands of boxe
 every function here, a Ladder too (in one step), then goes through it, and `pure_x25519`
 stays this module's own.
 """
-from gwbox import const, forget
+from gwbox import const
 from gwbox import crypto as _pkg
 from gwbox.crypto.entropy import random_bytes
 from gwbox.errors import ProtocolError
@@ -30,6 +28,14 @@ _ZERO = bytes(80)  # what a wiped field element holds (wiping allocates nothing)
 _ZERO32 = bytes(32)
 # Ladder bits per step: about 16 ms of native code or 55-70 ms of bytecode on an RP2040.
 SLICE = const(32)
+
+try:
+    from gwbox.crypto import x25519_viper as _native
+except (ImportError, ValueError, MemoryError):
+    # not built for this CPU, no emitter, or no room for its code now (an ESP32 puts native
+    # code in its little executable RAM): the integer ladder, until the module is loaded again
+    _native = None
+
 
 class Ladder:
     """X25519(scalar, u) = clamped scalar times u, a slice at a time: call `step()` until it
@@ -46,12 +52,20 @@ class Ladder:
             self.bit = 0
             self._v = self._s = self._k = None
             return
-        k = _clamped(scalar)
+        k = bytearray(scalar)
+        k[0] &= 248  # clamp (RFC 7748 section 5)
+        k[31] = (k[31] & 127) | 64
         self.result = None
         self.bit = 255  # ladder bits still to run: 254 .. 0
         self._v = _native if native else None
         if self._v is not None:
-            self._s = _native_state(self._v, u)
+            # x1, x2, z2, x3, z3, then scratch (A, B, C, D, AA, BB, E) and the swap bit
+            e = tuple(bytearray(80) for _ in range(12)) + (bytearray(4),)
+            self._v.load(e[0], u)
+            self._v.load(e[3], u)
+            e[1][0] = 1
+            e[4][0] = 1
+            self._s = e
             self._k = k
         else:
             un = (int.from_bytes(u, "little") & ((1 << 255) - 1)) % P
@@ -72,9 +86,18 @@ class Ladder:
             self.bit = stop
             return False
         if self._v is not None:
+            e = self._s
+            out = bytearray(32)
             # bit 0 of a clamped scalar is 0, so the ladder ends unswapped: x2 / z2
-            self.result = _native_finish(self._v, self._s)
+            self._v.invert(e[2], e[5], e[6], e[7], e[8], e[9])
+            self._v.mul(0, e[1], e[5], e[5])
+            self._v.store(out, e[5])
+            result = bytes(out)  # the last allocation: a MemoryError up to here changed no input
+            for i in range(12):  # the ladder's state says much about the key: wiped, not just dropped
+                e[i][:] = _ZERO
+            e[12][0] = 0  # the swap bit
             self._k[:] = _ZERO32
+            self.result = result
         else:
             self.result = _finish(self._s).to_bytes(32, "little")
         self._s = self._k = None
@@ -85,67 +108,6 @@ class Ladder:
         while not self.step():
             pass
         return self.result
-
-
-def _clamped(scalar):
-    k = bytearray(scalar)
-    k[0] &= 248  # clamp (RFC 7748 section 5)
-    k[31] = (k[31] & 127) | 64
-    return k
-
-
-def _native_state(v, u):
-    """The native ladder's state for u: x1, x2, z2, x3, z3, then scratch (A, B, C, D, AA,
-    BB, E) and the swap bit."""
-    e = tuple(bytearray(80) for _ in range(12)) + (bytearray(4),)
-    v.load(e[0], u)
-    v.load(e[3], u)
-    e[1][0] = 1
-    e[4][0] = 1
-    return e
-
-
-def _native_finish(v, e):
-    """x2 / z2 of an unswapped native state, as 32 bytes; the state is wiped after."""
-    out = bytearray(32)
-    v.invert(e[2], e[5], e[6], e[7], e[8], e[9])
-    v.mul(0, e[1], e[5], e[5])
-    v.store(out, e[5])
-    result = bytes(out)  # the last allocation: a MemoryError up to here changed no input
-    for i in range(12):  # the ladder's state says much about the key: wiped, not just dropped
-        e[i][:] = _ZERO
-    e[12][0] = 0  # the swap bit
-    return result
-
-
-# The native module where it is built for this CPU and fit to use, else None (the integer
-# ladder). Module-level code, so none of it stays on the heap after the import. The verdict
-# is kept on the package as `x25519_native`: "native", "bytecode", or "failed" (its code is
-# misplaced or gave a wrong answer: final until reboot, the module is not loaded again).
-_native = None
-if _pkg.x25519_native != "failed":
-    _pkg.x25519_native = "bytecode"
-    try:
-        from gwbox.crypto import x25519_viper as _native
-    except (ImportError, ValueError, MemoryError):
-        # not built for this CPU, no emitter, or no room for its code now (an ESP32 puts
-        # native code in its little executable RAM): the integer ladder, until the next import
-        _native = None
-    if _native is not None and not getattr(_native, "__file__", "").endswith(".mpy"):
-        # frozen (or a test's stand-in): checked by gwbox.crypto.x25519_check, loaded for
-        # that and dropped again. A .mpy's code was relocated into RAM by MicroPython's
-        # loader, aligned: the mis-build the check is for is frozen code's (boards/README.md)
-        try:
-            from gwbox.crypto import x25519_check as _check
-            if not _check.passes(_native, _native_state, _native_finish):
-                _pkg.x25519_native = "failed"
-                _native = None
-        except MemoryError:  # no room for the check now: the integer ladder, until the next import
-            _native = None
-        _check = None
-        forget("gwbox.crypto.x25519_check")
-    if _native is not None:
-        _pkg.x25519_native = "native"
 
 
 def _ladder(k, i, stop, s):
