@@ -22,6 +22,9 @@ from gwbox import events as ev
 
 _INFLIGHT_MIN = const(256)  # line bytes of messages in flight at least, however slow the line
 _STUCK_NOTICE = const(3)  # losses of one message (its gateway answered later sendings) before `message_stuck`
+_SA_INIT_LINE_BYTES = const(200)  # msg1 and msg2 on the line (90 + 90, outer address and framing)
+_RTT_GUESS_MS = const(500)  # a round trip before one was measured (a modem call's is ~100-300 ms)
+_HS_RTO_MIN_MS = const(500)  # a handshake's first retransmission never comes sooner
 
 
 class Box:
@@ -178,6 +181,23 @@ class Box:
             if gw not in self._verify:
                 self._verify.append(gw)
 
+    def abandon(self, gw, now):
+        if gw in self._pending:
+            self._pending.remove(gw)
+        self.endpoint.abort_handshake(gw, now)
+
+    def together(self, gw, other):
+        return self._number[gw] == self._number[other]
+
+    def answering(self, gw):
+        for hs in self.endpoint.initiators:
+            if hs.expect_peer == gw:
+                return bool(hs.candidates)
+        return False
+
+    def hedge_ms(self):
+        return self.hs_rto()
+
     def drop(self, gw, now):
         for c in self.clusters:
             if gw in c.order:
@@ -247,6 +267,9 @@ class Box:
     def _react(self, e, now):
         n = e.name
         if n == ev.SA_ESTABLISHED:
+            rtt = e.get("rtt_ms")
+            if rtt is not None:
+                self._rtt_sample(max(0, rtt - self._line_ms(_SA_INIT_LINE_BYTES)))
             self.line.proven(self._addr[e.get("peer")], now)  # msg4 answered msg3 (long form)
             for c in self._clusters_of(e.get("peer")):
                 c.established(e.get("peer"), now)
@@ -262,6 +285,7 @@ class Box:
             gw = e.get("peer")
             rtt = e.get("rtt_ms")
             if rtt is not None:
+                self._rtt_sample(rtt)
                 self.line.proven(self._addr[gw], ticks.add(now, -rtt))  # dated by its heartbeat
             for c in self._clusters_of(gw):
                 c.verified(gw, now)
@@ -288,6 +312,23 @@ class Box:
             for gw in self._in_use():  # ask at once: an answer disproves a forged NO CARRIER
                 if gw not in self._verify:
                     self._verify.append(gw)
+
+    def _rtt_sample(self, ms):
+        """A round trip (small packets, line time of big ones taken off), smoothed 1/8."""
+        if ms is not None and ms >= 0:
+            self._srtt = ms if self._srtt is None else (7 * self._srtt + ms) // 8
+
+    def _line_ms(self, n):
+        m = self.line.modem
+        return n * 10000 // (m.rate or m.baud or 9600)
+
+    def hs_rto(self):
+        """A handshake's first retransmission: twice the measured round trip plus the line
+        time of msg1 and msg2, at least _HS_RTO_MIN_MS (the initiator caps it at
+        HandshakeRetryTime and doubles it per resend). A dead gateway costs that, not
+        HandshakeRetryTime, before the first resend; a lost msg1 likewise."""
+        srtt = _RTT_GUESS_MS if self._srtt is None else self._srtt
+        return max(_HS_RTO_MIN_MS, 2 * srtt + self._line_ms(_SA_INIT_LINE_BYTES))
 
     def _answered(self, c, gw, t, now):
         """`gw` answered what we sent at `t`: what it left unconfirmed from before then goes
@@ -360,7 +401,7 @@ class Box:
                 self._pending.remove(gw)
                 if not ep.handshaking(gw):
                     line.unbind(self._addr[gw])  # a handshake goes in long form: never misdirected
-                    ep.connect(now, gw, gw)
+                    ep.connect(now, gw, gw, self.hs_rto())
         mode = self.mode
         for s in ep.sessions:
             gw = s.peer_id

@@ -2,9 +2,14 @@
 
 GB 2 363 548, claims 1-15. The gateways are tried in an order that is randomized each time
 the policy is read (unless turned off; the preferred gateway, if any, goes first).
-Authentication goes round-robin through that order; when every gateway refused, the key
-request is rejected (`key_request_rejected`) and the whole round is tried again after a
-back-off that doubles up to a cap: a box never gives up on its tunnels.
+Authentication goes round-robin through that order, up to PARALLEL gateways a call reaches
+at once (a *race*): a dead gateway costs no time before a live one is tried. The order
+still decides: the earliest gateway of the race that is keyed within GRACE_MS of the first
+one is used (a forged SA_INIT answer never decides anything: only a completed, authenticated
+handshake counts). When every gateway refused, the key request is rejected
+(`key_request_rejected`) and the whole round is tried again after a back-off that doubles
+up to `probe_max_ms` (a few seconds: a gateway that comes back is found at once): a box
+never gives up on its tunnels.
 
 When the gateway in use is declared dead by its heartbeat, its key is dropped and the box
 uses the next gateway in order that already has a key (and must answer before it is
@@ -18,10 +23,17 @@ a flapping gateway is not chased in a loop.
 The box (gwbox.box) is the driver: it says what happened (established, failed, dead,
 verified, a call came up) and carries out what this decides through `drv`:
     drv.has_key(gw)  drv.connect(gw, now)  drv.use(gw, now, verify)  drv.drop(gw, now)
+    drv.abandon(gw, now)  drv.together(gw, other)  drv.answering(gw)  drv.hedge_ms()
     drv.event(name, **fields)
+(`together`: one call reaches both, so they can be keyed at once; `abandon`: stop keying;
+`answering`: its handshake got an SA_INIT answer (unauthenticated: only a reason to wait
+the grace for it); `hedge_ms`: how long the first of a race runs alone.)
 """
+from gwbox import const, ticks
 from gwbox import events as ev
-from gwbox import ticks
+
+PARALLEL = const(3)  # handshakes one cluster runs at once: each holds an X25519 key pair
+GRACE_MS = const(1000)  # a gateway keyed first waits this long for one earlier in order
 
 
 def gateway_order(gateways, preferred, randomize, rand_bytes):
@@ -37,7 +49,8 @@ def gateway_order(gateways, preferred, randomize, rand_bytes):
 
 
 class Cluster:
-    def __init__(self, name, space, order, preferred, drv, retry_ms, retry_max_ms, failback_ms, rand_bytes=None):
+    def __init__(self, name, space, order, preferred, drv, retry_ms, retry_max_ms, failback_ms, rand_bytes=None,
+                 probe_max_ms=None):
         self.name = name  # e.g. "Cluster1", or the gateway address of a single-gateway tunnel
         self.space = space  # the outbox number space of this cluster's messages
         self.order = order
@@ -48,10 +61,15 @@ class Cluster:
         self.failback_ms = failback_ms
         self.in_use = None
         self.verifying = False  # in_use is a cached key that has not answered yet
-        self.trying = None  # gateway being authenticated to be used
+        self.racing = []  # gateways being authenticated to be used, in order (at most PARALLEL)
+        self.ready = []  # of those, the ones keyed, while an earlier one may still finish
+        self.grace_at = None  # then the earliest keyed one is used
+        self.waiting = []  # of those, the ones not started yet: they start at fan_at
+        self.fan_at = None
         self.tried = 0  # gateways that failed in this round
         self.cursor = 0  # index in order of the next gateway to try
-        self.backoff = retry_ms
+        self.probe_max_ms = retry_max_ms if probe_max_ms is None else min(probe_max_ms, retry_max_ms)
+        self.backoff = min(retry_ms, self.probe_max_ms)
         self.retry_at = None  # next round after every gateway refused
         self.fb_backoff = failback_ms
         self.fb_at = None  # next attempt to return to the preferred gateway
@@ -63,7 +81,7 @@ class Cluster:
 
     def begin(self, now):
         """Boot: key with the first gateway in order."""
-        if self.in_use is None and self.trying is None and self.retry_at is None:
+        if self.in_use is None and not self.racing and self.retry_at is None:
             self._select(now)
 
     def resume(self, now):
@@ -72,12 +90,18 @@ class Cluster:
             self.verifying = True
             self.drv.use(self.in_use, now, True)
 
+    @property
+    def trying(self):
+        """The first gateway of the race (the one the order prefers), or None."""
+        return self.racing[0] if self.racing else None
+
     def established(self, gw, now):
-        if gw == self.trying:
-            self.trying = None
-            self.tried = 0
-            self.backoff = self.retry_ms
-            self._use(gw, now, False, "authenticated")
+        if gw in self.racing:
+            if gw not in self.ready:
+                self.ready.append(gw)
+            if gw == self.preferred:
+                self.fb_trying = False
+            self._decide(now)
         elif gw == self.preferred and self.fb_trying:
             self.fb_trying = False
             old = self.in_use
@@ -85,17 +109,17 @@ class Cluster:
             self.drv.event(ev.FAILBACK, cluster=self.name, gateway=gw, previous=old)
 
     def failed(self, gw, now):
-        if gw == self.trying:
-            self.trying = None
-            self.tried += 1
-            self.cursor = (self.order.index(gw) + 1) % len(self.order)
-            self._select(now)
+        if gw in self.racing:
+            self._out_of_race(gw, now)
         elif gw == self.preferred and self.fb_trying:
             self.fb_trying = False
             self._schedule_failback(now, True)
 
     def dead(self, gw, now, reason):
         """A session of `gw` ended (heartbeat verdict, DELETE, lifetime)."""
+        if gw in self.ready:  # keyed in the race, gone before it was used
+            self._out_of_race(gw, now)
+            return
         if gw != self.in_use:
             return  # a cached key went away: it simply is not cached any more
         self.drv.drop(gw, now)
@@ -119,6 +143,10 @@ class Cluster:
     # --- timers ------------------------------------------------------------------------
 
     def tick(self, now):
+        if self.fan_at is not None and ticks.reached(now, self.fan_at):
+            self._fan_out(now)
+        if self.grace_at is not None and ticks.reached(now, self.grace_at) and self.ready:
+            self._win([g for g in self.racing if g in self.ready][0], now)  # the earliest keyed
         if self.retry_at is not None and ticks.reached(now, self.retry_at):
             self.retry_at = None
             self.tried = 0
@@ -135,12 +163,12 @@ class Cluster:
         stable = None
         if self.since_failback is not None:
             stable = ticks.add(self.since_failback, 4 * self.failback_ms)
-        return ticks.earliest(self.retry_at, self.fb_at, stable)
+        return ticks.earliest(self.retry_at, self.fb_at, stable, self.grace_at, self.fan_at)
 
     def wants(self):
         """The gateway this cluster needs a call to now (being keyed, or in use), or None."""
-        if self.trying is not None:
-            return self.trying
+        if self.racing:
+            return self.racing[0]
         if self.fb_trying:
             return self.preferred
         return self.in_use
@@ -153,19 +181,90 @@ class Cluster:
         if self.tried >= n:
             self.tried = 0
             self.cursor = 0
-            self.retry_at = ticks.add(now, self.backoff)
-            self.drv.event(ev.KEY_REQUEST_REJECTED, cluster=self.name, retry_ms=self.backoff)
-            self.backoff = min(self.backoff * 2, self.retry_max_ms)
+            wait = self.backoff
+            if self.rand_bytes is not None:  # up to a quarter more: boxes of a cluster that went
+                wait += self.rand_bytes(1)[0] * wait // 1024  # down together do not probe in step
+            self.retry_at = ticks.add(now, wait)
+            self.drv.event(ev.KEY_REQUEST_REJECTED, cluster=self.name, retry_ms=wait)
+            self.backoff = min(self.backoff * 2, self.probe_max_ms)
             return
         for k in range(n):
             gw = self.order[(self.cursor + k) % n]
             if self.drv.has_key(gw):
                 self._use(gw, now, True, "cached_key")
                 return
-        gw = self.order[self.cursor]
-        self.trying = gw
-        self.drv.event(ev.GATEWAY_TRYING, cluster=self.name, gateway=gw, attempt=self.tried + 1)
+        # A race: the next gateways in order that one call reaches, all keyed at once.
+        first = self.order[self.cursor]
+        race = [first]
+        for k in range(1, min(n - self.tried, PARALLEL)):
+            gw = self.order[(self.cursor + k) % n]
+            if not self.drv.together(first, gw):
+                break
+            race.append(gw)
+        self.cursor = (self.cursor + len(race)) % n
+        self.racing = race
+        self.ready = []
+        self.grace_at = None
+        # The first in order alone for one first-retransmission time (a live gateway has
+        # answered by then: no bytes, no key pairs spent on the others), then the rest.
+        self.waiting = race[1:]
+        self.fan_at = ticks.add(now, self.drv.hedge_ms()) if self.waiting else None
+        self._try(first, now)
+
+    def _try(self, gw, now):
+        self.drv.event(ev.GATEWAY_TRYING, cluster=self.name, gateway=gw,
+                       attempt=self.tried + self.racing.index(gw) + 1)
         self.drv.connect(gw, now)
+
+    def _fan_out(self, now):
+        waiting = self.waiting
+        self.waiting = []
+        self.fan_at = None
+        for gw in waiting:
+            if gw in self.racing:
+                self._try(gw, now)
+
+    def _out_of_race(self, gw, now):
+        """`gw` refused (or its new key died at once): the race goes on without it; when
+        none is left, the next gateways in order, or the round is over."""
+        self.racing.remove(gw)
+        if gw in self.ready:
+            self.ready.remove(gw)
+        self.tried += 1
+        if self.waiting and len(self.waiting) == len(self.racing):
+            self._fan_out(now)  # every started one refused: the others at once
+        if self.racing:
+            self._decide(now)
+        else:
+            self.grace_at = None
+            self._select(now)
+
+    def _decide(self, now):
+        """Use the earliest gateway of the race once it is keyed; while an earlier one may
+        still finish, a keyed later one waits up to GRACE_MS for it."""
+        for g in self.racing:
+            if g in self.ready:
+                self._win(g, now)
+                return
+            if self.drv.answering(g):
+                break  # alive (it answered SA_INIT): it may finish within the grace
+        if not self.ready:
+            self.grace_at = None
+        elif self.grace_at is None:
+            self.grace_at = ticks.add(now, GRACE_MS)
+
+    def _win(self, gw, now):
+        """The race is over: `gw` is used; those still keying stop (those keyed stay cached)."""
+        others = [g for g in self.racing if g not in self.ready and g not in self.waiting]
+        self.racing = []
+        self.ready = []
+        self.waiting = []
+        self.grace_at = self.fan_at = None
+        self.tried = 0
+        self.backoff = min(self.retry_ms, self.probe_max_ms)
+        for g in others:
+            self.drv.abandon(g, now)
+        self._use(gw, now, False, "authenticated")
 
     def _use(self, gw, now, verify, how):
         self.in_use = gw
