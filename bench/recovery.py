@@ -12,8 +12,9 @@ fresh rig; the box boots on G1 and idles IDLE_S (heartbeats measure the round tr
 two_dead: numbered messages at TRAFFIC_HZ; G1 (in use) and G2 (next in order) are killed
   (SIGKILL) together; recovery_two_dead_ms = the kill -> the first message G3 hands to
   its target host after it. Before the race this was ~20 s (12 s of handshake with G2).
-all_down: the traffic stops, all three are killed, DOWN_S later (60 s) one of them (G2,
-  G3, G1 in turn over the runs) is started again; recovery_all_down_ms = its restart
+all_down: the traffic stops, all three are killed, DOWN_S (60 s) + 0-8 s (seeded: each
+  run meets the box's probing at another phase) later one of them (G2, G3, G1 in turn over
+  the runs) is started again; recovery_all_down_ms = its restart
   (returned: the process is ready) -> the first message it hands on. Messages are sent
   while all are down (they wait in the outbox) and after.
 Every message sent must arrive (payload_lost_recovery, summed); medians over the runs,
@@ -23,6 +24,7 @@ Prints one JSON object.
 """
 import json
 import os
+import random
 import statistics
 import sys
 import time
@@ -37,6 +39,7 @@ RUNS = 3
 TRAFFIC_HZ = 4.0
 IDLE_S = 6.5
 DOWN_S = 60.0
+DOWN_JITTER_S = 8.0  # plus 0-8 s (seeded): each run finds the box's probing at another phase
 GENERAL = "RandomizeOrder = OFF\nStatusInterval = 1"
 
 
@@ -90,7 +93,7 @@ def two_dead():
                 "sent": sent, "lost": n_lost}
 
 
-def all_down(back):
+def all_down(back, down_s):
     with booted() as rig:
         with rig.traffic(TRAFFIC_HZ) as feed:
             feed.wait_for(10)
@@ -101,10 +104,10 @@ def all_down(back):
         t_down = time.monotonic()
         sent = feed.last
         for i in range(5):  # taken while all are down: they wait in the outbox
-            time.sleep(DOWN_S / 6)
+            time.sleep(down_s / 6)
             sent += 1
             rig.send(sent)
-        time.sleep(DOWN_S / 6)
+        time.sleep(down_s / 6)
         up1 = rig.line_bytes()[0]
         t_back = time.monotonic()
         rig.ho.restart(back)
@@ -116,14 +119,15 @@ def all_down(back):
         n_lost = lost(rig, sent)
         if not rig.box.alive():
             raise SystemExit("recovery bench: the box died: %s" % rig.box.stderr[-10:])
-        return {"total": int(round((h["mono"] - t) * 1000)), "gateway": back, "sent": sent, "lost": n_lost,
+        return {"total": int(round((h["mono"] - t) * 1000)), "gateway": back, "down_s": round(down_s, 1), "sent": sent, "lost": n_lost,
                 "line_bps": round((up1 - up0) / (t_back - t_down), 1),
                 "restart_ms": int(round((t - t_back) * 1000))}
 
 
 def main():
     two = [two_dead() for _ in range(RUNS)]
-    down = [all_down((G2, G3, G1)[i % 3]) for i in range(RUNS)]
+    rnd = random.Random(19)
+    down = [all_down((G2, G3, G1)[i % 3], DOWN_S + rnd.uniform(0, DOWN_JITTER_S)) for i in range(RUNS)]
     out = {
         "recovery_two_dead_ms": int(statistics.median(r["total"] for r in two)),
         "recovery_two_dead_ms_max": max(r["total"] for r in two),
