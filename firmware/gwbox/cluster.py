@@ -110,6 +110,8 @@ class Cluster:
 
     def failed(self, gw, now):
         if gw in self.racing:
+            if gw == self.preferred:
+                self.fb_trying = False  # a failback try the race took over ended with it
             self._out_of_race(gw, now)
         elif gw == self.preferred and self.fb_trying:
             self.fb_trying = False

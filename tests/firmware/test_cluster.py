@@ -296,3 +296,18 @@ def test_a_raced_key_that_dies_before_it_was_used_leaves_the_race():
     c.established(G3, at(HEDGE + 500))  # G1 answering: G3 waits the grace for it
     c.tick(at(HEDGE + 500 + GRACE_MS))
     assert c.in_use == G3
+
+
+def test_a_failback_try_taken_over_by_a_race_ends_with_it_and_failback_goes_on():
+    c, d = make(keys=[G2], preferred=G1, together=True)
+    c.begin(T0)  # G2's cached key in use; G1 (preferred) tried every failback_ms
+    assert c.in_use == G2
+    c.tick(c.next_deadline())
+    assert c.fb_trying and d.log[-1] == ("connect", G1)
+    c.dead(G2, at(6000), "peer_dead")  # the race now holds G1's handshake too
+    assert G1 in c.racing
+    c.tick(at(6000 + HEDGE))
+    c.failed(G1, at(7000))
+    assert not c.fb_trying
+    c.established(G3, at(7100))
+    assert c.in_use == G3 and c.fb_at is not None  # the preferred one is tried again later
