@@ -23,7 +23,6 @@ from gwbox import events as ev
 _INFLIGHT_MIN = const(256)  # line bytes of messages in flight at least, however slow the line
 _STUCK_NOTICE = const(3)  # losses of one message (its gateway answered later sendings) before `message_stuck`
 _SA_INIT_LINE_BYTES = const(200)  # msg1 and msg2 on the line (90 + 90, outer address and framing)
-_RTT_GUESS_MS = const(500)  # a round trip before one was measured (a modem call's is ~100-300 ms)
 _HS_RTO_MIN_MS = const(500)  # a handshake's first retransmission never comes sooner
 
 
@@ -190,9 +189,11 @@ class Box:
         return self._number[gw] == self._number[other]
 
     def answering(self, gw):
+        """Our handshake with `gw` is alive as far as we can tell: its SA_INIT was answered
+        (unauthenticated), or our own key is still being computed (nothing to judge yet)."""
         for hs in self.endpoint.initiators:
             if hs.expect_peer == gw:
-                return bool(hs.candidates)
+                return bool(hs.candidates) or hs.msg1 is None
         return False
 
     def hedge_ms(self):
@@ -326,9 +327,11 @@ class Box:
         """A handshake's first retransmission: twice the measured round trip plus the line
         time of msg1 and msg2, at least _HS_RTO_MIN_MS (the initiator caps it at
         HandshakeRetryTime and doubles it per resend). A dead gateway costs that, not
-        HandshakeRetryTime, before the first resend; a lost msg1 likewise."""
-        srtt = _RTT_GUESS_MS if self._srtt is None else self._srtt
-        return max(_HS_RTO_MIN_MS, 2 * srtt + self._line_ms(_SA_INIT_LINE_BYTES))
+        HandshakeRetryTime, before the first resend; a lost msg1 likewise. Before anything
+        was measured (a box that just booted): HandshakeRetryTime, as configured."""
+        if self._srtt is None:
+            return self.cfg.handshake_retry_ms
+        return max(_HS_RTO_MIN_MS, 2 * self._srtt + self._line_ms(_SA_INIT_LINE_BYTES))
 
     def _answered(self, c, gw, t, now):
         """`gw` answered what we sent at `t`: what it left unconfirmed from before then goes

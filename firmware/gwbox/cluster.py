@@ -34,6 +34,7 @@ from gwbox import events as ev
 
 PARALLEL = const(3)  # handshakes one cluster runs at once: each holds an X25519 key pair
 GRACE_MS = const(1000)  # a gateway keyed first waits this long for one earlier in order
+_FAN_MAX = const(3)  # the first of a race that seems alive runs alone at most this many hedge times
 
 
 def gateway_order(gateways, preferred, randomize, rand_bytes):
@@ -66,6 +67,7 @@ class Cluster:
         self.grace_at = None  # then the earliest keyed one is used
         self.waiting = []  # of those, the ones not started yet: they start at fan_at
         self.fan_at = None
+        self.fan_last = None  # ... or at the latest then, even if the first seems alive
         self.tried = 0  # gateways that failed in this round
         self.cursor = 0  # index in order of the next gateway to try
         self.probe_max_ms = retry_max_ms if probe_max_ms is None else min(probe_max_ms, retry_max_ms)
@@ -146,7 +148,13 @@ class Cluster:
 
     def tick(self, now):
         if self.fan_at is not None and ticks.reached(now, self.fan_at):
-            self._fan_out(now)
+            if self.racing and self.drv.answering(self.racing[0]) and not ticks.reached(now, self.fan_last):
+                # the first answered its SA_INIT (or our key is still being made): it is
+                # probably alive, so look again a while later instead of spending key
+                # pairs and line bytes on the others (an answer may be forged: bounded)
+                self.fan_at = ticks.earliest(ticks.add(now, self.drv.hedge_ms()), self.fan_last)
+            else:
+                self._fan_out(now)
         if self.grace_at is not None and ticks.reached(now, self.grace_at) and self.ready:
             self._win([g for g in self.racing if g in self.ready][0], now)  # the earliest keyed
         if self.retry_at is not None and ticks.reached(now, self.retry_at):
@@ -210,7 +218,11 @@ class Cluster:
         # The first in order alone for one first-retransmission time (a live gateway has
         # answered by then: no bytes, no key pairs spent on the others), then the rest.
         self.waiting = race[1:]
-        self.fan_at = ticks.add(now, self.drv.hedge_ms()) if self.waiting else None
+        self.fan_at = self.fan_last = None
+        if self.waiting:
+            hedge = self.drv.hedge_ms()
+            self.fan_at = ticks.add(now, hedge)
+            self.fan_last = ticks.add(now, _FAN_MAX * hedge)
         self._try(first, now)
 
     def _try(self, gw, now):
@@ -221,7 +233,7 @@ class Cluster:
     def _fan_out(self, now):
         waiting = self.waiting
         self.waiting = []
-        self.fan_at = None
+        self.fan_at = self.fan_last = None
         for gw in waiting:
             if gw in self.racing:
                 self._try(gw, now)
@@ -261,7 +273,7 @@ class Cluster:
         self.racing = []
         self.ready = []
         self.waiting = []
-        self.grace_at = self.fan_at = None
+        self.grace_at = self.fan_at = self.fan_last = None
         self.tried = 0
         self.backoff = min(self.retry_ms, self.probe_max_ms)
         for g in others:

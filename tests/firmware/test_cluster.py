@@ -311,3 +311,14 @@ def test_a_failback_try_taken_over_by_a_race_ends_with_it_and_failback_goes_on()
     assert not c.fb_trying
     c.established(G3, at(7100))
     assert c.in_use == G3 and c.fb_at is not None  # the preferred one is tried again later
+
+
+def test_a_first_gateway_that_answered_its_sa_init_runs_alone_longer_but_not_for_ever():
+    c, d = make(together=True)
+    c.begin(T0)
+    d.answered.add(G1)  # its SA_INIT was answered (perhaps forged): probably alive
+    c.tick(at(HEDGE))
+    assert d.log == [("connect", G1)] and c.next_deadline() == at(2 * HEDGE)
+    c.tick(at(2 * HEDGE))
+    c.tick(at(3 * HEDGE))  # at the latest after three hedge times the others start
+    assert d.log == [("connect", G1), ("connect", G2), ("connect", G3)]
