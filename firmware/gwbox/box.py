@@ -190,7 +190,10 @@ class Box:
 
     def answering(self, gw):
         """Our handshake with `gw` is alive as far as we can tell: its SA_INIT was answered
-        (unauthenticated), or our own key is still being computed (nothing to judge yet)."""
+        (unauthenticated), or it has not started or sent yet (no call, our key still being
+        computed: nothing to judge)."""
+        if gw in self._pending:
+            return True
         for hs in self.endpoint.initiators:
             if hs.expect_peer == gw:
                 return bool(hs.candidates) or hs.msg1 is None

@@ -33,8 +33,8 @@ from gwbox import const, ticks
 from gwbox import events as ev
 
 PARALLEL = const(3)  # handshakes one cluster runs at once: each holds an X25519 key pair
-GRACE_MS = const(1000)  # a gateway keyed first waits this long for one earlier in order
-_FAN_MAX = const(3)  # the first of a race that seems alive runs alone at most this many hedge times
+_FAN_MAX = const(3)  # the first of a race that seems alive runs alone at most this many head starts
+                    # (the race's own rules: gwbox.race, loaded only while one runs)
 
 
 def gateway_order(gateways, preferred, randomize, rand_bytes):
@@ -67,7 +67,7 @@ class Cluster:
         self.grace_at = None  # then the earliest keyed one is used
         self.waiting = []  # of those, the ones not started yet: they start at fan_at
         self.fan_at = None
-        self.fan_last = None  # ... or at the latest then, even if the first seems alive
+        self.fan_last = None  # ... or at the latest then, even if the first seems alive (gwbox.race)
         self.tried = 0  # gateways that failed in this round
         self.cursor = 0  # index in order of the next gateway to try
         self.probe_max_ms = retry_max_ms if probe_max_ms is None else min(probe_max_ms, retry_max_ms)
@@ -103,7 +103,8 @@ class Cluster:
                 self.ready.append(gw)
             if gw == self.preferred:
                 self.fb_trying = False
-            self._decide(now)
+            from gwbox import race
+            race.decide(self, now)
         elif gw == self.preferred and self.fb_trying:
             self.fb_trying = False
             old = self.in_use
@@ -114,7 +115,8 @@ class Cluster:
         if gw in self.racing:
             if gw == self.preferred:
                 self.fb_trying = False  # a failback try the race took over ended with it
-            self._out_of_race(gw, now)
+            from gwbox import race
+            race.out_of_race(self, gw, now)
         elif gw == self.preferred and self.fb_trying:
             self.fb_trying = False
             self._schedule_failback(now, True)
@@ -122,7 +124,8 @@ class Cluster:
     def dead(self, gw, now, reason):
         """A session of `gw` ended (heartbeat verdict, DELETE, lifetime)."""
         if gw in self.ready:  # keyed in the race, gone before it was used
-            self._out_of_race(gw, now)
+            from gwbox import race
+            race.out_of_race(self, gw, now)
             return
         if gw != self.in_use:
             return  # a cached key went away: it simply is not cached any more
@@ -147,16 +150,10 @@ class Cluster:
     # --- timers ------------------------------------------------------------------------
 
     def tick(self, now):
-        if self.fan_at is not None and ticks.reached(now, self.fan_at):
-            if self.racing and self.drv.answering(self.racing[0]) and not ticks.reached(now, self.fan_last):
-                # the first answered its SA_INIT (or our key is still being made): it is
-                # probably alive, so look again a while later instead of spending key
-                # pairs and line bytes on the others (an answer may be forged: bounded)
-                self.fan_at = ticks.earliest(ticks.add(now, self.drv.hedge_ms()), self.fan_last)
-            else:
-                self._fan_out(now)
-        if self.grace_at is not None and ticks.reached(now, self.grace_at) and self.ready:
-            self._win([g for g in self.racing if g in self.ready][0], now)  # the earliest keyed
+        if (self.fan_at is not None and ticks.reached(now, self.fan_at)) or \
+                (self.grace_at is not None and ticks.reached(now, self.grace_at)):
+            from gwbox import race
+            race.tick(self, now)
         if self.retry_at is not None and ticks.reached(now, self.retry_at):
             self.retry_at = None
             self.tried = 0
@@ -229,56 +226,6 @@ class Cluster:
         self.drv.event(ev.GATEWAY_TRYING, cluster=self.name, gateway=gw,
                        attempt=self.tried + self.racing.index(gw) + 1)
         self.drv.connect(gw, now)
-
-    def _fan_out(self, now):
-        waiting = self.waiting
-        self.waiting = []
-        self.fan_at = self.fan_last = None
-        for gw in waiting:
-            if gw in self.racing:
-                self._try(gw, now)
-
-    def _out_of_race(self, gw, now):
-        """`gw` refused (or its new key died at once): the race goes on without it; when
-        none is left, the next gateways in order, or the round is over."""
-        self.racing.remove(gw)
-        if gw in self.ready:
-            self.ready.remove(gw)
-        self.tried += 1
-        if self.waiting and len(self.waiting) == len(self.racing):
-            self._fan_out(now)  # every started one refused: the others at once
-        if self.racing:
-            self._decide(now)
-        else:
-            self.grace_at = None
-            self._select(now)
-
-    def _decide(self, now):
-        """Use the earliest gateway of the race once it is keyed; while an earlier one may
-        still finish, a keyed later one waits up to GRACE_MS for it."""
-        for g in self.racing:
-            if g in self.ready:
-                self._win(g, now)
-                return
-            if self.drv.answering(g):
-                break  # alive (it answered SA_INIT): it may finish within the grace
-        if not self.ready:
-            self.grace_at = None
-        elif self.grace_at is None:
-            self.grace_at = ticks.add(now, GRACE_MS)
-
-    def _win(self, gw, now):
-        """The race is over: `gw` is used; those still keying stop (those keyed stay cached)."""
-        others = [g for g in self.racing if g not in self.ready and g not in self.waiting]
-        self.racing = []
-        self.ready = []
-        self.waiting = []
-        self.grace_at = self.fan_at = self.fan_last = None
-        self.tried = 0
-        self.backoff = min(self.retry_ms, self.probe_max_ms)
-        for g in others:
-            self.drv.abandon(g, now)
-        self._use(gw, now, False, "authenticated")
 
     def _use(self, gw, now, verify, how):
         self.in_use = gw

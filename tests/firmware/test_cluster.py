@@ -1,6 +1,7 @@
 """gwbox.cluster: gateway order, round-robin keying, failover, back-off forever, failback (GB 2 363 548)."""
 from gwbox import ticks
-from gwbox.cluster import GRACE_MS, Cluster, gateway_order
+from gwbox.cluster import Cluster, gateway_order
+from gwbox.race import GRACE_MS
 
 T0 = ticks.PERIOD - 2000
 G1, G2, G3 = b"143.1.0.64", b"143.1.1.157", b"143.1.0.63"

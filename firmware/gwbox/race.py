@@ -1,0 +1,77 @@
+"""A cluster's race (gwbox.cluster, docs/cluster.md "Recovery"): what happens once
+several gateways are being keyed at once. Apart from gwbox.cluster, which every box holds,
+because it runs only around a failover (with the key exchange's code, which is loaded then
+anyway) and leaves the heap again when the race is won.
+"""
+from gwbox import const, forget, ticks
+
+GRACE_MS = const(1000)  # a gateway keyed first waits this long for one earlier in order
+
+
+def tick(c, now):
+    if c.fan_at is not None and ticks.reached(now, c.fan_at):
+        if c.racing and c.drv.answering(c.racing[0]) and not ticks.reached(now, c.fan_last):
+            # the first answered its SA_INIT, or has not even started (no call yet, our key
+            # still being made): probably alive, so look again a head start later instead
+            # of spending key pairs and line bytes on the others (an answer may be forged:
+            # bounded by _FAN_MAX)
+            c.fan_at = ticks.earliest(ticks.add(now, c.drv.hedge_ms()), c.fan_last)
+        else:
+            fan_out(c, now)
+    if c.grace_at is not None and ticks.reached(now, c.grace_at) and c.ready:
+        win(c, [g for g in c.racing if g in c.ready][0], now)  # the earliest keyed
+
+
+def fan_out(c, now):
+    waiting = c.waiting
+    c.waiting = []
+    c.fan_at = c.fan_last = None
+    for gw in waiting:
+        if gw in c.racing:
+            c._try(gw, now)
+
+
+def out_of_race(c, gw, now):
+    """`gw` refused (or its new key died at once): the race goes on without it; when none
+    is left, the next gateways in order, or the round is over."""
+    c.racing.remove(gw)
+    if gw in c.ready:
+        c.ready.remove(gw)
+    c.tried += 1
+    if c.waiting and len(c.waiting) == len(c.racing):
+        fan_out(c, now)  # every started one refused: the others at once
+    if c.racing:
+        decide(c, now)
+    else:
+        c.grace_at = None
+        c._select(now)
+
+
+def decide(c, now):
+    """Use the earliest gateway of the race once it is keyed; while an earlier one may still
+    finish (it answered its SA_INIT), a keyed later one waits up to GRACE_MS for it."""
+    for g in c.racing:
+        if g in c.ready:
+            win(c, g, now)
+            return
+        if c.drv.answering(g):
+            break
+    if not c.ready:
+        c.grace_at = None
+    elif c.grace_at is None:
+        c.grace_at = ticks.add(now, GRACE_MS)
+
+
+def win(c, gw, now):
+    """The race is over: `gw` is used; those still keying stop (those keyed stay cached)."""
+    others = [g for g in c.racing if g not in c.ready and g not in c.waiting]
+    c.racing = []
+    c.ready = []
+    c.waiting = []
+    c.grace_at = c.fan_at = c.fan_last = None
+    c.tried = 0
+    c.backoff = min(c.retry_ms, c.probe_max_ms)
+    for g in others:
+        c.drv.abandon(g, now)
+    c._use(gw, now, False, "authenticated")
+    forget("gwbox.race")
