@@ -189,11 +189,11 @@ class Box:
         return self._number[gw] == self._number[other]
 
     def answering(self, gw):
-        """Our handshake with `gw` is alive as far as we can tell: its SA_INIT was answered
-        (unauthenticated), or it has not started or sent yet (no call, our key still being
-        computed: nothing to judge)."""
+        """Our handshake with `gw`: None if it has not started (no call reaches it yet), True
+        if it looks alive (its SA_INIT was answered, unauthenticated; or our key is still
+        being computed: nothing to judge), False if it is sending into silence."""
         if gw in self._pending:
-            return True
+            return None
         for hs in self.endpoint.initiators:
             if hs.expect_peer == gw:
                 return bool(hs.candidates) or hs.msg1 is None

@@ -150,10 +150,22 @@ class Cluster:
     # --- timers ------------------------------------------------------------------------
 
     def tick(self, now):
-        if (self.fan_at is not None and ticks.reached(now, self.fan_at)) or \
-                (self.grace_at is not None and ticks.reached(now, self.grace_at)):
+        if self.fan_at is not None and ticks.reached(now, self.fan_at):
+            a = self.drv.answering(self.racing[0])
+            if a is None:  # the first has not even started (no call yet): nothing to judge
+                self.fan_at = ticks.add(now, self.drv.hedge_ms())
+                self.fan_last = ticks.add(now, _FAN_MAX * self.drv.hedge_ms())
+            elif a and not ticks.reached(now, self.fan_last):
+                # it answered its SA_INIT, or our key is still being made: probably alive, so
+                # look again a head start later instead of spending key pairs and line bytes
+                # on the others (an answer may be forged: bounded by fan_last)
+                self.fan_at = ticks.earliest(ticks.add(now, self.drv.hedge_ms()), self.fan_last)
+            else:
+                from gwbox import race
+                race.fan_out(self, now)
+        if self.grace_at is not None and ticks.reached(now, self.grace_at) and self.ready:
             from gwbox import race
-            race.tick(self, now)
+            race.win(self, [g for g in self.racing if g in self.ready][0], now)  # the earliest keyed
         if self.retry_at is not None and ticks.reached(now, self.retry_at):
             self.retry_at = None
             self.tried = 0

@@ -8,20 +8,6 @@ from gwbox import const, forget, ticks
 GRACE_MS = const(1000)  # a gateway keyed first waits this long for one earlier in order
 
 
-def tick(c, now):
-    if c.fan_at is not None and ticks.reached(now, c.fan_at):
-        if c.racing and c.drv.answering(c.racing[0]) and not ticks.reached(now, c.fan_last):
-            # the first answered its SA_INIT, or has not even started (no call yet, our key
-            # still being made): probably alive, so look again a head start later instead
-            # of spending key pairs and line bytes on the others (an answer may be forged:
-            # bounded by _FAN_MAX)
-            c.fan_at = ticks.earliest(ticks.add(now, c.drv.hedge_ms()), c.fan_last)
-        else:
-            fan_out(c, now)
-    if c.grace_at is not None and ticks.reached(now, c.grace_at) and c.ready:
-        win(c, [g for g in c.racing if g in c.ready][0], now)  # the earliest keyed
-
-
 def fan_out(c, now):
     waiting = c.waiting
     c.waiting = []
