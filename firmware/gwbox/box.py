@@ -199,8 +199,6 @@ class Box:
                 return bool(hs.candidates) or hs.msg1 is None
         return False
 
-    def hedge_ms(self):
-        return self.hs_rto()
 
     def drop(self, gw, now):
         for c in self.clusters:

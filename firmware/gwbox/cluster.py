@@ -23,18 +23,18 @@ a flapping gateway is not chased in a loop.
 The box (gwbox.box) is the driver: it says what happened (established, failed, dead,
 verified, a call came up) and carries out what this decides through `drv`:
     drv.has_key(gw)  drv.connect(gw, now)  drv.use(gw, now, verify)  drv.drop(gw, now)
-    drv.abandon(gw, now)  drv.together(gw, other)  drv.answering(gw)  drv.hedge_ms()
+    drv.abandon(gw, now)  drv.together(gw, other)  drv.answering(gw)  drv.hs_rto()
     drv.event(name, **fields)
 (`together`: one call reaches both, so they can be keyed at once; `abandon`: stop keying;
-`answering`: its handshake got an SA_INIT answer (unauthenticated: only a reason to wait
-the grace for it); `hedge_ms`: how long the first of a race runs alone.)
+`answering`: None before its handshake started, else whether it looks alive (an SA_INIT
+answer, unauthenticated: only a reason to wait for it); `hs_rto`: how long the first of a
+race runs alone, a handshake's first retransmission time. The race's own rules are in
+gwbox.race, loaded only while a race runs.)
 """
 from gwbox import const, ticks
 from gwbox import events as ev
 
 PARALLEL = const(3)  # handshakes one cluster runs at once: each holds an X25519 key pair
-_FAN_MAX = const(3)  # the first of a race that seems alive runs alone at most this many head starts
-                    # (the race's own rules: gwbox.race, loaded only while one runs)
 
 
 def gateway_order(gateways, preferred, randomize, rand_bytes):
@@ -150,22 +150,13 @@ class Cluster:
     # --- timers ------------------------------------------------------------------------
 
     def tick(self, now):
-        if self.fan_at is not None and ticks.reached(now, self.fan_at):
-            a = self.drv.answering(self.racing[0])
-            if a is None:  # the first has not even started (no call yet): nothing to judge
-                self.fan_at = ticks.add(now, self.drv.hedge_ms())
-                self.fan_last = ticks.add(now, _FAN_MAX * self.drv.hedge_ms())
-            elif a and not ticks.reached(now, self.fan_last):
-                # it answered its SA_INIT, or our key is still being made: probably alive, so
-                # look again a head start later instead of spending key pairs and line bytes
-                # on the others (an answer may be forged: bounded by fan_last)
-                self.fan_at = ticks.earliest(ticks.add(now, self.drv.hedge_ms()), self.fan_last)
+        if self.fan_at is not None and ticks.reached(now, self.fan_at) or \
+                self.grace_at is not None and ticks.reached(now, self.grace_at):
+            if self.drv.answering(self.racing[0]) is None:  # the first has not even started
+                self.fan_at = ticks.add(now, self.drv.hs_rto())  # (no call yet): nothing to judge
             else:
                 from gwbox import race
-                race.fan_out(self, now)
-        if self.grace_at is not None and ticks.reached(now, self.grace_at) and self.ready:
-            from gwbox import race
-            race.win(self, [g for g in self.racing if g in self.ready][0], now)  # the earliest keyed
+                race.tick(self, now)
         if self.retry_at is not None and ticks.reached(now, self.retry_at):
             self.retry_at = None
             self.tried = 0
@@ -229,9 +220,7 @@ class Cluster:
         self.waiting = race[1:]
         self.fan_at = self.fan_last = None
         if self.waiting:
-            hedge = self.drv.hedge_ms()
-            self.fan_at = ticks.add(now, hedge)
-            self.fan_last = ticks.add(now, _FAN_MAX * hedge)
+            self.fan_at = ticks.add(now, self.drv.hs_rto())
         self._try(first, now)
 
     def _try(self, gw, now):

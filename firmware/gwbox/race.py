@@ -6,6 +6,23 @@ anyway) and leaves the heap again when the race is won.
 from gwbox import const, forget, ticks
 
 GRACE_MS = const(1000)  # a gateway keyed first waits this long for one earlier in order
+_FAN_MAX = const(3)  # the first of a race that seems alive runs alone at most this many head starts
+
+
+def tick(c, now):
+    """The head start or the grace is over (the first of the race has started)."""
+    if c.fan_at is not None and ticks.reached(now, c.fan_at):
+        if c.fan_last is None:
+            c.fan_last = ticks.add(c.fan_at, (_FAN_MAX - 1) * c.drv.hs_rto())
+        if c.drv.answering(c.racing[0]) and not ticks.reached(now, c.fan_last):
+            # it answered its SA_INIT, or our key is still being made: probably alive, so
+            # look again a head start later instead of spending key pairs and line bytes
+            # on the others (an answer may be forged: bounded by fan_last)
+            c.fan_at = ticks.earliest(ticks.add(now, c.drv.hs_rto()), c.fan_last)
+        else:
+            fan_out(c, now)
+    if c.grace_at is not None and ticks.reached(now, c.grace_at) and c.ready:
+        win(c, [g for g in c.racing if g in c.ready][0], now)  # the earliest keyed
 
 
 def fan_out(c, now):

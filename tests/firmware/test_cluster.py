@@ -40,7 +40,7 @@ class Driver:
     def answering(self, gw):
         return gw in self.answered
 
-    def hedge_ms(self):
+    def hs_rto(self):
         return HEDGE
 
     def event(self, name, **fields):
