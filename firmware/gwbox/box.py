@@ -158,7 +158,7 @@ class Box:
         return {"uptime_s": ticks.diff(now, self.started) // 1000, "line": self.line.state,
                 "number": self.line.number, "calls": self.line.calls,
                 "clusters": [{"name": c.name, "in_use": c.in_use, "verifying": c.verifying,
-                              "trying": c.trying} for c in self.clusters],
+                              "trying": c.racing[0] if c.racing else None} for c in self.clusters],
                 "sas": sas, "outbox": ob.depth(), "outbox_bytes": ob.used, "accepted": ob.accepted,
                 "confirmed": ob.confirmed, "retransmitted": ob.retransmitted, "rerouted": ob.rerouted,
                 "refused": self.lan_refused, "frames_in": self.line.framer.frames_in,
@@ -180,10 +180,13 @@ class Box:
             if gw not in self._verify:
                 self._verify.append(gw)
 
-    def abandon(self, gw, now):
-        if gw in self._pending:
-            self._pending.remove(gw)
-        self.endpoint.abort_handshake(gw, now)
+    def abandon(self, gws, now):
+        for gw in self.endpoint.abort_handshakes(now):  # (the others' start again)
+            if gw not in gws and gw not in self._pending:
+                self._pending.append(gw)
+        for gw in gws:
+            if gw in self._pending:
+                self._pending.remove(gw)
 
     def together(self, gw, other):
         return self._number[gw] == self._number[other]
@@ -271,7 +274,7 @@ class Box:
         if n == ev.SA_ESTABLISHED:
             rtt = e.get("rtt_ms")
             if rtt is not None:
-                self._rtt_sample(max(0, rtt - self._line_ms(_SA_INIT_LINE_BYTES)))
+                self.hs_rto(-rtt)
             self.line.proven(self._addr[e.get("peer")], now)  # msg4 answered msg3 (long form)
             for c in self._clusters_of(e.get("peer")):
                 c.established(e.get("peer"), now)
@@ -287,7 +290,7 @@ class Box:
             gw = e.get("peer")
             rtt = e.get("rtt_ms")
             if rtt is not None:
-                self._rtt_sample(rtt)
+                self.hs_rto(rtt)
                 self.line.proven(self._addr[gw], ticks.add(now, -rtt))  # dated by its heartbeat
             for c in self._clusters_of(gw):
                 c.verified(gw, now)
@@ -315,24 +318,24 @@ class Box:
                 if gw not in self._verify:
                     self._verify.append(gw)
 
-    def _rtt_sample(self, ms):
-        """A round trip (small packets, line time of big ones taken off), smoothed 1/8."""
-        if ms is not None and ms >= 0:
-            self._srtt = ms if self._srtt is None else (7 * self._srtt + ms) // 8
-
-    def _line_ms(self, n):
-        m = self.line.modem
-        return n * 10000 // (m.rate or m.baud or 9600)
-
-    def hs_rto(self):
+    def hs_rto(self, sample=None):
         """A handshake's first retransmission: twice the measured round trip plus the line
         time of msg1 and msg2, at least _HS_RTO_MIN_MS (the initiator caps it at
         HandshakeRetryTime and doubles it per resend). A dead gateway costs that, not
         HandshakeRetryTime, before the first resend; a lost msg1 likewise. Before anything
-        was measured (a box that just booted): HandshakeRetryTime, as configured."""
-        if self._srtt is None:
+        was measured (a box that just booted): HandshakeRetryTime, as configured.
+        `sample`: a round trip measured (ms, SA_INIT's with the line time of msg1 and msg2
+        in it: negative), smoothed 1/8 into the estimate instead."""
+        m = self.line.modem
+        xfer = _SA_INIT_LINE_BYTES * 10000 // (m.rate or m.baud or 9600)
+        srtt = self._srtt
+        if sample is not None:
+            sample = sample if sample >= 0 else max(0, -sample - xfer)
+            self._srtt = sample if srtt is None else (7 * srtt + sample) // 8
+        elif srtt is None:
             return self.cfg.handshake_retry_ms
-        return max(_HS_RTO_MIN_MS, 2 * self._srtt + self._line_ms(_SA_INIT_LINE_BYTES))
+        else:
+            return max(_HS_RTO_MIN_MS, 2 * srtt + xfer)
 
     def _answered(self, c, gw, t, now):
         """`gw` answered what we sent at `t`: what it left unconfirmed from before then goes
@@ -353,7 +356,7 @@ class Box:
             gw = c.wants()
             if gw is None or self._number[gw] != number:
                 continue
-            if gw == c.trying or (c.fb_trying and gw == c.preferred):
+            if gw in c.racing or (c.fb_trying and gw == c.preferred):
                 if gw in self._pending:
                     self._pending.remove(gw)
                 c.failed(gw, now)

@@ -23,15 +23,15 @@ a flapping gateway is not chased in a loop.
 The box (gwbox.box) is the driver: it says what happened (established, failed, dead,
 verified, a call came up) and carries out what this decides through `drv`:
     drv.has_key(gw)  drv.connect(gw, now)  drv.use(gw, now, verify)  drv.drop(gw, now)
-    drv.abandon(gw, now)  drv.together(gw, other)  drv.answering(gw)  drv.hs_rto()
+    drv.abandon(gws, now)  drv.together(gw, other)  drv.answering(gw)  drv.hs_rto()
     drv.event(name, **fields)
 (`together`: one call reaches both, so they can be keyed at once; `abandon`: stop keying;
 `answering`: None before its handshake started, else whether it looks alive (an SA_INIT
 answer, unauthenticated: only a reason to wait for it); `hs_rto`: how long the first of a
 race runs alone, a handshake's first retransmission time. The race's own rules are in
-gwbox.race, loaded only while a race runs.)
+gwbox.race, loaded for a race's events only.)
 """
-from gwbox import const, ticks
+from gwbox import const, forget, ticks
 from gwbox import events as ev
 
 PARALLEL = const(3)  # handshakes one cluster runs at once: each holds an X25519 key pair
@@ -92,11 +92,6 @@ class Cluster:
             self.verifying = True
             self.drv.use(self.in_use, now, True)
 
-    @property
-    def trying(self):
-        """The first gateway of the race (the one the order prefers), or None."""
-        return self.racing[0] if self.racing else None
-
     def established(self, gw, now):
         if gw in self.racing:
             if gw not in self.ready:
@@ -105,6 +100,7 @@ class Cluster:
                 self.fb_trying = False
             from gwbox import race
             race.decide(self, now)
+            forget("gwbox.race")  # its code leaves the heap between events
         elif gw == self.preferred and self.fb_trying:
             self.fb_trying = False
             old = self.in_use
@@ -117,6 +113,7 @@ class Cluster:
                 self.fb_trying = False  # a failback try the race took over ended with it
             from gwbox import race
             race.out_of_race(self, gw, now)
+            forget("gwbox.race")  # its code leaves the heap between events
         elif gw == self.preferred and self.fb_trying:
             self.fb_trying = False
             self._schedule_failback(now, True)
@@ -126,6 +123,7 @@ class Cluster:
         if gw in self.ready:  # keyed in the race, gone before it was used
             from gwbox import race
             race.out_of_race(self, gw, now)
+            forget("gwbox.race")  # its code leaves the heap between events
             return
         if gw != self.in_use:
             return  # a cached key went away: it simply is not cached any more
@@ -157,6 +155,7 @@ class Cluster:
             else:
                 from gwbox import race
                 race.tick(self, now)
+                forget("gwbox.race")  # its code leaves the heap between events
         if self.retry_at is not None and ticks.reached(now, self.retry_at):
             self.retry_at = None
             self.tried = 0
@@ -221,12 +220,12 @@ class Cluster:
         self.fan_at = self.fan_last = None
         if self.waiting:
             self.fan_at = ticks.add(now, self.drv.hs_rto())
-        self._try(first, now)
+        self.trying_event(first)
+        self.drv.connect(first, now)
 
-    def _try(self, gw, now):
+    def trying_event(self, gw):
         self.drv.event(ev.GATEWAY_TRYING, cluster=self.name, gateway=gw,
                        attempt=self.tried + self.racing.index(gw) + 1)
-        self.drv.connect(gw, now)
 
     def _use(self, gw, now, verify, how):
         self.in_use = gw

@@ -99,22 +99,6 @@ class Endpoint:
         self._collect(now)
         return peer
 
-    def abort_handshake(self, peer, now):
-        """Drop our handshake with `peer`, if any, without a verdict (the cluster keys with
-        another gateway): nothing it sent commits us to anything."""
-        keep = []
-        for hs in self.initiators:
-            if hs.expect_peer == peer:
-                self._unmap(hs, (hs.spi_i, hs.data_spi_i))
-            else:
-                keep.append(hs)
-        self.initiators = keep
-        if not keep and not self.half_open and not self.keep_code:
-            for s in self.sessions:
-                if s.rekey is not None:
-                    return
-            _unload_key_exchange()
-
     def abort_handshakes(self, now):
         """The line they ran on is gone: drop our handshakes in progress without a verdict.
         Returns the peers they were for."""

@@ -1,9 +1,10 @@
 """A cluster's race (gwbox.cluster, docs/cluster.md "Recovery"): what happens once
 several gateways are being keyed at once. Apart from gwbox.cluster, which every box holds,
-because it runs only around a failover (with the key exchange's code, which is loaded then
-anyway) and leaves the heap again when the race is won.
+because it runs only on a race's few events (a handshake ended, a head start or a grace
+over): the cluster imports it for each and drops it again, so its code is not in the heap
+of a box that is not racing, nor of one whose race waits for a call.
 """
-from gwbox import const, forget, ticks
+from gwbox import const, ticks
 
 GRACE_MS = const(1000)  # a gateway keyed first waits this long for one earlier in order
 _FAN_MAX = const(3)  # the first of a race that seems alive runs alone at most this many head starts
@@ -31,7 +32,8 @@ def fan_out(c, now):
     c.fan_at = c.fan_last = None
     for gw in waiting:
         if gw in c.racing:
-            c._try(gw, now)
+            c.trying_event(gw)
+            c.drv.connect(gw, now)
 
 
 def out_of_race(c, gw, now):
@@ -74,7 +76,6 @@ def win(c, gw, now):
     c.grace_at = c.fan_at = c.fan_last = None
     c.tried = 0
     c.backoff = min(c.retry_ms, c.probe_max_ms)
-    for g in others:
-        c.drv.abandon(g, now)
+    if others:
+        c.drv.abandon(others, now)
     c._use(gw, now, False, "authenticated")
-    forget("gwbox.race")

@@ -31,8 +31,9 @@ class Driver:
         self.keys.discard(gw)
         self.log.append(("drop", gw))
 
-    def abandon(self, gw, now):
-        self.log.append(("abandon", gw))
+    def abandon(self, gws, now):
+        for gw in gws:
+            self.log.append(("abandon", gw))
 
     def together(self, gw, other):
         return self.one_call
@@ -121,7 +122,7 @@ def test_without_a_cached_key_the_next_gateway_in_order_is_authenticated():
     c.begin(T0)
     c.established(G1, at(50))
     c.dead(G1, at(1000), "peer_dead")
-    assert d.log[-1] == ("connect", G2) and c.trying == G2
+    assert d.log[-1] == ("connect", G2) and c.racing == [G2]
     c.failed(G2, at(1500))
     assert d.log[-1] == ("connect", G3)
     c.failed(G3, at(2000))
