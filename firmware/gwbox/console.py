@@ -21,7 +21,7 @@ from gwbox.crypto import mac
 _LINE_MAX = const(256)  # bytes of one command or policy line
 _IN_MAX = const(1024)  # input bytes held while a command runs
 _LOAD_IDLE_MS = const(60000)  # a paste that stops for this long is abandoned
-_KDF_STEP = const(250)  # PBKDF2 iterations per pass of the port's loop
+_KDF_STEP = const(32)  # PBKDF2 iterations per pass of the loop: 32 x ~4.4 ms on an RP2040 (docs/console.md)
 _LOCK_MS = const(1000)  # first lock after a wrong password; doubles, up to:
 _LOCK_MAX_MS = const(300000)
 _IDLE_MS = const(5000)  # a console with no login and nothing in hand leaves the heap after this

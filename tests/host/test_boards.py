@@ -10,7 +10,7 @@ from gwbox_tools import deploy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BOARDS = os.path.join(ROOT, "boards")
-DEVICE_BOARDS = ("esp32", "pico_w")
+DEVICE_BOARDS = ("esp32", "pico_emu", "pico_w")
 NEEDED = ("BOARD", "UART_ID", "BAUD", "TX", "RX", "RXBUF", "DCD", "DTR", "LED", "WDT_MS", "POLICY", "SAFE_WAIT_MS")
 
 
@@ -80,4 +80,4 @@ def test_readme_has_each_board_and_its_exact_build_line():
 
 def test_boards_are_folders_with_a_board_file():
     found = sorted(d for d in os.listdir(BOARDS) if os.path.isfile(os.path.join(BOARDS, d, "board.py")))
-    assert found == ["esp32", "pico_w", "unix"]
+    assert found == ["esp32", "pico_emu", "pico_w", "unix"]

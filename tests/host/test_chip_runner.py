@@ -74,11 +74,13 @@ def test_uart_tx_takes_line_time_and_rx_overruns_are_counted():
                       "while not u.txdone(): pass\nprint(time.ticks_diff(time.ticks_us(), t))\n"
                       "print(Pin(2, Pin.IN).value(), Pin(6, Pin.IN, Pin.PULL_UP).value(),"
                       " Pin(7, Pin.IN, Pin.PULL_DOWN).value())\n"
+                      "import rp2\nprint(rp2.bootsel_button())\n"
                       "d = Pin(3, Pin.OUT)\nd.value(1)\nd.value(0)\n")
-        tx_us, dcd, up, down = [int(x) for x in r.out.split()]
+        tx_us, dcd, up, down, bootsel = [int(x) for x in r.out.split()]
         assert 40 * 10 / 9600 * 1e6 <= tx_us <= 40 * 10 / 9600 * 1e6 + 3000  # 40 characters of 10 bits
         assert bytes(chip.uart_out[1]) == b"0123456789" * 4
         assert (dcd, up, down) == (0, 1, 0)
+        assert bootsel == 0  # released (rp2040js alone reads it pressed)
         assert [e["v"] for e in chip.events if e.get("ev") == "pin" and e["v"] is not None][-2:] == [1, 0]
         assert chip.stats()["overruns"] == [0, 0]
         chip.uart_write(1, bytes(range(200)))  # the chip reads none of it for 400 ms

@@ -25,7 +25,7 @@
 // Events (stdout): {"ev":"at","us":T} after each run, {"ev":"usb","us":T,"hex":".."},
 //   {"ev":"uart","n":0,"us":T,"hex":".."}, {"ev":"pin","n":3,"v":1,"us":T},
 //   {"ev":"overrun","n":0,"us":T}, {"ev":"reset","us":T,"why":"watchdog"|"forced"},
-//   {"ev":"stats",...}, {"ev":"ready"}
+//   {"ev":"stats",...} (overruns, rxDropped, resets, wdtResets, wdtEnabled, usbOut, usbIn), {"ev":"ready"}
 'use strict';
 
 const fs = require('fs');
@@ -381,8 +381,10 @@ function setupGpio() {
   for (const n of Object.keys(pinDrive)) {
     mcu.gpio[n].setInputValue(!!pinDrive[n]);
   }
-  // The BOOTSEL button is released (rp2040js reads the QSPI chip-select pin low: pressed).
-  mcu.qspi[1].setInputValue(true);
+  // The BOOTSEL button is released: the QSPI chip-select pin reads high. rp2040js reads it
+  // low (pressed) even when driven high, because its QSPI pads come up without input enable;
+  // rp2.bootsel_button() reads it through SIO GPIO_HI_IN, which asks this getter.
+  Object.defineProperty(mcu.qspi[1], 'inputValue', { get: () => true });
 }
 
 // ---------------------------------------------------------------- watchdog
@@ -462,7 +464,8 @@ function handle(msg) {
       out({ ev: 'flash_out', path: msg.path });
       break;
     case 'stats':
-      out(Object.assign({ ev: 'stats', us: Math.round(nowUs()) }, stats));
+      // wdtEnabled: whether the watchdog counts down now (the firmware started it)
+      out(Object.assign({ ev: 'stats', us: Math.round(nowUs()), wdtEnabled: mcu.peripherals[0x40058].enable }, stats));
       break;
     case 'quit':
       flushOut();
