@@ -67,7 +67,6 @@ class Cluster:
         self.grace_at = None  # then the earliest keyed one is used
         self.waiting = []  # of those, the ones not started yet: they start at fan_at
         self.fan_at = None
-        self.fan_last = None  # ... or at the latest then, even if the first seems alive (gwbox.race)
         self.tried = 0  # gateways that failed in this round
         self.cursor = 0  # index in order of the next gateway to try
         self.probe_max_ms = retry_max_ms if probe_max_ms is None else min(probe_max_ms, retry_max_ms)
@@ -217,7 +216,7 @@ class Cluster:
         # The first in order alone for one first-retransmission time (a live gateway has
         # answered by then: no bytes, no key pairs spent on the others), then the rest.
         self.waiting = race[1:]
-        self.fan_at = self.fan_last = None
+        self.fan_at = None
         if self.waiting:
             self.fan_at = ticks.add(now, self.drv.hs_rto())
         self.trying_event(first)

@@ -7,19 +7,17 @@ of a box that is not racing, nor of one whose race waits for a call.
 from gwbox import const, ticks
 
 GRACE_MS = const(1000)  # a gateway keyed first waits this long for one earlier in order
-_FAN_MAX = const(3)  # the first of a race that seems alive runs alone at most this many head starts
 
 
 def tick(c, now):
     """The head start or the grace is over (the first of the race has started)."""
     if c.fan_at is not None and ticks.reached(now, c.fan_at):
-        if c.fan_last is None:
-            c.fan_last = ticks.add(c.fan_at, (_FAN_MAX - 1) * c.drv.hs_rto())
-        if c.drv.answering(c.racing[0]) and not ticks.reached(now, c.fan_last):
-            # it answered its SA_INIT, or our key is still being made: probably alive, so
-            # look again a head start later instead of spending key pairs and line bytes
-            # on the others (an answer may be forged: bounded by fan_last)
-            c.fan_at = ticks.earliest(ticks.add(now, c.drv.hs_rto()), c.fan_last)
+        if c.drv.answering(c.racing[0]):
+            # it answered its SA_INIT, or our key is still being made: probably alive (a
+            # slow gateway, a loaded box), so look again a head start later instead of
+            # spending key pairs and line bytes on the others. A forged answer holds the
+            # others back only until this handshake fails by its own timers.
+            c.fan_at = ticks.add(now, c.drv.hs_rto())
         else:
             fan_out(c, now)
     if c.grace_at is not None and ticks.reached(now, c.grace_at) and c.ready:
@@ -29,7 +27,7 @@ def tick(c, now):
 def fan_out(c, now):
     waiting = c.waiting
     c.waiting = []
-    c.fan_at = c.fan_last = None
+    c.fan_at = None
     for gw in waiting:
         if gw in c.racing:
             c.trying_event(gw)
@@ -73,7 +71,7 @@ def win(c, gw, now):
     c.racing = []
     c.ready = []
     c.waiting = []
-    c.grace_at = c.fan_at = c.fan_last = None
+    c.grace_at = c.fan_at = None
     c.tried = 0
     c.backoff = min(c.retry_ms, c.probe_max_ms)
     if others:
