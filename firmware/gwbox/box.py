@@ -199,7 +199,7 @@ class Box:
             return None
         for hs in self.endpoint.initiators:
             if hs.expect_peer == gw:
-                return bool(hs.candidates) or hs.msg1 is None
+                return bool(hs.candidates) or hs.msg1 is None or hs._cookies > 0  # a cookie: it is there
         return False
 
 

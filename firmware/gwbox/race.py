@@ -6,7 +6,7 @@ of a box that is not racing, nor of one whose race waits for a call.
 """
 from gwbox import const, ticks
 
-GRACE_MS = const(1000)  # a gateway keyed first waits this long for one earlier in order
+GRACE_MS = const(2000)  # a gateway keyed first waits this long for one earlier in order
 
 
 def tick(c, now):
