@@ -101,29 +101,17 @@ class Box:
 
     def probe(self, now):
         """Ask the gateway in use for proof of life now, whatever the heartbeat mode (the
-        console's `test link`): (gateway, ms its answer may take), or None if no gateway is
-        in use on a call. The answer is a `heartbeat_ack`; none ends as `gateway_dead`."""
-        if self.line.state != UP:
-            return None
-        for gw in self._in_use():
-            s = self.endpoint.session(gw)
-            if s is not None:
-                hb = s.heartbeat
-                hb.force(now)
-                self._pump(now)
-                return gw, hb.response_ms * (hb.retries + 1)
-        return None
+        console's `test link`): (gateway, ms its answer may take), or None (gwbox.boxinfo)."""
+        from gwbox import boxinfo
+        r = boxinfo.probe(self, now)
+        forget("gwbox.boxinfo")
+        return r
 
     def shutdown(self, now):
-        """The box is about to restart (a deliberate reset, a crash caught): the outbox lives in
-        RAM, so what it still holds is lost; say so (`outbox_lost`), never silently. After the
-        restart the box numbers from 1 again under a new boot epoch (docs/cluster.md). A
-        power cut or a watchdog reset gives no such chance: the outbox is not kept in flash."""
-        for c in self.clusters:
-            n, size, first, last = self.outbox.held(c.space)
-            if n:
-                self._event(ev.OUTBOX_LOST, cluster=c.name, space=c.space, count=n, bytes=size,
-                            first=first, last=last)
+        """The box is about to restart: report what the outbox held (gwbox.boxinfo)."""
+        from gwbox import boxinfo
+        boxinfo.shutdown(self, now)
+        forget("gwbox.boxinfo")
 
     def carrying(self):
         """True while payload can flow: a call up and a confirmed gateway in use."""
@@ -148,21 +136,11 @@ class Box:
         return None
 
     def status(self, now):
-        """What the monitor shows: gateway in use per cluster, SAs, heartbeats, outbox, counters."""
-        ob = self.outbox
-        sas = []
-        for s in self.endpoint.sessions:
-            hb = s.heartbeat
-            sas.append({"peer": s.peer_id, "age_s": ticks.diff(now, s.current.created) // 1000,
-                        "hb": hb.mode, "proof_ms": ticks.diff(now, hb.proven), "attempt": hb.attempt})
-        return {"uptime_s": ticks.diff(now, self.started) // 1000, "line": self.line.state,
-                "number": self.line.number, "calls": self.line.calls,
-                "clusters": [{"name": c.name, "in_use": c.in_use, "verifying": c.verifying,
-                              "trying": c.racing[0] if c.racing else None} for c in self.clusters],
-                "sas": sas, "outbox": ob.depth(), "outbox_bytes": ob.used, "accepted": ob.accepted,
-                "confirmed": ob.confirmed, "retransmitted": ob.retransmitted, "rerouted": ob.rerouted,
-                "refused": self.lan_refused, "frames_in": self.line.framer.frames_in,
-                "bad_fcs": self.line.framer.bad_fcs}
+        """What the monitor shows (gwbox.boxinfo: its code leaves the heap between calls)."""
+        from gwbox import boxinfo
+        r = boxinfo.status(self, now)
+        forget("gwbox.boxinfo")
+        return r
 
     # --- the clusters' driver (gwbox.cluster) ---------------------------------------------
 
