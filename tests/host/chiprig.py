@@ -194,7 +194,12 @@ class ChipRig:
                 all(r.get(k) == v for k, v in fields.items())]
 
     def wait_event(self, name, limit_ms, since=0, **fields):
-        self.run_until(lambda: self.find(name, since, **fields), limit_ms)
+        try:
+            self.run_until(lambda: self.find(name, since, **fields), limit_ms)
+        except ChipError as e:
+            last = ["%.0f %s" % (t, {k: v for k, v in r.items() if k not in ("node", "t_ms")})
+                    for t, r in self.records[since:] if r.get("event") != "status"][-20:]
+            raise ChipError("%s: no %s %s; since then:\n%s" % (e, name, fields, "\n".join(last))) from None
         return self.find(name, since, **fields)[0]
 
     # --- the outside world -------------------------------------------------------------------
@@ -321,7 +326,7 @@ def run_scenario(rig):
         sc.console[cmd.split()[0] if cmd.startswith("login") else cmd] = rig.console_reply(cmd, 10000)
     _failover(rig, sc, "fresh", 41, 70)
     mark = len(rig.records)
-    rig.wait_event("failback", 30000, mark, gateway=G1)
+    rig.wait_event("failback", 60000, mark, gateway=G1)
     rig.run(1000)
     _failover(rig, sc, "cached", 71, MESSAGES)
     rig.run_until(lambda: stream(rig) == sc.sent, 30000)
