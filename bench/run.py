@@ -21,7 +21,8 @@ from gwbox_tools import mpy_build  # noqa: E402
 # Virtual-time first, then the real-time ones over the rig (box under micropython), then
 # the heap searches (several minutes each).
 CPYTHON = ["protocol_bytes.py", "false_teardowns.py", "framing_overhead.py", "delivery.py", "detect.py", "failover.py",
-           "goodput.py", "call_drops.py", "mp_heap.py", "mp_box_heap.py", "attacks.py", "rp2_crypto.py", "rp2_box.py",
+           "recovery.py", "goodput.py", "call_drops.py", "mp_heap.py", "mp_box_heap.py", "attacks.py", "rp2_crypto.py",
+           "rp2_box.py",
            "gateway_scale.py", "flood_lan.py", "storm.py"]
 MICROPYTHON = [("mp_cpu.py", "128K")]
 

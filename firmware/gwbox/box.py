@@ -22,6 +22,8 @@ from gwbox import events as ev
 
 _INFLIGHT_MIN = const(256)  # line bytes of messages in flight at least, however slow the line
 _STUCK_NOTICE = const(3)  # losses of one message (its gateway answered later sendings) before `message_stuck`
+_SA_INIT_LINE_BYTES = const(200)  # msg1 and msg2 on the line (90 + 90, outer address and framing)
+_HS_RTO_MIN_MS = const(500)  # a handshake's first retransmission never comes sooner
 
 
 class Box:
@@ -99,29 +101,17 @@ class Box:
 
     def probe(self, now):
         """Ask the gateway in use for proof of life now, whatever the heartbeat mode (the
-        console's `test link`): (gateway, ms its answer may take), or None if no gateway is
-        in use on a call. The answer is a `heartbeat_ack`; none ends as `gateway_dead`."""
-        if self.line.state != UP:
-            return None
-        for gw in self._in_use():
-            s = self.endpoint.session(gw)
-            if s is not None:
-                hb = s.heartbeat
-                hb.force(now)
-                self._pump(now)
-                return gw, hb.response_ms * (hb.retries + 1)
-        return None
+        console's `test link`): (gateway, ms its answer may take), or None (gwbox.boxinfo)."""
+        from gwbox import boxinfo
+        r = boxinfo.probe(self, now)
+        forget("gwbox.boxinfo")
+        return r
 
     def shutdown(self, now):
-        """The box is about to restart (a deliberate reset, a crash caught): the outbox lives in
-        RAM, so what it still holds is lost; say so (`outbox_lost`), never silently. After the
-        restart the box numbers from 1 again under a new boot epoch (docs/cluster.md). A
-        power cut or a watchdog reset gives no such chance: the outbox is not kept in flash."""
-        for c in self.clusters:
-            n, size, first, last = self.outbox.held(c.space)
-            if n:
-                self._event(ev.OUTBOX_LOST, cluster=c.name, space=c.space, count=n, bytes=size,
-                            first=first, last=last)
+        """The box is about to restart: report what the outbox held (gwbox.boxinfo)."""
+        from gwbox import boxinfo
+        boxinfo.shutdown(self, now)
+        forget("gwbox.boxinfo")
 
     def carrying(self):
         """True while payload can flow: a call up and a confirmed gateway in use."""
@@ -146,21 +136,11 @@ class Box:
         return None
 
     def status(self, now):
-        """What the monitor shows: gateway in use per cluster, SAs, heartbeats, outbox, counters."""
-        ob = self.outbox
-        sas = []
-        for s in self.endpoint.sessions:
-            hb = s.heartbeat
-            sas.append({"peer": s.peer_id, "age_s": ticks.diff(now, s.current.created) // 1000,
-                        "hb": hb.mode, "proof_ms": ticks.diff(now, hb.proven), "attempt": hb.attempt})
-        return {"uptime_s": ticks.diff(now, self.started) // 1000, "line": self.line.state,
-                "number": self.line.number, "calls": self.line.calls,
-                "clusters": [{"name": c.name, "in_use": c.in_use, "verifying": c.verifying,
-                              "trying": c.trying} for c in self.clusters],
-                "sas": sas, "outbox": ob.depth(), "outbox_bytes": ob.used, "accepted": ob.accepted,
-                "confirmed": ob.confirmed, "retransmitted": ob.retransmitted, "rerouted": ob.rerouted,
-                "refused": self.lan_refused, "frames_in": self.line.framer.frames_in,
-                "bad_fcs": self.line.framer.bad_fcs}
+        """What the monitor shows (gwbox.boxinfo: its code leaves the heap between calls)."""
+        from gwbox import boxinfo
+        r = boxinfo.status(self, now)
+        forget("gwbox.boxinfo")
+        return r
 
     # --- the clusters' driver (gwbox.cluster) ---------------------------------------------
 
@@ -177,6 +157,29 @@ class Box:
             self.line.unbind(self._addr[gw])
             if gw not in self._verify:
                 self._verify.append(gw)
+
+    def abandon(self, gws, now):
+        for gw in self.endpoint.abort_handshakes(now):  # (the others' start again)
+            if gw not in gws and gw not in self._pending:
+                self._pending.append(gw)
+        for gw in gws:
+            if gw in self._pending:
+                self._pending.remove(gw)
+
+    def together(self, gw, other):
+        return self._number[gw] == self._number[other]
+
+    def answering(self, gw):
+        """Our handshake with `gw`: None if it has not started (no call reaches it yet), True
+        if it looks alive (its SA_INIT was answered, unauthenticated; or our key is still
+        being computed: nothing to judge), False if it is sending into silence."""
+        if gw in self._pending:
+            return None
+        for hs in self.endpoint.initiators:
+            if hs.expect_peer == gw:
+                return bool(hs.candidates) or hs.msg1 is None or hs._cookies > 0  # a cookie: it is there
+        return False
+
 
     def drop(self, gw, now):
         for c in self.clusters:
@@ -247,6 +250,9 @@ class Box:
     def _react(self, e, now):
         n = e.name
         if n == ev.SA_ESTABLISHED:
+            rtt = e.get("rtt_ms")
+            if rtt is not None:
+                self.hs_rto(-rtt)
             self.line.proven(self._addr[e.get("peer")], now)  # msg4 answered msg3 (long form)
             for c in self._clusters_of(e.get("peer")):
                 c.established(e.get("peer"), now)
@@ -262,6 +268,7 @@ class Box:
             gw = e.get("peer")
             rtt = e.get("rtt_ms")
             if rtt is not None:
+                self.hs_rto(rtt)
                 self.line.proven(self._addr[gw], ticks.add(now, -rtt))  # dated by its heartbeat
             for c in self._clusters_of(gw):
                 c.verified(gw, now)
@@ -289,6 +296,25 @@ class Box:
                 if gw not in self._verify:
                     self._verify.append(gw)
 
+    def hs_rto(self, sample=None):
+        """A handshake's first retransmission: twice the measured round trip plus the line
+        time of msg1 and msg2, at least _HS_RTO_MIN_MS (the initiator caps it at
+        HandshakeRetryTime and doubles it per resend). A dead gateway costs that, not
+        HandshakeRetryTime, before the first resend; a lost msg1 likewise. Before anything
+        was measured (a box that just booted): HandshakeRetryTime, as configured.
+        `sample`: a round trip measured (ms, SA_INIT's with the line time of msg1 and msg2
+        in it: negative), smoothed 1/8 into the estimate instead."""
+        m = self.line.modem
+        xfer = _SA_INIT_LINE_BYTES * 10000 // (m.rate or m.baud or 9600)
+        srtt = self._srtt
+        if sample is not None:
+            sample = sample if sample >= 0 else max(0, -sample - xfer)
+            self._srtt = sample if srtt is None else (7 * srtt + sample) // 8
+        elif srtt is None:
+            return self.cfg.handshake_retry_ms
+        else:
+            return max(_HS_RTO_MIN_MS, 2 * srtt + xfer)
+
     def _answered(self, c, gw, t, now):
         """`gw` answered what we sent at `t`: what it left unconfirmed from before then goes
         again; a message it keeps leaving unconfirmed is reported, then counts as its failure."""
@@ -308,7 +334,7 @@ class Box:
             gw = c.wants()
             if gw is None or self._number[gw] != number:
                 continue
-            if gw == c.trying or (c.fb_trying and gw == c.preferred):
+            if gw in c.racing or (c.fb_trying and gw == c.preferred):
                 if gw in self._pending:
                     self._pending.remove(gw)
                 c.failed(gw, now)
@@ -360,7 +386,7 @@ class Box:
                 self._pending.remove(gw)
                 if not ep.handshaking(gw):
                     line.unbind(self._addr[gw])  # a handshake goes in long form: never misdirected
-                    ep.connect(now, gw, gw)
+                    ep.connect(now, gw, gw, self.hs_rto())
         mode = self.mode
         for s in ep.sessions:
             gw = s.peer_id

@@ -68,11 +68,12 @@ def build(box, policy, modem, framer, rand_bytes, start):
     box._events = []
     box._idle_since = start  # DEFERRED: since when nothing needed the line
     box.lan_refused = 0
+    box._srtt = None  # smoothed round trip to the gateways, ms (heartbeats, SA_INITs)
 
 
 def _cluster(box, p, name, order, preferred, rand):
     c = Cluster(name, len(box.clusters) + 1, order, preferred.encode() if preferred else None, box,
-                p.retry_ms, p.retry_max_ms, p.failback_ms, rand)
+                p.retry_ms, p.retry_max_ms, p.failback_ms, rand, p.handshake_retry_ms)
     box.clusters.append(c)
     return c
 

@@ -59,8 +59,9 @@ class Endpoint:
 
     # --- public API ------------------------------------------------------------------
 
-    def connect(self, now, peer=None, link=None):
-        """Start a handshake toward `peer` (default: the one expected gateway) on `link`."""
+    def connect(self, now, peer=None, link=None, rto_ms=None):
+        """Start a handshake toward `peer` (default: the one expected gateway) on `link`;
+        its first retransmission after `rto_ms` (None: cfg.handshake_retry_ms)."""
         if peer is None:
             peer = self.expect_peer
         psk = self._psks.get(peer)
@@ -70,7 +71,7 @@ class Endpoint:
             if hs.expect_peer == peer:
                 return  # one handshake per gateway at a time
         from gwbox.initiator import InitiatorHandshake
-        hs = InitiatorHandshake(self.cfg, self.identity, psk, now, peer, self._spis)
+        hs = InitiatorHandshake(self.cfg, self.identity, psk, now, peer, self._spis, rto_ms)
         hs.link = link
         hs.epoch = self.epoch
         self.initiators.append(hs)
@@ -131,8 +132,12 @@ class Endpoint:
         return ok
 
     def tick(self, now):
-        for hs in self.initiators:
-            hs.poll(now)
+        work = True  # one X25519 slice per pass, whatever runs in parallel (docs/cluster.md)
+        for hs in self.initiators:  # in the order they started: the cluster's order
+            busy = work and hs.busy()
+            hs.poll(now, busy)
+            if busy:
+                work = False
         if self._due is None:
             due = list(self.half_open) + self.sessions
         else:
@@ -299,7 +304,7 @@ class Endpoint:
                 self._unmap(hs, (hs.spi_i, hs.data_spi_i))
                 ended = True
                 if hs.done:
-                    self._open(hs.peer_id, hs.sas, True, now, hs.link)
+                    self._open(hs.peer_id, hs.sas, True, now, hs.link, rtt=hs.rtt)
                 else:
                     self._event(ev.HANDSHAKE_FAILED, role="initiator", peer=hs.expect_peer, reason=hs.failed)
             else:
@@ -319,7 +324,7 @@ class Endpoint:
                     return
             _unload_key_exchange()  # only when an exchange just ended: not per packet
 
-    def _open(self, peer, sas, initiator, now, link, cached=None, dedup=None):
+    def _open(self, peer, sas, initiator, now, link, cached=None, dedup=None, rtt=None):
         """A new session with `peer`: it replaces the one we had (EP 0 999 673 [0035])."""
         old = self._peers.get(peer)
         if old is not None:
@@ -328,7 +333,10 @@ class Endpoint:
         s = Session(self.cfg, peer, sas, initiator, now, link, cached, dedup)
         self.sessions.append(s)
         self._peers[peer] = s
-        self._event(ev.SA_ESTABLISHED, peer=peer, ctl_spi=sas.ctl_in.spi, data_spi=sas.data_in.spi)
+        if rtt is None:
+            self._event(ev.SA_ESTABLISHED, peer=peer, ctl_spi=sas.ctl_in.spi, data_spi=sas.data_in.spi)
+        else:  # the box's handshake: its SA_INIT round trip sizes the next first retransmissions
+            self._event(ev.SA_ESTABLISHED, peer=peer, ctl_spi=sas.ctl_in.spi, data_spi=sas.data_in.spi, rtt_ms=rtt)
         self._settle(s, now)
 
     def _settle(self, s, now):

@@ -37,12 +37,13 @@ class _Candidate:
         self.spis = spis
         self.nr = nr
         self.job = job  # None once sas and msg3_inner are there
+        self.rtt = None  # msg1 -> this msg2, if msg1 went out once
         self.sas = None
         self.msg3_inner = None
 
 
 class InitiatorHandshake:
-    def __init__(self, cfg, identity, psk, now, expect_peer=None, taken=()):
+    def __init__(self, cfg, identity, psk, now, expect_peer=None, taken=(), rto_ms=None):
         self.cfg = cfg
         self.identity = identity
         self.psk = psk
@@ -58,6 +59,13 @@ class InitiatorHandshake:
         self.out = []
         self.attempts = 1
         self._timer = None  # when to send again or give up
+        # The first retransmission waits `rto_ms` (the box sizes it from the round trip it
+        # measured), each next one twice as long, never more than cfg.handshake_retry_ms.
+        cap = cfg.handshake_retry_ms
+        self._rto = cap if rto_ms is None else max(1, min(rto_ms, cap))
+        self._wait = self._rto
+        self._sent1 = None  # when msg1 went out, while it went out once (Karn: no sample after a resend)
+        self.rtt = None  # msg1 -> msg2 of the peer that authenticated, if msg1 went out once
         self.deadline = now  # work pending: the public key
         self.candidates = []
         self.sas = None  # the SASet of the candidate that authenticated
@@ -108,7 +116,10 @@ class InitiatorHandshake:
         spis, xr, nr = peer_answer(self._offer, msg)
         if low_order(xr):  # its shared secret would be all zero, known to anyone (RFC 7748 6.1)
             raise ProtocolError("X25519 public key of low order")
-        self.candidates.append(_Candidate(bytes(raw), msg.spi_r, spis, nr, Ladder(self._offer.priv, xr)))
+        c = _Candidate(bytes(raw), msg.spi_r, spis, nr, Ladder(self._offer.priv, xr))
+        if self._sent1 is not None:
+            c.rtt = ticks.diff(now, self._sent1)  # counts only if this candidate authenticates
+        self.candidates.append(c)
         self.deadline = now  # work pending: the shared secret, then msg3 (poll)
 
     def _answer(self, c, now):
@@ -130,7 +141,8 @@ class InitiatorHandshake:
         self.out.append(c.sas.ctl_out.protect(c.msg3_inner))
         if len(self._answered()) == 1:  # the first msg3: AUTH's own retries start
             self.attempts = 1
-            self._timer = ticks.add(now, self.cfg.handshake_retry_ms)
+            self._wait = self._rto
+            self._timer = ticks.add(now, self._wait)
 
     def _answered(self):
         return [c for c in self.candidates if c.job is None]
@@ -168,6 +180,7 @@ class InitiatorHandshake:
             self._fail("wrong_peer_identity")  # authenticated: the gateway really is another one
             return
         self.peer_id = peer
+        self.rtt = c.rtt  # authenticated now: the SA_INIT round trip, for the box's timers
         self.sas = c.sas
         self.candidates = []
         self._offer = None
@@ -179,19 +192,31 @@ class InitiatorHandshake:
         self.candidates.remove(c)
         self.refused = reason
 
-    def poll(self, now):
-        """One slice of pending X25519 work, if any; then retransmit what is unanswered, or
-        give up (with the last refusal seen, if any)."""
+    def busy(self):
+        """True while X25519 work is pending (the public key, or a candidate's secret)."""
         if self.state == "keygen":
-            if self._offer.work():
+            return True
+        for c in self.candidates:
+            if c.job is not None:
+                return True
+        return False
+
+    def poll(self, now, work=True):
+        """One slice of pending X25519 work, if any (and `work`: the endpoint lets one
+        handshake of several compute per pass, so a pass of the box's loop never runs more
+        than one slice); then retransmit what is unanswered, or give up (with the last
+        refusal seen, if any)."""
+        if self.state == "keygen":
+            if work and self._offer.work():
                 self.msg1 = self._wire1 = message.encode(Message(
                     wire.EXCH_SA_INIT, wire.FLAG_INITIATOR, 0, self._offer.payloads, self.spi_i, 0), True)
                 self.out.append(self.msg1)
                 self.state = "sa_init"
-                self._timer = self.deadline = ticks.add(now, self.cfg.handshake_retry_ms)
+                self._sent1 = now
+                self._timer = self.deadline = ticks.add(now, self._wait)
             return
         for c in self.candidates:
-            if c.job is not None:
+            if work and c.job is not None:
                 self._answer(c, now)
                 break
         if self.state == "sa_init" and ticks.reached(now, self._timer):
@@ -214,4 +239,6 @@ class InitiatorHandshake:
                 self.out.append(c.sas.ctl_out.protect(c.msg3_inner))
         else:
             self.out.append(self._wire1)
-        self._timer = ticks.add(now, self.cfg.handshake_retry_ms)
+            self._sent1 = None
+        self._wait = min(self._wait * 2, self.cfg.handshake_retry_ms)
+        self._timer = ticks.add(now, self._wait)

@@ -206,15 +206,17 @@ class Line:
         self._event(ev.DEAD_CALL, number=self.number, silent_ms=ticks.diff(now, self._talk))
         self.modem.hangup(now, True)  # the modem may be in command mode already
         self._pump(now)  # its link_down (reason hangup: ours) before what follows
-        self._again(now)
+        self._again(now, True)
 
-    def _again(self, now):
-        """A call ended under us: dial again, at once if it was a good call, else backed off."""
+    def _again(self, now, at_once=False):
+        """A call ended under us: dial again, at once if it was a good call (or one we hung
+        up after dead_call_ms of silence: that silence was the back-off, and every gateway
+        may be down; one that comes back must find a call), else backed off."""
         self._down(now, None)
         if not self.wanted:
             return
         self.state = DIALING
-        if self._verified or ticks.diff(now, self._up_at) >= _STABLE_MS:
+        if at_once or self._verified or ticks.diff(now, self._up_at) >= _STABLE_MS:
             self.backoff = self.retry_ms
             self.modem.request_link(now, self.number)
         else:
