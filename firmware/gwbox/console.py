@@ -338,7 +338,13 @@ class Console:
             return self._say(now, "reboot", False, "usage: reboot [safe]")
         self._say(now, "reboot", True, "rebooting" + (" into safe mode" if safe else ""))
         p = self.port
-        p.record(0, safe)  # a deliberate restart, not a crash: the count starts again
+        self.pending = self.loading = self.watch = self.kdf = None  # heap for the store's code
+        gc.collect()
+        try:
+            p.record(0, safe)  # a deliberate restart, not a crash: the count starts again
+        except MemoryError:  # a reboot never fails for want of heap: once more, after a collection
+            gc.collect()
+            p.record(0, safe)
         p.restart()  # the outbox's messages are reported lost first
 
     def _c_repl(self, rest, now):

@@ -132,8 +132,13 @@ class DevicePort:
         reports what its outbox loses with the RAM (`outbox_lost`), then the board resets."""
         if self.box is not None:
             now = self.now()
-            self.box.shutdown(now)
-            self._flush(now)
+            for _ in range(2):  # the report loads code; a reboot never fails for want of heap
+                try:
+                    self.box.shutdown(now)
+                    self._flush(now)
+                    break
+                except MemoryError:
+                    gc.collect()
         if self.reset is not None:
             self.reset()
 
@@ -156,10 +161,13 @@ class DevicePort:
             self.oom += 1
             self.oom_total += 1
             gc.collect()
-            self._line(now, "out_of_memory", {"in_a_row": self.oom, "free": _free()})
             if self.wdt is not None and self.oom < _OOM_FATAL:
                 self.wdt.feed()
-            self._show(now)
+            try:  # the report is best effort: with no heap even for its line, oom_total tells later
+                self._line(now, "out_of_memory", {"in_a_row": self.oom, "free": _free()})
+                self._show(now)
+            except MemoryError:
+                pass
             return _OOM_BACKOFF_MS
         self.oom = 0
         if self.wdt is not None:
