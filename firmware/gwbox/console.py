@@ -158,9 +158,23 @@ class Console:
                     self._command(line, now)
             except MemoryError:
                 self.loading = None
-                self._say(now, "?", False, "out of memory: nothing changed; `reboot safe`, then try again")
+                if not self._again(line, now):
+                    self._say(now, "?", False, "out of memory: nothing changed; `reboot safe`, then try again")
             if self.loading is None:
                 forget("gwbox.policyedit", "gwbox.policy", "gwbox.policyvalue")
+
+    def _again(self, line, now):
+        """A read-only `show` command that ran out of heap gets one more go after the edit code
+        is dropped and the heap collected (a fragmented heap, not a full one, is the usual cause)."""
+        if not line.lstrip().lower().startswith(b"show"):
+            return False
+        forget("gwbox.policyedit", "gwbox.policy", "gwbox.policyvalue")
+        gc.collect()
+        try:
+            self._command(line, now)
+        except MemoryError:
+            return False
+        return True
 
     def on_event(self, name, fields, now):
         w = self.watch
