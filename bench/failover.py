@@ -47,13 +47,10 @@ GENERAL = "FailbackTime = 5\nStatusInterval = 1"
 
 
 def first_handed_on(rig, gw, since, timeout=30):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        h = rig.handed_on(gw, since)
-        if h:
-            return h[0]
-        time.sleep(0.02)
-    raise SystemExit("failover bench: %s handed nothing on within %d s" % (gw, timeout))
+    h = rig.first_handed_on(gw, since, timeout)
+    if h is None:
+        raise SystemExit("failover bench: %s handed nothing on within %d s" % (gw, timeout))
+    return h
 
 
 def failover(rig, kind):

@@ -44,12 +44,9 @@ GENERAL = "RandomizeOrder = OFF\nStatusInterval = 1"
 
 
 def first_handed_on(rig, gw, since, timeout=60):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        h = rig.handed_on(gw, since)
-        if h:
-            return h[0]
-        time.sleep(0.02)
+    h = rig.first_handed_on(gw, since, timeout)
+    if h is not None:
+        return h
     raise SystemExit("recovery bench: %s handed nothing on within %d s; box: %s" % (
         gw, timeout, [e["event"] for e in rig.box.events[-20:]]))
 

@@ -183,6 +183,18 @@ class ClusterRig:
                 out.append(e)
         return out
 
+    def first_handed_on(self, gateway, since_mono, timeout):
+        """The first `handed_on` of a gateway at or after since_mono, waited for up to timeout
+        seconds; None if none came."""
+        end = time.monotonic() + timeout
+        while True:
+            h = self.handed_on(gateway, since_mono)
+            if h:
+                return h[0]
+            if time.monotonic() >= end:
+                return None
+            time.sleep(0.02)
+
     def sent(self):
         with self._lock:
             return dict(self._sent)

@@ -414,12 +414,7 @@ def test_two_of_three_gateways_killed_payload_through_the_third_within_the_bound
         rig.ho.kill(G1)
         rig.ho.kill(G2)
         use = box_event(rig, ev("gateway_in_use", gateway=G3), 10 + DETECT_BOUND_S, mark)
-        first = None
-        end = time.monotonic() + 10
-        while first is None and time.monotonic() < end:
-            h = rig.handed_on(G3, killed_at)
-            first = h[0] if h else None
-            time.sleep(0.02)
+        first = rig.first_handed_on(G3, killed_at, 10)
         assert first is not None, "G3 handed nothing on"
         feed.wait_for(feed.last + 20)
         feed.stop()
