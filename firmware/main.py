@@ -15,6 +15,8 @@ import sys  # noqa: E402
 import board  # noqa: E402
 import machine  # noqa: E402
 
+gc.threshold(getattr(board, "GC_THRESHOLD", 2048))  # a board with heap to spare collects less often
+
 
 def main():
     port = None

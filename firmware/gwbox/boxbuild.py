@@ -63,6 +63,8 @@ def build(box, policy, modem, framer, rand_bytes, start):
                 c = single[target] = _cluster(box, p, target, [target.encode()], None, rand)
         box._routes.append((start_ip, end_ip, c))
     box._pending = []  # gateways to start a handshake with once the call reaches them
+    box._start_at = None  # the tick at which a pending handshake found ready starts (Box.tick)
+    box._starting = False  # Box.tick is starting them now
     box._verify = []  # gateways whose cached key must answer before it is trusted
     box._lan_out = []
     box._events = []

@@ -79,6 +79,18 @@ class Endpoint:
         self._event(ev.HANDSHAKE_STARTED, role="initiator", peer=peer, spi=hs.spi_i)
         self._collect(now)
 
+    def load_step(self):
+        """Import the next module of the initiator's key exchange that is not loaded (in
+        dependency order: X25519 with its native code, the message codec, the shared
+        handshake, the initiator); True once all are. A box calls this, one module per pass
+        of its loop, before `connect`, so no pass imports them all (docs/chip.md)."""
+        import sys
+        for name in _INITIATOR_CODE:
+            if name not in sys.modules:
+                __import__(name)
+                return False
+        return True
+
     def handshaking(self, peer):
         for hs in self.initiators:
             if hs.expect_peer == peer:
@@ -374,6 +386,9 @@ class Endpoint:
         for m in s.messages:
             self._messages.append((s.peer_id, m[0], m[1]))
         s.messages = []
+
+
+_INITIATOR_CODE = ("gwbox.crypto.x25519", "gwbox.message", "gwbox.keyschedule", "gwbox.handshake", "gwbox.initiator")
 
 
 def _unload_key_exchange():

@@ -113,12 +113,3 @@ def initiator_sas(offer, spis, nr, secret, now, sk_d=b""):
     """The initiator's new SASet once the X25519 secret is known (ProtocolError: all zero)."""
     return SASet(derive(check_secret(secret), offer.nonce, nr, spis, sk_d), spis, True, now)
 
-
-def complete(offer, msg, now, sk_d=b"", keep=False):
-    """Initiator side, in one go: the new SASet from the peer's answer to `offer`. `keep`:
-    the ephemeral key may answer other responses (the caller forgets it later)."""
-    spis, xr, nr = peer_answer(offer, msg)
-    sas = SASet(derive(shared_secret(offer.priv, xr), offer.nonce, nr, spis, sk_d), spis, True, now)
-    if not keep:
-        offer.priv = None  # forward secrecy: the ephemeral key is used once
-    return sas

@@ -12,13 +12,17 @@ on the first packet it gets on the new SAs. So a lost DELETE loses nothing: the 
 still sends on the old SAs, which the initiator still accepts.
 
 A `Rekey` is one request in flight and owns its retries and deadline; `answer` is the
-responder's side. Both work on the session's state and helpers (current, previous,
+responder's side. The requester (a box) computes its two X25519s a slice at a time, as the
+first handshake does (docs/crypto.md): its public key before the request goes out, the
+shared secret once the response is in, one `Ladder.step` per `poll`; while work is pending
+its deadline is the current tick, so the session is polled again at once. Both work on the session's state and helpers (current, previous,
 out_sas, _new_msg_id, _event, cfg; messages go out through gwbox.control). The session imports this module only when
 a rekey starts or a REKEY request arrives; the endpoint drops it again afterwards.
 """
 from gwbox import control, message, ticks, wire
 from gwbox.errors import ProtocolError
-from gwbox.handshake import Offer, answer as _answer, complete
+from gwbox.crypto.x25519 import Ladder, low_order
+from gwbox.handshake import Offer, answer as _answer, initiator_sas, peer_answer
 from gwbox import events as ev
 
 
@@ -32,16 +36,27 @@ class Rekey:
     """Our rekey request in flight: its offer, its retries and its deadline."""
 
     def __init__(self, s, now, reason):
-        self.offer = Offer(_taken(s))
+        self.offer = Offer(_taken(s), sliced=True)
         self.msg_id = s._new_msg_id()
         self.attempt = 1
-        self.sent = now
-        self.deadline = ticks.add(now, s.cfg.response_ms)
-        control.send(s, wire.EXCH_REKEY, 0, self.msg_id, self.offer.payloads)
+        self.sent = None  # when the request last went out (once our public key is there)
+        self.deadline = now  # work pending: our public key
+        self._job = None  # the response's secret being computed: (Ladder, SPIs, nonce, resend time)
         s._event(ev.REKEY_STARTED, reason=reason, msg_id=self.msg_id)
 
     def poll(self, s, now):
-        """At the deadline: send the request again, or give up (True)."""
+        """One slice of pending X25519 work (the request goes out once our public key is
+        there; the new SAs are taken into use once the secret is); else, at the deadline,
+        send the request again, or give up (True)."""
+        if self.sent is None:
+            if self.offer.work():
+                self.sent = now
+                self.deadline = ticks.add(now, s.cfg.response_ms)
+                control.send(s, wire.EXCH_REKEY, 0, self.msg_id, self.offer.payloads)
+            return False
+        if self._job is not None:
+            self._secret(s, now)
+            return False
         if not ticks.reached(now, self.deadline):
             return False
         if self.attempt > s.cfg.retries:
@@ -53,11 +68,30 @@ class Rekey:
 
     def on_response(self, s, msg, now):
         """The peer's answer: switch to the new SAs (or report the refusal)."""
+        if self._job is not None:
+            return  # the same answer again (our request was sent twice): its secret is being computed
         notify = msg.find(wire.PL_NOTIFY)
         if notify is not None:
             s.rekey_ended(now, "notify_%d" % message.decode_notify(notify)[0])
             return
-        new = complete(self.offer, msg, now, s.current.sk_d)
+        spis, xr, nr = peer_answer(self.offer, msg)
+        if low_order(xr):  # its shared secret would be all zero, known to anyone (RFC 7748 6.1)
+            raise ProtocolError("X25519 public key of low order")
+        self._job = (Ladder(self.offer.priv, xr), spis, nr, self.deadline)
+        self.deadline = now  # work pending: the shared secret (poll)
+
+    def _secret(self, s, now):
+        """One slice of the shared secret; once it is there, switch to the new SAs."""
+        job, spis, nr, resend_at = self._job
+        if not job.step():
+            return
+        self._job = None
+        try:
+            new = initiator_sas(self.offer, spis, nr, job.result, now, s.current.sk_d)
+        except ProtocolError:  # all zero: low_order() keeps such keys out, this is the backstop
+            self.deadline = resend_at  # as if the answer was dropped: the request goes again then
+            return
+        self.offer.priv = None  # forward secrecy: the ephemeral key is used once
         old = s.current
         s.rekey_ended(now, None)
         s.previous = old

@@ -750,3 +750,41 @@ def test_the_first_retransmission_of_a_handshake_follows_the_measured_round_trip
     s.run_until_event("handshake_started", 10000, peer=G2.encode())
     hs = [h for h in s.box.endpoint.initiators if h.expect_peer == G2.encode()][0]
     assert hs._rto == rto
+
+
+def test_a_failover_handshake_starts_in_calls_of_its_own_one_import_each():
+    """What decides a handshake (here G1's death, found in a tick) never also starts it: the
+    key exchange's code is imported a module per tick, then the handshake starts in a tick
+    that does nothing else. On a device each call is a pass of the loop (docs/chip.md)."""
+    import sys
+    from gwbox.endpoint import _INITIATOR_CODE
+    s = sim()
+    s.run(3000)
+    assert "gwbox.initiator" not in sys.modules  # dropped once the first handshake ended
+    box = s.box
+    calls = []  # per box call: (key-exchange modules it imported, events it raised)
+
+    def measured(fn):
+        def call(*args):
+            loaded = [m for m in _INITIATOR_CODE if m in sys.modules]
+            before = len(box._events)
+            r = fn(*args)
+            new = [m for m in _INITIATOR_CODE if m in sys.modules and m not in loaded]
+            calls.append((new, [e.name for e in box._events[before:]]))
+            return r
+        return call
+
+    tick, feed = box.tick, box.feed
+    box.tick, box.feed = measured(tick), measured(feed)
+    s.gateways[G1].frozen = True
+    try:
+        s.run_until_event("sa_established", 10000, peer=G2.encode())
+    finally:
+        box.tick, box.feed = tick, feed
+    assert all(len(new) <= 1 for new, _ in calls)
+    assert sorted(m for new, _ in calls for m in new) == sorted(_INITIATOR_CODE)
+    started = [i for i, (_, names) in enumerate(calls) if "handshake_started" in names]
+    decided = [i for i, (_, names) in enumerate(calls) if "gateway_trying" in names]
+    assert len(started) == 1 and len(decided) == 1 and decided[0] < started[0]
+    new, names = calls[started[0]]
+    assert new == [] and names == ["handshake_started"]

@@ -443,3 +443,40 @@ def test_key_exchange_code_is_dropped_after_a_rekey_and_loaded_again():
         assert m not in sys.modules, m
     n.run_for(3000)
     assert n.names(n.a).count("rekeyed") == 2
+
+
+def test_a_rekey_computes_its_x25519s_one_slice_per_call():
+    """The box's rekey computes its public key and the shared secret a Ladder step per
+    endpoint call, as its first handshake does: no pass of a device's loop runs a whole
+    multiplication (140 ms on an RP2040; docs/crypto.md). The gateway answers at once."""
+    n = connected(rekey_ms=3000)
+    from gwbox.crypto import x25519  # loaded again now (the handshake's end dropped it): the rekey takes it
+    a = n.a
+    steps = [0]
+    step = x25519.Ladder.step
+
+    def counted(ladder):
+        steps[0] += 1
+        return step(ladder)
+
+    per_call = []
+
+    def measured(fn):
+        def call(*args):
+            before = steps[0]
+            r = fn(*args)
+            per_call.append(steps[0] - before)
+            return r
+        return call
+
+    tick, receive = a.tick, a.receive
+    a.tick, a.receive = measured(tick), measured(receive)
+    x25519.Ladder.step = counted
+    try:
+        n.run_for(3500)
+    finally:
+        x25519.Ladder.step = step
+        a.tick, a.receive = tick, receive
+    assert n.names(a).count("rekeyed") == 1 and n.names(n.b).count("rekeyed") == 1
+    assert max(per_call) == 1
+    assert sum(per_call) == 2 * (256 // x25519.SLICE + 1)  # two multiplications, each every slice and the last step

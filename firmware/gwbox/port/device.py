@@ -32,12 +32,44 @@ _OOM_FATAL = 50  # MemoryErrors in a row after which the watchdog is left to res
 _CON_READ = const(256)  # console bytes taken per pass
 _RING = const(6)  # event lines kept for `show log`, as text for people (events.text_line)
 _RING_LINE = const(160)  # characters kept of each
+LONG_PASS_MS = const(250)  # the bound on a pass of the loop; a longer one is reported (`long_pass`)
+_ROOM_MS = const(50)  # a pass that has used this much leaves the box's tick and the status line to the next
+_TAKE_MAX = const(512)  # UART bytes taken per pass: about a board's RXBUF (half a second at 9,600 baud)
 
 # LED patterns: (on ms, off ms); solid on = protected link up
 LED_SEARCHING = (100, 900)  # no gateway in use yet
 LED_FAILOVER = (100, 100)  # the gateway in use just died; another is being found
 LED_ERROR = (1000, 1000)  # memory trouble, or every gateway refuses
 LED_SAFE = (1900, 100)  # safe mode: the box does not run, the console does
+
+
+def take(uart, cap=_TAKE_MAX):
+    """The bytes a UART holds now (at most about `cap`), or None, without waiting for more.
+
+    A board's `read()` waits `timeout_char` (at least a character time, 2 ms at 9,600 baud)
+    after each byte for the next, so while a burst arrives it reads on to the burst's end:
+    on the RP2040, 180-270 ms of a pass in one read of a handshake's messages. `any()` says
+    how many bytes are there (some ports say 1 for "some"), and reading no more than that
+    never waits. A UART without `any()` (a host stand-in that never waits) is just read."""
+    any_ = getattr(uart, "any", None)
+    if any_ is None:
+        return uart.read()
+    out = None
+    n = any_()
+    while n:
+        b = uart.read(n)
+        if not b:
+            break
+        if out is None:
+            out = b
+        else:
+            if not isinstance(out, bytearray):
+                out = bytearray(out)
+            out.extend(b)
+        if len(out) >= cap:
+            break
+        n = any_()
+    return out
 
 
 def _free():
@@ -103,6 +135,8 @@ class DevicePort:
         self.oom = 0  # MemoryErrors in a row
         self.oom_total = 0
         self.pass_max = 0  # the longest pass of the loop so far, ms
+        self._deferred = False  # the box's tick was left to the next pass
+        self._marks = [0, 0, 0, 0, 0]  # this pass: ticks after input, tick, output, status, console
         self.fails = 0  # wrong console passwords in a row
         self.locked_until = None  # no login before this tick
         self.ring = []  # recent event lines (`show log`)
@@ -146,17 +180,37 @@ class DevicePort:
         """One pass of the loop; returns how long to sleep (ms) before the next. The longest
         pass since boot is `pass_max_ms` in the status (docs/crypto.md: at most 250 ms)."""
         now = self.now()
+        m = self._marks
+        m[0] = m[1] = m[2] = m[3] = m[4] = now
         sleep = self._pass(now)
         took = ticks.diff(self.now(), now)
         if took > self.pass_max:
             self.pass_max = took
+        if took > LONG_PASS_MS:
+            self._long(now, took)
         return sleep
+
+    def _long(self, now, took):
+        """Report a pass over LONG_PASS_MS, with where its time went (ms): UART and LAN
+        input fed to the box, the box's tick, output (UART writes, event lines), the status
+        line, the console. Operators see which part starves the line; nothing is kept."""
+        m = self._marks
+        t = now
+        parts = []
+        for v in m:
+            if ticks.diff(v, t) < 0:
+                v = t  # a part the pass did not reach (it raised): nothing spent there
+            parts.append(ticks.diff(v, t))
+            t = v
+        self._line(now, "long_pass", {"ms": took, "input": parts[0], "tick": parts[1], "output": parts[2],
+                                      "status": parts[3], "console": parts[4]})
 
     def _pass(self, now):
         try:
             self._step(now)
             if self.cin is not None:
                 self._console(now)
+            self._marks[4] = self.now()
         except MemoryError:
             self.oom += 1
             self.oom_total += 1
@@ -197,7 +251,7 @@ class DevicePort:
     def _step(self, now):
         box = self.box
         if box is not None:
-            data = self.uart.read()
+            data = take(self.uart)
             if data:
                 box.feed(data, now)
             if self.dcd is not None:
@@ -212,12 +266,29 @@ class DevicePort:
                     if d is None:
                         break
                     box.lan_send(d[0], d[1], d[2], now)
+            m = self._marks
+            m[0] = t = self.now()
             if ticks.reached(now, box.next_deadline()):
-                box.tick(now)
+                # after input that took long (a burst of frames, a failover it caused), the tick
+                # is the next pass's, which comes at once (never two passes in a row)
+                if self._deferred or ticks.diff(t, now) < _ROOM_MS:
+                    self._deferred = False
+                    box.tick(now)
+                else:
+                    self._deferred = True
+            m[1] = self.now()
         self._flush(now)
+        m = self._marks
+        m[2] = m[3] = self.now()
         if self.status_ms and ticks.diff(now, self._status_at) >= self.status_ms:
-            self._status_at = ticks.add(self._status_at, self.status_ms)
-            self._line(now, "status", self.status(now))
+            # In a pass of its own if it can (it collects the heap and prints a long line: 50-65
+            # ms on an RP2040): after a pass that is busy already, the next one (at once); at
+            # most a status interval late, so a loop that never idles still reports.
+            if ticks.diff(m[2], now) < _ROOM_MS or \
+                    ticks.diff(now, self._status_at) >= 2 * self.status_ms:
+                self._status_at = ticks.add(self._status_at, self.status_ms)
+                self._line(now, "status", self.status(now))
+            m[3] = self.now()
 
     def run(self):
         self.start()

@@ -28,7 +28,8 @@ class UartLan:
     def recv(self):
         """(target, port, payload) once a datagram is complete, else None."""
         now = self.clock() & ticks.MASK
-        data = self.uart.read()
+        from gwbox.port.device import take  # (loaded with the port anyway)
+        data = take(self.uart)
         if data:
             self.buf.extend(data)
             self.at = now
