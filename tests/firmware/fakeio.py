@@ -2,12 +2,16 @@
 
 
 class FakeUart:
-    """rx: what the far end sent (read takes all of it); tx: everything written."""
+    """rx: what the far end sent (read takes all of it); tx: everything written. `room`: like a
+    board's UART buffers (MicroPython rp2: 288 bytes, timeout 0), a write takes only what fits
+    beside the tx not yet drained and returns that count, None when it takes nothing."""
 
-    def __init__(self):
+    def __init__(self, room=None):
         self.rx = bytearray()
         self.tx = bytearray()
         self.written = 0
+        self.room = room
+        self.short_writes = 0
 
     def read(self):
         if not self.rx:
@@ -17,9 +21,15 @@ class FakeUart:
         return data
 
     def write(self, data):
-        self.tx.extend(data)
-        self.written += len(data)
-        return len(data)
+        n = len(data)
+        if self.room is not None and n > self.room - len(self.tx):
+            n = max(0, self.room - len(self.tx))
+            self.short_writes += 1
+            if n == 0:
+                return None
+        self.tx.extend(data[:n])
+        self.written += n
+        return n
 
 
 class FakePin:

@@ -9,7 +9,7 @@ events: docs/modem.md.
 """
 from gwbox import events as ev
 from gwbox import ticks
-from gwbox.link.modem import (BACKOFF, DATA, DIALING, ESCAPING, HANGUP, IDLE, INIT, READY,
+from gwbox.link.modemstate import (BACKOFF, DATA, DIALING, ESCAPING, HANGUP, IDLE, INIT, READY,
                               printable as _printable)
 
 OK = "OK"

@@ -13,15 +13,7 @@ and dropped again (`unload_command_mode`) once a call is up.
 from gwbox import forget, ticks
 from gwbox.events import Event
 from gwbox import events as ev
-
-IDLE = "idle"          # not initialised (or gave up): modem state unknown
-INIT = "init"          # sending the init string, one command at a time
-READY = "ready"        # command mode, initialised, on hook
-DIALING = ev.DIALING    # ATD sent, waiting for CONNECT or a failure code
-DATA = "data"          # online: bytes are payload
-ESCAPING = "escaping"  # guard, +++, guard, waiting for OK
-HANGUP = "hangup"      # ATH sent, dial being aborted, or DTR held low
-BACKOFF = ev.BACKOFF    # waiting before the next attempt
+from gwbox.link.modemstate import DATA, ESCAPING, HANGUP, IDLE, READY
 
 # ATZ alone, because most modems ignore whatever follows Z on the same line;
 # then E0 (no echo: fewer bytes, though echo is handled), V1 (verbose codes,
@@ -31,11 +23,6 @@ DEFAULT_INIT = ("ATZ", "ATE0V1Q0&C1&D2")
 
 # What a verbose modem sends after losing carrier in data mode (see docs/modem.md).
 NO_CARRIER_MARK = b"\r\nNO CARRIER\r\n"
-
-
-def printable(raw):
-    """Bytes as safe ASCII text, for parsing and for error reasons."""
-    return "".join(chr(b) if 32 <= b < 127 else "?" for b in raw)
 
 
 class Modem:

@@ -35,6 +35,7 @@ _RING_LINE = const(160)  # characters kept of each
 LONG_PASS_MS = const(250)  # the bound on a pass of the loop; a longer one is reported (`long_pass`)
 _ROOM_MS = const(50)  # a pass that has used this much leaves the box's tick and the status line to the next
 _TAKE_MAX = const(512)  # UART bytes taken per pass: about a board's RXBUF (half a second at 9,600 baud)
+_TX_HOLD = const(4096)  # line bytes held for a UART that takes none (a wedged one): beyond, dropped and counted
 
 # LED patterns: (on ms, off ms); solid on = protected link up
 LED_SEARCHING = (100, 900)  # no gateway in use yet
@@ -70,6 +71,27 @@ def take(uart, cap=_TAKE_MAX):
             break
         n = any_()
     return out
+
+
+def write_all(uart, held, data, hold_max):
+    """Write `held` (what the UART did not take before) and then `data` to `uart`, in order;
+    returns (what it did not take now, or None; bytes dropped).
+
+    A board's `write()` takes what fits its buffers and returns that count: MicroPython's rp2
+    UART (timeout 0) takes its 256-byte ring buffer and the 32-byte FIFO and returns 288 for a
+    longer write, and None when it takes nothing. The rest is the box's line output, already
+    counted as sent: it waits here for the next pass (the loop passes at least every POLL_MS),
+    never dropped, except beyond `hold_max` (a UART that takes nothing at all)."""
+    if held:
+        data = held + data if data else held
+    n = uart.write(data)
+    n = 0 if n is None else n
+    if n >= len(data):
+        return None, 0
+    rest = data[n:]
+    if len(rest) > hold_max:
+        return None, len(rest)
+    return rest, 0
 
 
 def _free():
@@ -137,6 +159,8 @@ class DevicePort:
         self.pass_max = 0  # the longest pass of the loop so far, ms
         self._deferred = False  # the box's tick was left to the next pass
         self._marks = [0, 0, 0, 0, 0]  # this pass: ticks after input, tick, output, status, console
+        self._tx = None  # line bytes the modem UART did not take yet (write_all)
+        self.tx_dropped = 0  # line bytes given up because the UART took none for _TX_HOLD of them
         self.fails = 0  # wrong console passwords in a row
         self.locked_until = None  # no login before this tick
         self.ring = []  # recent event lines (`show log`)
@@ -306,6 +330,8 @@ class DevicePort:
         st["heap_used"] = gc.mem_alloc() if hasattr(gc, "mem_alloc") else -1
         st["oom"] = self.oom_total
         st["pass_max_ms"] = self.pass_max
+        st["tx_held"] = len(self._tx) if self._tx else 0
+        st["tx_dropped"] = self.tx_dropped
         return st
 
     def _line(self, now, name, fields):
@@ -325,8 +351,9 @@ class DevicePort:
             self._show(now)
             return
         out = box.take_uart()
-        if out:
-            self.uart.write(out)
+        if out or self._tx:
+            self._tx, lost = write_all(self.uart, self._tx, out, _TX_HOLD)
+            self.tx_dropped += lost
         if self.lan is not None:
             for src, port, payload in box.take_lan():
                 self.lan.send(src, port, payload)
