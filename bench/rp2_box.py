@@ -8,11 +8,10 @@ Forms run by default (the images in shared/tools/rp2, so CI can run them):
   littlefs_pico_w  the same on a stock RPI_PICO_W (200K free after boot instead of 240K)
 `--form frozen --image X.uf2` runs the image X with gwbox frozen in instead (built outside
 the project, boards/README.md); `--form F --image I` any other pair. Keys (device time):
-  rp2_loop_max_ms              the longest pass of the box's loop seen during its handshakes
-                               (goal <= 250), from the ROMFS run: the device port's pass_max_ms
-                               (longest since boot) where it rose in a status interval (1 s)
-                               that overlaps a handshake; a handshake pass shorter than an
-                               earlier longest pass is not seen (0: none rose)
+  rp2_loop_max_ms              the longest pass of the box's loop during its handshakes (goal
+                               <= 250), from the ROMFS run: the device port's pass_recent_ms
+                               (the longest pass since the status line before) of the status
+                               intervals (1 s) that overlap a handshake
   rp2_loop_max_any_ms          the longest pass since boot, whatever it did (pass_max_ms of the
                                last status line: boot, console commands included)
   rp2_failover_fresh_ms        G1 frozen -> the first message handed on by another gateway,
@@ -50,15 +49,14 @@ def one(form, image):
             raise SystemExit("rp2_box: messages lost in the %s form" % form)
         status = [r for _, r in rig.records if r.get("event") == "status"]
         hs = chiprig.handshakes(rig, (chiprig.G1, chiprig.G2, chiprig.G3, chiprig.G4))
-        # pass_max_ms is the longest pass since boot: where it rose in a status interval that
-        # overlaps a handshake, a pass that long ran then (boot's passes never count)
-        rises = []
-        prev_t = prev_max = 0
+        # pass_recent_ms: the longest pass since the status line before (the intervals that
+        # overlap a handshake; the status line's own pass counts in the next one)
+        during = [0]
+        prev_t = 0
         for r in status:
-            if r["pass_max_ms"] > prev_max and any(a <= r["t_ms"] and b >= prev_t for a, b in hs):
-                rises.append(r["pass_max_ms"])
-            prev_t, prev_max = r["t_ms"], r["pass_max_ms"]
-        during = rises or [0]
+            if any(a <= r["t_ms"] and b >= prev_t for a, b in hs):
+                during.append(r["pass_recent_ms"])
+            prev_t = r["t_ms"]
         return {
             "loop_max_ms": max(during), "loop_max_any_ms": status[-1]["pass_max_ms"],
             "min_free": min(r["heap_free"] for r in status),

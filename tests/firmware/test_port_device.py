@@ -5,10 +5,11 @@ import json
 import clustersim
 from fakeio import FakeLan, FakePin, FakeUart, FakeWdt
 from test_box import DST, G1, G2, G3, PSK, policy_text
+from gwbox import ticks
 from gwbox.box import Box
 from gwbox.link.modem import Modem
 from gwbox.policy import parse
-from gwbox.port.device import LED_SEARCHING, POLL_MS, DevicePort, write_all
+from gwbox.port.device import LED_SEARCHING, LONG_PASS_MS, POLL_MS, DevicePort, take, write_all
 
 
 class PortSim(clustersim.Sim):
@@ -135,6 +136,103 @@ def test_the_longest_pass_of_the_loop_is_in_the_status():
     assert st["pass_max_ms"] == 40
     s.run(1500)
     assert [r for r in s.records() if r["event"] == "status"][-1]["pass_max_ms"] == 40
+
+
+class BurstUart:
+    """A board's UART as MicroPython's rp2 one reads: `any()` counts the bytes there now; a
+    `read()` without a count waits timeout_char after each byte, so it also returns the rest
+    of the burst still arriving (`coming`); `read(n)` of what is there never waits. `one`:
+    any() says 1 for "some" (ports may)."""
+
+    def __init__(self, there, coming, one=False):
+        self.there = bytearray(there)
+        self.coming = bytearray(coming)
+        self.one = one
+        self.reads = 0
+
+    def any(self):
+        return min(1, len(self.there)) if self.one else len(self.there)
+
+    def read(self, n=None):
+        self.reads += 1
+        if n is None:
+            self.there += self.coming
+            self.coming = bytearray()
+            n = len(self.there)
+        out, self.there = bytes(self.there[:n]), self.there[n:]
+        return out or None
+
+
+def test_a_pass_takes_the_uart_bytes_there_without_waiting_for_the_rest_of_a_burst():
+    u = BurstUart(b"frame-start", b"rest of the burst")
+    assert take(u) == b"frame-start" and u.coming == b"rest of the burst"
+    assert take(u) is None  # nothing there now: nothing read, nothing waited for
+    u = BurstUart(b"abc", b"later", one=True)  # any() says 1: read on while bytes are there
+    assert take(u) == b"abc" and u.coming == b"later"
+    u = BurstUart(b"x" * 2000, b"", one=True)
+    assert len(take(u, 512)) == 512 and len(u.there) == 1488  # at most about `cap` a pass
+    assert take(FakeUart()) is None  # a stand-in without any(): just read
+
+
+def _pass_taking(s, ms, part):
+    """One pass of s.port in which `part` ("read": the UART's input, "tick": the box's tick)
+    takes `ms` of the clock."""
+    start = s.now
+    obj, name = (s.uart, "read") if part == "read" else (s.box, "tick")
+    real = getattr(obj, name)
+
+    def slow(*args):
+        s.now = start + ms
+        return real(*args)
+
+    setattr(obj, name, slow)
+    try:
+        s.port.step()
+    finally:
+        setattr(obj, name, real)
+    s.now = start + ms
+
+
+def test_a_pass_over_the_bound_is_reported_with_where_its_time_went():
+    s = PortSim(status_ms=1000)
+    s.run(1500)
+    s.box._start_at = s.now  # make the box's tick due now
+    mark = len(s.lines)
+    _pass_taking(s, LONG_PASS_MS + 50, "tick")
+    long = [r for r in s.records()[mark:] if r["event"] == "long_pass"]
+    assert len(long) == 1
+    r = long[0]
+    assert r["ms"] == LONG_PASS_MS + 50 and r["tick"] == LONG_PASS_MS + 50
+    assert r["input"] == r["output"] == r["status"] == r["console"] == 0
+    mark = len(s.lines)
+    s.run(2000)
+    assert "long_pass" not in s.names(mark)  # the passes of a running box stay within it
+
+
+def test_after_input_that_took_long_the_tick_and_status_line_wait_for_the_next_pass():
+    s = PortSim(status_ms=1000)
+    s.run(1500)
+    ticked = []
+    real = s.box.tick
+    s.box.tick = lambda now: (ticked.append(now), real(now))
+    s.box._start_at = s.now  # the box's tick is due
+    s.now = ticks.add(s.port._status_at, 1000)  # and a status line
+    mark = len(s.lines)
+    _pass_taking(s, 60, "read")  # the input took 60 ms: the tick and the status line go to the next pass
+    assert ticked == [] and "status" not in s.names(mark)
+    _pass_taking(s, 60, "read")  # long again: the tick is never left two passes in a row
+    assert len(ticked) == 1 and "status" not in s.names(mark)  # that pass was busy: the status line waits
+    s.port.step()  # a pass with room
+    s.box.tick = real
+    assert s.names(mark).count("status") == 1
+    # a loop that never has room still reports, at most a status interval late
+    due = ticks.add(s.port._status_at, 1000)
+    s.now = due
+    mark = len(s.lines)
+    for _ in range(30):
+        _pass_taking(s, 60, "read")
+    st = [r for r in s.records()[mark:] if r["event"] == "status"]
+    assert st and 1000 <= st[0]["t_ms"] - ticks.diff(due, s.port.boot) < 1000 + 60
 
 
 def test_dcd_drop_is_carrier_loss_and_the_led_blinks_while_searching():

@@ -157,6 +157,7 @@ class DevicePort:
         self.oom = 0  # MemoryErrors in a row
         self.oom_total = 0
         self.pass_max = 0  # the longest pass of the loop so far, ms
+        self.pass_recent = 0  # ... since the last status line
         self._deferred = False  # the box's tick was left to the next pass
         self._marks = [0, 0, 0, 0, 0]  # this pass: ticks after input, tick, output, status, console
         self._tx = None  # line bytes the modem UART did not take yet (write_all)
@@ -208,8 +209,10 @@ class DevicePort:
         m[0] = m[1] = m[2] = m[3] = m[4] = now
         sleep = self._pass(now)
         took = ticks.diff(self.now(), now)
-        if took > self.pass_max:
-            self.pass_max = took
+        if took > self.pass_recent:
+            self.pass_recent = took
+            if took > self.pass_max:
+                self.pass_max = took
         if took > LONG_PASS_MS:
             self._long(now, took)
         return sleep
@@ -312,6 +315,7 @@ class DevicePort:
                     ticks.diff(now, self._status_at) >= 2 * self.status_ms:
                 self._status_at = ticks.add(self._status_at, self.status_ms)
                 self._line(now, "status", self.status(now))
+                self.pass_recent = 0
             m[3] = self.now()
 
     def run(self):
@@ -330,6 +334,7 @@ class DevicePort:
         st["heap_used"] = gc.mem_alloc() if hasattr(gc, "mem_alloc") else -1
         st["oom"] = self.oom_total
         st["pass_max_ms"] = self.pass_max
+        st["pass_recent_ms"] = self.pass_recent  # since the last status line (this pass not counted)
         st["tx_held"] = len(self._tx) if self._tx else 0
         st["tx_dropped"] = self.tx_dropped
         return st
