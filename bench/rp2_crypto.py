@@ -16,8 +16,9 @@ On the chip (gwbox_tools.chip, the RPI_PICO image with a ROMFS partition, gwbox 
                            for the handshake at most (connect, which imports the key exchange's
                            code as a running box does, the native code copied into RAM)
   rp2_rekey_call_max_ms    the box's rekey after that handshake (the key exchange's code dropped
-                           and imported again, as on a running box): its longest endpoint call;
-                           a rekey's X25519s are not sliced (docs/crypto.md)
+                           and imported again, as on a running box): its longest endpoint call
+                           (its X25519s are sliced like the handshake's: the call that starts
+                           it imports the code; docs/crypto.md)
   rp2_bench_free_bytes     gc.mem_free() after that rekey, both endpoints still on the heap
 On the PC: mp32_x25519_ms (32-bit unix MicroPython, native x86 code), mp_x25519_ms (64-bit
 unix MicroPython: the build's native code is x86, so the bytecode ladder), cpython_x25519_ms
@@ -115,7 +116,7 @@ on_box(calls, box.connect, now)
 now = exchange(calls, now, lambda: box.session() is not None)
 assert box.session() is not None and gw.session() is not None
 # the box's rekey (rekey_ms after the handshake; the key exchange's code was dropped
-# meanwhile and is imported again): its passes compute X25519 in one go, not sliced
+# meanwhile and is imported again): its X25519s a slice per call
 first = box.session().current
 assert "gwbox.crypto.x25519" not in sys.modules
 rekey = []

@@ -7,8 +7,11 @@ tested, anywhere: on a board, under the unix MicroPython with host stand-ins
 from the modem driver, move LAN datagrams, tick the box at its deadline, write what it
 hands out, log its events, serve the console, feed the watchdog only after a pass that
 completed, sleep until the next deadline (at most POLL_MS so UART bytes are picked up
-promptly). No pass takes long: X25519 is computed a slice per pass (docs/crypto.md), and
-`rxbuf` holds twice the line time of the longest pass (250 ms).
+promptly). No pass takes longer than LONG_PASS_MS (250 ms; `rxbuf` holds twice that line
+time): X25519 is computed a slice per pass (docs/crypto.md), a UART is read for the bytes
+it holds without waiting for more (`take`), the box starts a handshake in passes of its own,
+and a pass that has used _ROOM_MS already leaves the box's tick and the status line to the
+next pass (docs/chip.md, "The loop's passes"). A longer pass is reported (`long_pass`).
 
 Log lines are gwbox.events.json_line with `t_ms` in ms since boot. A MemoryError inside
 the loop is survived: the heap is collected, the loop backs off and reports it, and only
