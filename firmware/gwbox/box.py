@@ -408,6 +408,8 @@ class Box:
                 if not ep.handshaking(gw):
                     line.unbind(self._addr[gw])  # a handshake goes in long form: never misdirected
                     ep.connect(now, gw, gw, self.hs_rto())
+                    for c in self._clusters_of(gw):
+                        c.started(gw, now)
         mode = self.mode
         for s in ep.sessions:
             gw = s.peer_id

@@ -139,6 +139,12 @@ class Cluster:
         self.tried = 1
         self._select(now)
 
+    def started(self, gw, now):
+        """Our handshake with `gw` started: the first of a race has its head start from now
+        (the box starts a handshake some ticks after it was decided, docs/chip.md)."""
+        if self.fan_at is not None and self.racing and gw == self.racing[0]:
+            self.fan_at = ticks.add(now, self.drv.hs_rto())
+
     def verified(self, gw, now):
         if gw == self.in_use and self.verifying:
             self.verifying = False

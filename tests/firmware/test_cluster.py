@@ -226,6 +226,20 @@ def test_a_race_starts_with_the_first_in_order_alone_then_the_rest_after_the_hed
     assert c.in_use == G1 and ("abandon", G2) in d.log and ("abandon", G3) in d.log
 
 
+def test_the_first_of_a_race_has_its_head_start_from_when_its_handshake_started():
+    # the box starts a handshake some ticks after the cluster asked for it (its code is
+    # imported a module per tick first): the first runs alone a whole hedge time all the same
+    c, d = make(together=True)
+    c.begin(T0)
+    c.started(G1, at(300))
+    assert c.next_deadline() == at(300 + HEDGE)
+    c.tick(at(HEDGE))
+    assert d.log == [("connect", G1)]
+    c.started(G2, at(HEDGE + 10))  # (not the first: changes nothing)
+    c.tick(at(300 + HEDGE))
+    assert d.log == [("connect", G1), ("connect", G2), ("connect", G3)]
+
+
 def test_a_live_first_gateway_is_used_before_the_others_are_even_tried():
     c, d = make(together=True)
     c.begin(T0)
