@@ -219,12 +219,16 @@ class InitiatorHandshake:
             if work and c.job is not None:
                 self._answer(c, now)
                 break
-        if self.state == "sa_init" and ticks.reached(now, self._timer):
+        busy = False
+        for c in self.candidates:
+            busy = busy or c.job is not None
+        # While a response's secret is being computed, nothing goes again: the peer answered
+        # msg1 (a copy would only take line time from msg3 and bring a second msg2 down, 90
+        # bytes each way at 9,600 baud), and msg3 follows as soon as it is computed. Its
+        # slices are bounded (CANDIDATES responses at most), so is the wait.
+        if self.state == "sa_init" and not busy and ticks.reached(now, self._timer):
             self._retry(now)
         if self.state == "sa_init":
-            busy = False
-            for c in self.candidates:
-                busy = busy or c.job is not None
             self.deadline = now if busy else self._timer
 
     def _retry(self, now):

@@ -155,3 +155,31 @@ def test_a_memory_error_in_a_slice_is_survived():
                 errors += 1
     assert steps.calls > 4 and errors == 1  # the 4th step (the box's public key) raised
     assert box.session() is not None and gws[b"gw1"].session() is not None
+
+
+def test_nothing_goes_again_while_a_response_is_being_answered():
+    # On the chip an X25519 takes several passes of the loop: msg1's retransmission timer ran
+    # out while the box computed the secret for msg2, msg1 went again (90 bytes of a 9,600-
+    # baud line in front of msg3) and the gateway's second msg2 came down, only to be dropped.
+    box, gws = box_and_gateways(b"gw1")
+    box.connect(NOW, b"gw1", b"gw1")
+    while box.initiators[0].msg1 is None:
+        box.tick(NOW)
+    hs = box.initiators[0]
+    exchange(box, gws, NOW)  # msg1 out, msg2 in: the shared secret starts
+    assert hs.candidates and hs.candidates[0].job is not None
+    t = NOW
+    sent = []
+    while box.session(b"gw1") is None:
+        t = ticks.add(t, 400)  # each slice a slow pass: the timer (1 s at most) runs out meanwhile
+        assert ticks.reached(t, box.next_deadline())
+        box.tick(t)
+        out = box.take_output()
+        sent += [p[0] for _l, p in out]
+        for _l, p in out:
+            gws[b"gw1"].receive(p, t, b"box1")
+        for _l, p in gws[b"gw1"].take_output():
+            box.receive(p, t, b"gw1")
+        assert len(sent) < 3
+    assert ticks.diff(t, NOW) > LinkConfig().handshake_retry_ms  # the timer did run out
+    assert len(sent) == 1 and sent[0] != 0  # msg3 only (protected), no second msg1 (cleartext: 0)
