@@ -52,6 +52,14 @@ class Endpoint:
         if self.is_initiator:
             self.epoch = int.from_bytes(random_bytes(4), "big") or 1
         self._boxes = {}  # gateway: box identity -> [epoch, {space: ReplayWindow of message numbers}]
+        # A box: the ephemeral key of its next handshake, made ahead (docs/crypto.md, "A key
+        # made ahead"): (private key, Ladder of its public key), computed a slice per pass
+        # in passes no handshake uses, from the moment a handshake of ours succeeded. A
+        # failover's msg1 then goes at once instead of after an X25519 (half a second of
+        # passes on an RP2040). Each key serves one handshake. Once made it is only bytes (a
+        # finished Ladder would keep X25519's code in the heap).
+        self._spare = None
+        self._spare_at = None  # a slice is due (the current tick) while its public key is being made
         self._out = []
         self._events = []
         self._received = []
@@ -71,7 +79,8 @@ class Endpoint:
             if hs.expect_peer == peer:
                 return  # one handshake per gateway at a time
         from gwbox.initiator import InitiatorHandshake
-        hs = InitiatorHandshake(self.cfg, self.identity, psk, now, peer, self._spis, rto_ms)
+        key, self._spare, self._spare_at = self._spare, None, None  # finished or not: its work is not lost
+        hs = InitiatorHandshake(self.cfg, self.identity, psk, now, peer, self._spis, rto_ms, key)
         hs.link = link
         hs.epoch = self.epoch
         self.initiators.append(hs)
@@ -107,7 +116,7 @@ class Endpoint:
             peers.append(hs.expect_peer)
             self._unmap(hs, (hs.spi_i, hs.data_spi_i))
         self.initiators = []
-        if not self.half_open and not self.keep_code:
+        if not self.half_open and not self.keep_code and self._spare_at is None:
             _unload_key_exchange()
         return peers
 
@@ -138,6 +147,14 @@ class Endpoint:
             hs.poll(now, busy)
             if busy:
                 work = False
+        if self._spare_at is not None and work:  # a pass no handshake used: a slice of the spare key
+            priv, job = self._spare
+            if job.step():
+                self._spare = (priv, job.result)  # 64 bytes: nothing of the key exchange's code is kept
+                self._spare_at = None
+                self._idle(now)
+            else:
+                self._spare_at = now
         if self._due is None:
             due = list(self.half_open) + self.sessions
         else:
@@ -156,6 +173,7 @@ class Endpoint:
 
     def next_deadline(self):
         ds = [hs.deadline for hs in self.initiators]
+        ds.append(self._spare_at)
         if self._due is None:
             ds += [s.next_deadline() for s in self.sessions]
             ds += [r.deadline for r in self.half_open]
@@ -305,6 +323,10 @@ class Endpoint:
                 ended = True
                 if hs.done:
                     self._open(hs.peer_id, hs.sas, True, now, hs.link, rtt=hs.rtt)
+                    if self._spare is None:  # the next handshake's key, while its code is loaded
+                        from gwbox.handshake import spare
+                        self._spare = spare()
+                        self._spare_at = now
                 else:
                     self._event(ev.HANDSHAKE_FAILED, role="initiator", peer=hs.expect_peer, reason=hs.failed)
             else:
@@ -318,11 +340,17 @@ class Endpoint:
                 else:
                     from gwbox.admission import settle
                     ended = settle(self, o, now) or ended
-        if ended and not self.initiators and not self.half_open and not self.keep_code:
-            for s in self.sessions:
-                if s.rekey is not None:
-                    return
-            _unload_key_exchange()  # only when an exchange just ended: not per packet
+        if ended:
+            self._idle(now)  # only when an exchange just ended: not per packet
+
+    def _idle(self, now):
+        """Drop the key exchange's code if no exchange runs and no spare key is being made."""
+        if self.initiators or self.half_open or self.keep_code or self._spare_at is not None:
+            return
+        for s in self.sessions:
+            if s.rekey is not None:
+                return
+        _unload_key_exchange()
 
     def _open(self, peer, sas, initiator, now, link, cached=None, dedup=None, rtt=None):
         """A new session with `peer`: it replaces the one we had (EP 0 999 673 [0035])."""

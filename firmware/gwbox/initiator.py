@@ -43,12 +43,12 @@ class _Candidate:
 
 
 class InitiatorHandshake:
-    def __init__(self, cfg, identity, psk, now, expect_peer=None, taken=(), rto_ms=None):
+    def __init__(self, cfg, identity, psk, now, expect_peer=None, taken=(), rto_ms=None, key=None):
         self.cfg = cfg
         self.identity = identity
         self.psk = psk
         self.expect_peer = expect_peer
-        self._offer = Offer(taken, sliced=True)
+        self._offer = Offer(taken, sliced=True, key=key)  # key: the endpoint's spare, if it has one
         self.spi_i = self._offer.ctl_spi
         self.data_spi_i = self._offer.data_spi
         # what AUTH covers (no cookie), and what goes on the wire (with the last cookie):
@@ -74,6 +74,16 @@ class InitiatorHandshake:
         self.refused = None  # the last unauthenticated refusal seen: the verdict if nothing better comes
         self.done = False
         self.epoch = None  # the box's boot epoch, told to the gateway in msg3 (the endpoint sets it)
+        if self._offer.payloads is not None:
+            self._send1(now)  # a key made ahead: msg1 goes at once, no pass of the loop waits for it
+
+    def _send1(self, now):
+        self.msg1 = self._wire1 = message.encode(Message(
+            wire.EXCH_SA_INIT, wire.FLAG_INITIATOR, 0, self._offer.payloads, self.spi_i, 0), True)
+        self.out.append(self.msg1)
+        self.state = "sa_init"
+        self._sent1 = now
+        self._timer = self.deadline = ticks.add(now, self._wait)
 
     def _fail(self, reason):
         self.failed = reason
@@ -208,12 +218,7 @@ class InitiatorHandshake:
         refusal seen, if any)."""
         if self.state == "keygen":
             if work and self._offer.work():
-                self.msg1 = self._wire1 = message.encode(Message(
-                    wire.EXCH_SA_INIT, wire.FLAG_INITIATOR, 0, self._offer.payloads, self.spi_i, 0), True)
-                self.out.append(self.msg1)
-                self.state = "sa_init"
-                self._sent1 = now
-                self._timer = self.deadline = ticks.add(now, self._wait)
+                self._send1(now)
             return
         for c in self.candidates:
             if work and c.job is not None:
