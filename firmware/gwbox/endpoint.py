@@ -12,13 +12,16 @@ identity that authenticates again (EP 0 999 673 [0035]: a dead box must be able 
 again at once), and remembers per box which tunnel message numbers it has handed on.
 """
 from gwbox.session import Session  # first: compiled from source, the largest needs the emptiest heap
-from gwbox import forget, ticks, wire
+from gwbox import const, forget, ticks, wire
 from gwbox.config import SPI_ECHO
 from gwbox.crypto.entropy import random_bytes
 from gwbox.errors import ProtocolError
 from gwbox.events import Event
 from gwbox.sa import ReplayWindow, packet_spi
 from gwbox import events as ev
+
+SPARE_AFTER_MS = const(1000)  # the spare key is started this long after a handshake of ours succeeded:
+# the passes right after it carry the new gateway's first messages and confirmations
 
 
 class Endpoint:
@@ -59,7 +62,7 @@ class Endpoint:
         # passes on an RP2040). Each key serves one handshake. Once made it is only bytes (a
         # finished Ladder would keep X25519's code in the heap).
         self._spare = None
-        self._spare_at = None  # a slice is due (the current tick) while its public key is being made
+        self._spare_at = None  # when the next slice of it is due (its start: SPARE_AFTER_MS on)
         self._out = []
         self._events = []
         self._received = []
@@ -147,14 +150,20 @@ class Endpoint:
             hs.poll(now, busy)
             if busy:
                 work = False
-        if self._spare_at is not None and work:  # a pass no handshake used: a slice of the spare key
-            priv, job = self._spare
-            if job.step():
-                self._spare = (priv, job.result)  # 64 bytes: nothing of the key exchange's code is kept
-                self._spare_at = None
-                self._idle(now)
-            else:
+        if self._spare_at is not None and work and ticks.reached(now, self._spare_at):
+            # a pass no handshake used: a slice of the spare key (the first: its Ladder)
+            if self._spare is None:
+                from gwbox.handshake import spare
+                self._spare = spare()
                 self._spare_at = now
+            else:
+                priv, job = self._spare
+                if job.step():
+                    self._spare = (priv, job.result)  # 64 bytes: nothing of the key exchange's code is kept
+                    self._spare_at = None
+                    self._idle(now)
+                else:
+                    self._spare_at = now
         if self._due is None:
             due = list(self.half_open) + self.sessions
         else:
@@ -323,10 +332,8 @@ class Endpoint:
                 ended = True
                 if hs.done:
                     self._open(hs.peer_id, hs.sas, True, now, hs.link, rtt=hs.rtt)
-                    if self._spare is None:  # the next handshake's key, while its code is loaded
-                        from gwbox.handshake import spare
-                        self._spare = spare()
-                        self._spare_at = now
+                    if self._spare is None:  # the next handshake's key, soon (its code stays loaded)
+                        self._spare_at = ticks.add(now, SPARE_AFTER_MS)
                 else:
                     self._event(ev.HANDSHAKE_FAILED, role="initiator", peer=hs.expect_peer, reason=hs.failed)
             else:

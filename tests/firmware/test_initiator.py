@@ -5,7 +5,7 @@ aborted mid-computation leaves nothing behind, and a MemoryError in a slice is s
 from gwbox import ticks
 from gwbox.config import LinkConfig
 from gwbox.crypto import x25519
-from gwbox.endpoint import Endpoint
+from gwbox.endpoint import SPARE_AFTER_MS, Endpoint
 
 PSK = b"\x11" * 32
 NOW = ticks.PERIOD - 5000
@@ -187,39 +187,42 @@ def test_nothing_goes_again_while_a_response_is_being_answered():
 
 def test_the_next_handshake_key_is_made_ahead_in_passes_no_handshake_uses():
     # A failover's msg1 waited for an X25519 (about half a second of passes on the chip).
-    # After a handshake of ours succeeded, the box makes the next one's key a slice per
-    # tick, then drops the key exchange's code; the next connect sends msg1 at once, and
-    # each key serves one handshake.
+    # SPARE_AFTER_MS after a handshake of ours succeeded (its first messages have gone), the
+    # box makes the next one's key a slice per tick, then drops the key exchange's code; the
+    # next connect sends msg1 at once, and each key serves one handshake.
     import sys
     box, gws = box_and_gateways(b"gw1", b"gw2", b"gw3")
     handshake(box, gws, b"gw1", NOW)
-    assert ticks.reached(NOW, box.next_deadline())  # work pending: the spare key
+    later = ticks.add(NOW, SPARE_AFTER_MS)
+    assert box.next_deadline() == later  # nothing to do before
+    box.tick(ticks.add(later, -1))
+    assert box._spare is None
     with StepCounter() as steps:
         ticked = 0
-        while ticks.reached(NOW, box.next_deadline()):
+        while ticks.reached(later, box.next_deadline()):
             before = steps.calls
-            box.tick(NOW)
+            box.tick(later)
             ticked += 1
-            assert steps.calls - before == 1  # one slice per tick
-            box.send(b"meanwhile %d" % ticked, NOW, b"gw1")
-            assert exchange(box, gws, NOW) == [(b"box1", b"meanwhile %d" % ticked)]
-            assert ticked <= STEPS
-    assert ticked == STEPS and box.next_deadline() != NOW
+            assert steps.calls - before <= 1  # one slice per tick at most
+            box.send(b"meanwhile %d" % ticked, later, b"gw1")
+            assert exchange(box, gws, later) == [(b"box1", b"meanwhile %d" % ticked)]
+            assert ticked <= STEPS + 1
+    assert ticked == STEPS + 1 and steps.calls == STEPS  # the first tick starts it
     assert "gwbox.crypto.x25519" not in sys.modules and "gwbox.initiator" not in sys.modules  # dropped again
-    box.connect(NOW, b"gw2", b"gw2")
+    box.connect(later, b"gw2", b"gw2")
     out = box.take_output()
     assert len(out) == 1 and out[0][0] == b"gw2" and out[0][1][0] == 0  # msg1 (cleartext) at once
-    gws[b"gw2"].receive(out[0][1], NOW, b"box1")
+    gws[b"gw2"].receive(out[0][1], later, b"box1")
     key2 = box.initiators[0]._offer.payloads[1]
-    with StepCounter() as steps:
-        n = handshake(box, gws, b"gw2", NOW)
-    assert steps.calls == STEPS  # the shared secret only
-    assert box.session(b"gw2") is not None and gws[b"gw2"].session() is not None and n == STEPS
+    assert handshake(box, gws, b"gw2", later) == STEPS  # the shared secret only
+    assert box.session(b"gw2") is not None and gws[b"gw2"].session() is not None
     # the spare made after gw2 is another key; a connect before it is finished continues it
-    box.tick(NOW)
-    box.connect(NOW, b"gw3", b"gw3")
+    later = ticks.add(later, SPARE_AFTER_MS)
+    box.tick(later)  # its Ladder
+    box.tick(later)  # and one slice
+    box.connect(later, b"gw3", b"gw3")
     assert box.take_output() == []  # its public key is not there yet
     key3 = box.initiators[0]._offer
-    assert handshake(box, gws, b"gw3", NOW) == 2 * STEPS - 1  # one slice of its key was done ahead
+    assert handshake(box, gws, b"gw3", later) == 2 * STEPS - 1  # one slice of its key was done ahead
     assert box.session(b"gw3") is not None and gws[b"gw3"].session() is not None
     assert key3.payloads[1] != key2  # a key of its own
