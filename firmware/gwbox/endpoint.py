@@ -12,7 +12,7 @@ identity that authenticates again (EP 0 999 673 [0035]: a dead box must be able 
 again at once), and remembers per box which tunnel message numbers it has handed on.
 """
 from gwbox.session import Session  # first: compiled from source, the largest needs the emptiest heap
-from gwbox import const, forget, ticks, wire
+from gwbox import forget, ticks, wire
 from gwbox.config import SPI_ECHO
 from gwbox.crypto.entropy import random_bytes
 from gwbox.errors import ProtocolError
@@ -20,11 +20,10 @@ from gwbox.events import Event
 from gwbox.sa import ReplayWindow, packet_spi
 from gwbox import events as ev
 
-SPARE_AFTER_MS = const(1000)  # the spare key is started this long after a handshake of ours succeeded:
-# the passes right after it carry the new gateway's first messages and confirmations
-
 
 class Endpoint:
+    spare = None  # a box: its next handshake's key made ahead (gwbox.initiator.spare_tick)
+
     def __init__(self, cfg, identity, psk=None, psks=None, expect_peer=None, initiator=None):
         """A box: `psks` {gateway identity: psk} (or the one `psk` for `expect_peer`), initiator.
         A gateway: `psks` {box identity: psk}, answers handshakes."""
@@ -55,14 +54,6 @@ class Endpoint:
         if self.is_initiator:
             self.epoch = int.from_bytes(random_bytes(4), "big") or 1
         self._boxes = {}  # gateway: box identity -> [epoch, {space: ReplayWindow of message numbers}]
-        # A box: the ephemeral key of its next handshake, made ahead (docs/crypto.md, "A key
-        # made ahead"): (private key, Ladder of its public key), computed a slice per pass
-        # in passes no handshake uses, from the moment a handshake of ours succeeded. A
-        # failover's msg1 then goes at once instead of after an X25519 (half a second of
-        # passes on an RP2040). Each key serves one handshake. Once made it is only bytes (a
-        # finished Ladder would keep X25519's code in the heap).
-        self._spare = None
-        self._spare_at = None  # when the next slice of it is due (its start: SPARE_AFTER_MS on)
         self._out = []
         self._events = []
         self._received = []
@@ -72,23 +63,10 @@ class Endpoint:
 
     def connect(self, now, peer=None, link=None, rto_ms=None):
         """Start a handshake toward `peer` (default: the one expected gateway) on `link`;
-        its first retransmission after `rto_ms` (None: cfg.handshake_retry_ms)."""
-        if peer is None:
-            peer = self.expect_peer
-        psk = self._psks.get(peer)
-        if psk is None:
-            raise ProtocolError("no pre-shared key to connect with")
-        for hs in self.initiators:
-            if hs.expect_peer == peer:
-                return  # one handshake per gateway at a time
-        from gwbox.initiator import InitiatorHandshake
-        key, self._spare, self._spare_at = self._spare, None, None  # finished or not: its work is not lost
-        hs = InitiatorHandshake(self.cfg, self.identity, psk, now, peer, self._spis, rto_ms, key)
-        hs.link = link
-        hs.epoch = self.epoch
-        self.initiators.append(hs)
-        self._spis[hs.spi_i] = self._spis[hs.data_spi_i] = hs
-        self._event(ev.HANDSHAKE_STARTED, role="initiator", peer=peer, spi=hs.spi_i)
+        its first retransmission after `rto_ms` (None: cfg.handshake_retry_ms). A box's
+        code: gwbox.initiator.connect (a gateway never holds it)."""
+        from gwbox.initiator import connect
+        connect(self, now, self.expect_peer if peer is None else peer, link, rto_ms)
         self._collect(now)
 
     def handshaking(self, peer):
@@ -119,7 +97,7 @@ class Endpoint:
             peers.append(hs.expect_peer)
             self._unmap(hs, (hs.spi_i, hs.data_spi_i))
         self.initiators = []
-        if not self.half_open and not self.keep_code and self._spare_at is None:
+        if not self.half_open and not self.keep_code and self.spare.__class__ is not list:
             _unload_key_exchange()
         return peers
 
@@ -150,20 +128,9 @@ class Endpoint:
             hs.poll(now, busy)
             if busy:
                 work = False
-        if self._spare_at is not None and work and ticks.reached(now, self._spare_at):
-            # a pass no handshake used: a slice of the spare key (the first: its Ladder)
-            if self._spare is None:
-                from gwbox.handshake import spare
-                self._spare = spare()
-                self._spare_at = now
-            else:
-                priv, job = self._spare
-                if job.step():
-                    self._spare = (priv, job.result)  # 64 bytes: nothing of the key exchange's code is kept
-                    self._spare_at = None
-                    self._idle(now)
-                else:
-                    self._spare_at = now
+        if work and self.spare.__class__ is list and ticks.reached(now, self.spare[0]):
+            from gwbox.initiator import spare_tick
+            spare_tick(self, now)
         if self._due is None:
             due = list(self.half_open) + self.sessions
         else:
@@ -182,7 +149,8 @@ class Endpoint:
 
     def next_deadline(self):
         ds = [hs.deadline for hs in self.initiators]
-        ds.append(self._spare_at)
+        if self.spare.__class__ is list:
+            ds.append(self.spare[0])
         if self._due is None:
             ds += [s.next_deadline() for s in self.sessions]
             ds += [r.deadline for r in self.half_open]
@@ -332,8 +300,8 @@ class Endpoint:
                 ended = True
                 if hs.done:
                     self._open(hs.peer_id, hs.sas, True, now, hs.link, rtt=hs.rtt)
-                    if self._spare is None:  # the next handshake's key, soon (its code stays loaded)
-                        self._spare_at = ticks.add(now, SPARE_AFTER_MS)
+                    if self.spare is None:
+                        self.spare = [ticks.add(now, 1), None, None]
                 else:
                     self._event(ev.HANDSHAKE_FAILED, role="initiator", peer=hs.expect_peer, reason=hs.failed)
             else:
@@ -347,17 +315,12 @@ class Endpoint:
                 else:
                     from gwbox.admission import settle
                     ended = settle(self, o, now) or ended
-        if ended:
-            self._idle(now)  # only when an exchange just ended: not per packet
-
-    def _idle(self, now):
-        """Drop the key exchange's code if no exchange runs and no spare key is being made."""
-        if self.initiators or self.half_open or self.keep_code or self._spare_at is not None:
-            return
-        for s in self.sessions:
-            if s.rekey is not None:
-                return
-        _unload_key_exchange()
+        if ended and not self.initiators and not self.half_open and not self.keep_code and \
+                self.spare.__class__ is not list:
+            for s in self.sessions:
+                if s.rekey is not None:
+                    return
+            _unload_key_exchange()  # only when an exchange just ended: not per packet
 
     def _open(self, peer, sas, initiator, now, link, cached=None, dedup=None, rtt=None):
         """A new session with `peer`: it replaces the one we had (EP 0 999 673 [0035])."""

@@ -20,11 +20,55 @@ from gwbox import const, message, ticks, wire
 from gwbox.crypto.mac import ct_equal
 from gwbox.crypto.x25519 import Ladder, low_order
 from gwbox.errors import ProtocolError
+from gwbox.events import HANDSHAKE_STARTED
 from gwbox.handshake import ROLE_I, ROLE_R, Offer, auth_mac, initiator_sas, peer_answer
 from gwbox.message import Message
 
 CANDIDATES = const(3)  # SA_INIT responses answered at once, the genuine one among them
 _COOKIE_RETRIES = const(3)  # cookies followed per attempt (a forged one costs one more msg1)
+
+
+def connect(ep, now, peer, link, rto_ms):
+    """gwbox.endpoint.Endpoint.connect: a handshake toward `peer` on `link`, with the
+    endpoint's spare key if it has one (finished or not, it is this handshake's)."""
+    psk = ep._psks.get(peer)
+    if psk is None:
+        raise ProtocolError("no pre-shared key to connect with")
+    for hs in ep.initiators:
+        if hs.expect_peer == peer:
+            return  # one handshake per gateway at a time
+    hs = InitiatorHandshake(ep.cfg, ep.identity, psk, now, peer, ep._spis, rto_ms, ep.spare)
+    ep.spare = None
+    hs.link = link
+    hs.epoch = ep.epoch
+    ep.initiators.append(hs)
+    ep._spis[hs.spi_i] = ep._spis[hs.data_spi_i] = hs
+    ep._event(HANDSHAKE_STARTED, role="initiator", peer=peer, spi=hs.spi_i)
+
+
+def spare_tick(ep, now):
+    """One pass of the box's spare key (docs/crypto.md, "A key made ahead"). `ep.spare`: [when
+    its next slice is due, private key, Ladder] while it is made (the endpoint sets it up
+    for the pass after a handshake of ours succeeded, and keeps the key exchange's code
+    loaded meanwhile), then (private key, public key): 64 bytes (a finished Ladder would
+    keep X25519's code in the heap). Its Ladder in one pass, then a slice per pass that no
+    handshake uses; once made, the key exchange's code goes if no exchange runs. A
+    failover's msg1 then goes at once, not after an X25519 (on an RP2040 about 550 ms of
+    passes). A connect takes it finished or not; each key serves one handshake."""
+    sp = ep.spare
+    sp[0] = now
+    if sp[2] is None:
+        from gwbox.handshake import spare
+        sp[1], sp[2] = spare()
+    elif sp[2].step():
+        ep.spare = (sp[1], sp[2].result)
+        if ep.initiators or ep.half_open or ep.keep_code:
+            return
+        for s in ep.sessions:
+            if s.rekey is not None:
+                return
+        from gwbox.endpoint import _unload_key_exchange
+        _unload_key_exchange()
 
 
 class _Candidate:
@@ -48,6 +92,8 @@ class InitiatorHandshake:
         self.identity = identity
         self.psk = psk
         self.expect_peer = expect_peer
+        if key.__class__ is list:  # the endpoint's spare, still being made: its Ladder goes on here
+            key = None if key[2] is None else (key[1], key[2])
         self._offer = Offer(taken, sliced=True, key=key)  # key: the endpoint's spare, if it has one
         self.spi_i = self._offer.ctl_spi
         self.data_spi_i = self._offer.data_spi

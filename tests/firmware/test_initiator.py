@@ -5,7 +5,7 @@ aborted mid-computation leaves nothing behind, and a MemoryError in a slice is s
 from gwbox import ticks
 from gwbox.config import LinkConfig
 from gwbox.crypto import x25519
-from gwbox.endpoint import SPARE_AFTER_MS, Endpoint
+from gwbox.endpoint import Endpoint
 
 PSK = b"\x11" * 32
 NOW = ticks.PERIOD - 5000
@@ -187,16 +187,17 @@ def test_nothing_goes_again_while_a_response_is_being_answered():
 
 def test_the_next_handshake_key_is_made_ahead_in_passes_no_handshake_uses():
     # A failover's msg1 waited for an X25519 (about half a second of passes on the chip).
-    # SPARE_AFTER_MS after a handshake of ours succeeded (its first messages have gone), the
-    # box makes the next one's key a slice per tick, then drops the key exchange's code; the
-    # next connect sends msg1 at once, and each key serves one handshake.
+    # From the pass after a handshake of ours succeeded (not the one that opens the session:
+    # that one sends the new gateway's first messages), the box makes the next one's key a
+    # slice per tick, then drops the key exchange's code; the next connect sends msg1 at
+    # once, and each key serves one handshake.
     import sys
     box, gws = box_and_gateways(b"gw1", b"gw2", b"gw3")
     handshake(box, gws, b"gw1", NOW)
-    later = ticks.add(NOW, SPARE_AFTER_MS)
-    assert box.next_deadline() == later  # nothing to do before
-    box.tick(ticks.add(later, -1))
-    assert box._spare is None
+    later = ticks.add(NOW, 1)
+    assert box.next_deadline() == later  # nothing to do in this pass
+    box.tick(NOW)
+    assert box.spare == [ticks.add(NOW, 1), None, None]
     with StepCounter() as steps:
         ticked = 0
         while ticks.reached(later, box.next_deadline()):
@@ -217,7 +218,7 @@ def test_the_next_handshake_key_is_made_ahead_in_passes_no_handshake_uses():
     assert handshake(box, gws, b"gw2", later) == STEPS  # the shared secret only
     assert box.session(b"gw2") is not None and gws[b"gw2"].session() is not None
     # the spare made after gw2 is another key; a connect before it is finished continues it
-    later = ticks.add(later, SPARE_AFTER_MS)
+    later = ticks.add(later, 1)
     box.tick(later)  # its Ladder
     box.tick(later)  # and one slice
     box.connect(later, b"gw3", b"gw3")
