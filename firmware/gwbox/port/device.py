@@ -109,6 +109,7 @@ class DevicePort:
         self.running = False
         self._con = None  # gwbox.console.Console while the console is in use
         self._con_at = self.boot  # the last console input
+        self.rebooting = None  # console `reboot` (False) or `reboot safe` (True), done once the console left
         if dtr is not None:
             dtr.value(1)
         if entropy is not None:
@@ -299,6 +300,18 @@ class DevicePort:
         if data or self._con is not None:
             from gwbox.console import serve  # only now: the console costs nothing until used
             serve(self, data, now)
+            serve = None
+            if self.rebooting is not None:
+                self._reboot()
+
+    def _reboot(self):
+        """The console's `reboot`, once the console has left the heap: the boot record's code
+        (gwbox.store) then has the console's room, so a reboot never fails for want of heap."""
+        safe, self.rebooting, self._con = self.rebooting, None, None
+        forget("gwbox.console", "gwbox.policyedit", "gwbox.store", "gwbox.policy", "gwbox.policyvalue")
+        gc.collect()
+        self.record(0, safe)  # a deliberate restart, not a crash: the count starts again
+        self.restart()  # the outbox's messages are reported lost first
 
     def record(self, count, safe=False):
         """Write the boot record (gwbox.store): boots that did not stay up, one-shot safe mode."""
