@@ -27,18 +27,18 @@ _LOCK_MAX_MS = const(300000)
 _IDLE_MS = const(5000)  # a console with no login and nothing in hand leaves the heap after this
 _LOGOUT_MS = const(300000)  # a login with no input for this long is logged out
 
-HELP = (
+_HELP = const((
     "read: help, status, show log, show policy, show pending",
     "login PASSWORD, logout",
     "set KEY VALUE  (a [GENERAL] key; pending until save)",
     "load  (then the policy, then a line holding only '.')",
     "save, reboot [safe], test link, repl (safe mode)",
-)
-_CHANGES = ("set", "load", "save", "test link", "reboot", "repl")
-_EDIT = ("show policy", "show pending", "set", "load", "save")  # gwbox.policyedit
+))
+_CHANGES = const(("set", "load", "save", "test link", "reboot", "repl"))
+_EDIT = const(("show policy", "show pending", "set", "load", "save"))  # gwbox.policyedit
 # Console methods _c_<name>. Looked up only for these names: getattr() interns the name it
 # is given, and the heap must not grow with every word someone types.
-_OWN = ("help", "status", "show log", "login", "logout", "reboot", "repl", "test link")
+_OWN = const(("help", "status", "show log", "login", "logout", "reboot", "repl", "test link"))
 
 
 def serve(port, data, now):
@@ -293,7 +293,7 @@ class Console:
         return None
 
     def _c_help(self, rest, now):
-        for h in HELP:
+        for h in _HELP:
             self.line(now, "help", h)
         self._say(now, "help", True, "docs/console.md has the rest")
 

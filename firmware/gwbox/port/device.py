@@ -27,16 +27,16 @@ from gwbox import const, forget, ticks
 from gwbox.events import json_line, text_line
 
 POLL_MS = 20
-_OOM_BACKOFF_MS = 200  # after a MemoryError: let the line breathe, then try again
-_OOM_FATAL = 50  # MemoryErrors in a row after which the watchdog is left to reset the board
+_OOM_BACKOFF_MS = const(200)  # after a MemoryError: let the line breathe, then try again
+_OOM_FATAL = const(50)  # MemoryErrors in a row after which the watchdog is left to reset the board
 _CON_READ = const(256)  # console bytes taken per pass
 _RING = const(6)  # event lines kept for `show log`, as text for people (events.text_line)
 _RING_LINE = const(160)  # characters kept of each
 
 # LED patterns: (on ms, off ms); solid on = protected link up
 LED_SEARCHING = (100, 900)  # no gateway in use yet
-LED_FAILOVER = (100, 100)  # the gateway in use just died; another is being found
-LED_ERROR = (1000, 1000)  # memory trouble, or every gateway refuses
+_LED_FAILOVER = const((100, 100))  # the gateway in use just died; another is being found
+_LED_ERROR = const((1000, 1000))  # memory trouble, or every gateway refuses
 LED_SAFE = (1900, 100)  # safe mode: the box does not run, the console does
 
 
@@ -285,9 +285,9 @@ class DevicePort:
         if box is None:
             pat = LED_SAFE
         elif self.oom or self._failing == "key_request_rejected":
-            pat = LED_ERROR
+            pat = _LED_ERROR
         elif self._failing:
-            pat = LED_FAILOVER
+            pat = _LED_FAILOVER
         else:
             pat = LED_SEARCHING
         on, off = pat
