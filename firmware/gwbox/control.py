@@ -60,8 +60,7 @@ def receive(s, plaintext, sas, link, now):
         send(s, wire.EXCH_QUICK, wire.FLAG_RESPONSE, msg.msg_id,
              [(wire.PL_NOTIFY, message.encode_notify(wire.N_NO_PROPOSAL_CHOSEN))])
     elif msg.exch == wire.EXCH_REKEY:
-        from gwbox import rekey
-        rekey.answer(s, msg, now)
+        s.answer_rekey(msg, now)
     else:
         raise ProtocolError("unexpected request exchange %d" % msg.exch)
 

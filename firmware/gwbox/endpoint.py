@@ -21,6 +21,8 @@ from gwbox.sa import ReplayWindow, packet_spi
 
 
 class Endpoint:
+    spare = None  # a box: its next handshake's key made ahead (gwbox.initiator.spare_tick)
+
     def __init__(self, cfg, identity, psk=None, psks=None, expect_peer=None, initiator=None):
         """A box: `psks` {gateway identity: psk} (or the one `psk` for `expect_peer`), initiator.
         A gateway: `psks` {box identity: psk}, answers handshakes."""
@@ -60,22 +62,10 @@ class Endpoint:
 
     def connect(self, now, peer=None, link=None, rto_ms=None):
         """Start a handshake toward `peer` (default: the one expected gateway) on `link`;
-        its first retransmission after `rto_ms` (None: cfg.handshake_retry_ms)."""
-        if peer is None:
-            peer = self.expect_peer
-        psk = self._psks.get(peer)
-        if psk is None:
-            raise ProtocolError("no pre-shared key to connect with")
-        for hs in self.initiators:
-            if hs.expect_peer == peer:
-                return  # one handshake per gateway at a time
-        from gwbox.initiator import InitiatorHandshake
-        hs = InitiatorHandshake(self.cfg, self.identity, psk, now, peer, self._spis, rto_ms)
-        hs.link = link
-        hs.epoch = self.epoch
-        self.initiators.append(hs)
-        self._spis[hs.spi_i] = self._spis[hs.data_spi_i] = hs
-        self._event("handshake_started", role="initiator", peer=peer, spi=hs.spi_i)
+        its first retransmission after `rto_ms` (None: cfg.handshake_retry_ms). A box's
+        code: gwbox.initiator.connect (a gateway never holds it)."""
+        from gwbox.initiator import connect
+        connect(self, now, self.expect_peer if peer is None else peer, link, rto_ms)
         self._collect(now)
 
     def handshaking(self, peer):
@@ -106,7 +96,7 @@ class Endpoint:
             peers.append(hs.expect_peer)
             self._unmap(hs, (hs.spi_i, hs.data_spi_i))
         self.initiators = []
-        if not self.half_open and not self.keep_code:
+        if not self.half_open and not self.keep_code and self.spare.__class__ is not list:
             _unload_key_exchange()
         return peers
 
@@ -137,6 +127,9 @@ class Endpoint:
             hs.poll(now, busy)
             if busy:
                 work = False
+        if work and self.spare.__class__ is list and ticks.reached(now, self.spare[0]):
+            from gwbox.initiator import spare_tick
+            spare_tick(self, now)
         if self._due is None:
             due = list(self.half_open) + self.sessions
         else:
@@ -155,6 +148,8 @@ class Endpoint:
 
     def next_deadline(self):
         ds = [hs.deadline for hs in self.initiators]
+        if self.spare.__class__ is list:
+            ds.append(self.spare[0])
         if self._due is None:
             ds += [s.next_deadline() for s in self.sessions]
             ds += [r.deadline for r in self.half_open]
@@ -304,6 +299,8 @@ class Endpoint:
                 ended = True
                 if hs.done:
                     self._open(hs.peer_id, hs.sas, True, now, hs.link, rtt=hs.rtt)
+                    if self.spare is None:
+                        self.spare = [ticks.add(now, 1), None, None]
                 else:
                     self._event("handshake_failed", role="initiator", peer=hs.expect_peer, reason=hs.failed)
             else:
@@ -317,7 +314,8 @@ class Endpoint:
                 else:
                     from gwbox.admission import settle
                     ended = settle(self, o, now) or ended
-        if ended and not self.initiators and not self.half_open and not self.keep_code:
+        if ended and not self.initiators and not self.half_open and not self.keep_code and \
+                self.spare.__class__ is not list:
             for s in self.sessions:
                 if s.rekey is not None:
                     return

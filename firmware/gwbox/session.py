@@ -284,6 +284,12 @@ class Session:
                 from gwbox import rekey
                 self.rekey = rekey.Rekey(self, now, reason)
 
+    def answer_rekey(self, msg, now):
+        """The peer asks to rekey (gwbox.control dispatches it here: the rekey code, which uses
+        control to send, is loaded by the session, never by control)."""
+        from gwbox import rekey
+        rekey.answer(self, msg, now)
+
     def rekey_ended(self, now, failure):
         """Our rekey request is over: succeeded (failure None) or failed with that reason."""
         self.rekey = None

@@ -10,7 +10,7 @@ import os
 import sys
 import time
 
-from gwbox_tools.cli import EXIT_FAILED, UserError, check_serial_port
+from gwbox_tools.toolbase import EXIT_FAILED, UserError, check_serial_port
 from gwbox_tools.devconsole import ITERATIONS, MIN_PASSWORD, ConsoleError, DeviceConsole, hash_password
 
 PASSWORD_ENV = "GWBOX_CONSOLE_PASSWORD"
@@ -120,7 +120,7 @@ def placeholder_keys(text):
     example policies' (placeholders: published with gwbox, so anyone has them)."""
     from gwbox.policy import PolicyError, parse
     from gwbox.policyvalue import psk, safe
-    from gwbox_tools.cli import ROOT
+    from gwbox_tools.toolbase import ROOT
     known = {}
     for rel in EXAMPLES:
         try:

@@ -31,7 +31,7 @@ import subprocess
 import sys
 
 from gwbox_tools import mpy_build
-from gwbox_tools.cli import EXIT_FAILED, UserError, check_serial_port, require_module, shell_join
+from gwbox_tools.toolbase import EXIT_FAILED, UserError, check_serial_port, require_module, shell_join
 
 # Firmware files that only ever run on the host (paths relative to firmware/). An entry
 # ending in "/" excludes a whole directory. Add to this tuple; nothing else decides it.

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 
-from gwbox_tools.cli import EXIT_FAILED, UserError, check_serial_port, require_module, shell_join
+from gwbox_tools.toolbase import EXIT_FAILED, UserError, check_serial_port, require_module, shell_join
 
 BOARDS = ("esp32", "pico_w")
 ESP32_OFFSET = "0x1000"  # the classic ESP32's second-stage bootloader lives at 0x1000

@@ -7,7 +7,7 @@ import sys
 import tempfile
 import time
 
-from gwbox_tools.cli import EXIT_FAILED, EXIT_REFUSED, UserError, check_serial_port
+from gwbox_tools.toolbase import EXIT_FAILED, EXIT_REFUSED, UserError, check_serial_port
 
 
 def run_gateway(args):

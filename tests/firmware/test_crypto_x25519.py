@@ -290,3 +290,177 @@ def test_a_memory_error_in_the_last_step_loses_nothing():
         finally:
             setattr(where, name, real)
         assert ld.result is None and ld.step() and ld.result == SHARED
+
+
+# --- the native code's check (gwbox.crypto.x25519_check), once a boot --------------------------
+
+class IntNative:
+    """The native module's interface over Python integers (a field element: an int in the
+    80-byte buffer), so the check itself is tested where no native code loads (CPython)."""
+
+    def load(self, r, s):
+        r[:] = (int.from_bytes(s, "little") & ((1 << 255) - 1)).to_bytes(80, "little")
+
+    def ladder(self, c, d, k, i, stop, e):
+        g = [int.from_bytes(e[j], "little") for j in range(5)] + [e[12][0]]
+        x25519._ladder(int.from_bytes(k, "little"), i, stop, g)
+        for j in range(1, 5):
+            e[j][:] = (g[j] % x25519.P).to_bytes(80, "little")
+        e[12][0] = g[5]
+
+    def mul(self, c, b, a, r):
+        r[:] = (int.from_bytes(a, "little") * int.from_bytes(b, "little") % x25519.P).to_bytes(80, "little")
+
+    def invert(self, z, r, t0, t1, t2, t3):
+        r[:] = pow(int.from_bytes(z, "little"), x25519.P - 2, x25519.P).to_bytes(80, "little")
+
+    def store(self, out, a):
+        out[:] = (int.from_bytes(a, "little") % x25519.P).to_bytes(32, "little")
+
+
+class Miscompiled:
+    """The test hook: a native module with one function giving a wrong answer. `wrong` names
+    it; its output's lowest byte is flipped (as a wrongly loaded constant would leave it),
+    or it raises ("store_raises"), or runs out of heap ("load_oom")."""
+
+    def __init__(self, base, wrong):
+        self.base, self.wrong = base, wrong
+
+    def _out(self, name, r):
+        if name == self.wrong:
+            if name == "store_raises":
+                raise IndexError("bad")
+            if name == "load_oom":
+                raise MemoryError()
+            r[0] ^= 1
+
+    def load(self, r, s):
+        self._out("load_oom", r)
+        self.base.load(r, s)
+        self._out("load", r)
+
+    def ladder(self, c, d, k, i, stop, e):
+        self.base.ladder(c, d, k, i, stop, e)
+        self._out("ladder", e[1])
+
+    def mul(self, c, b, a, r):
+        self.base.mul(c, b, a, r)
+        self._out("mul", r)
+
+    def invert(self, z, r, t0, t1, t2, t3):
+        self.base.invert(z, r, t0, t1, t2, t3)
+        self._out("invert", r)
+
+    def store(self, out, a):
+        self._out("store_raises", out)
+        self.base.store(out, a)
+        self._out("store", out)
+
+
+def _natives():
+    """The stand-in, and the real native module where this runtime loaded it."""
+    return [IntNative()] + ([x25519._native] if x25519._native is not None else [])
+
+
+def _reimport(native, verdict=None):
+    """gwbox.crypto.x25519 imported anew (as the box does between key exchanges) with `native`
+    as its native module and the package's verdict so far; the fresh module."""
+    import gwbox.crypto as pkg
+    from gwbox import forget
+    forget("gwbox.crypto.x25519", "gwbox.crypto.x25519_viper")
+    pkg.x25519_native = verdict
+    sys.modules["gwbox.crypto.x25519_viper"] = native
+    pkg.x25519_viper = native
+    from gwbox.crypto import x25519 as again
+    return again
+
+
+def _restore():
+    import gwbox.crypto as pkg
+    from gwbox import forget
+    real = _REAL_NATIVE
+    forget("gwbox.crypto.x25519", "gwbox.crypto.x25519_viper")
+    pkg.x25519_native = _REAL_VERDICT
+    if real is not None:
+        sys.modules["gwbox.crypto.x25519_viper"] = real
+        pkg.x25519_viper = real
+    from gwbox.crypto import x25519 as restored
+    assert (restored._native is not None) == (real is not None)
+    globals()["x25519"] = restored
+
+
+_REAL_NATIVE = x25519._native
+import gwbox.crypto as _pkg  # noqa: E402
+
+_REAL_VERDICT = _pkg.x25519_native
+
+
+def test_the_known_answer_is_the_integer_ladders_after_one_slice():
+    from gwbox.crypto import x25519_check as c
+    k = bytearray(c.KAT_K)
+    k[0] &= 248
+    k[31] = (k[31] & 127) | 64
+    assert (int.from_bytes(k, "little") >> (255 - x25519.SLICE)) & 1 == 0  # the native last step assumes it unswapped
+    ld = x25519.Ladder(c.KAT_K, c.KAT_U, native=False, port=False)
+    ld.step()
+    ld.bit = 0
+    assert ld.step() and ld.result == c.KAT_X
+    # and the inputs are RFC 7748 section 5.2's first vector
+    assert x25519.pure_x25519(c.KAT_K, c.KAT_U) == h("c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552")
+
+
+def test_a_correct_native_module_passes_the_check_and_its_code_is_aligned():
+    from gwbox.crypto import x25519_check
+    if x25519._native is not None:  # (the stand-in passes in test_the_check_runs_once_a_boot)
+        assert x25519_check.known_answer(x25519._native, x25519.Ladder) is True
+        assert x25519_check.code_aligned(x25519._native) is True  # read where its code is: 4-byte aligned
+        assert _REAL_VERDICT == "native"  # the suite's first import checked it
+    else:
+        assert _REAL_VERDICT is None  # nothing to check (CPython, the 64-bit interpreter)
+
+
+def test_a_wrong_native_answer_is_never_used():
+    import gwbox.crypto as pkg
+    try:
+        for base in _natives():
+            for wrong in ("load", "ladder", "mul", "invert", "store", "store_raises"):
+                again = _reimport(Miscompiled(base, wrong))
+                assert again._native is None and pkg.x25519_native == "failed", wrong
+                assert "gwbox.crypto.x25519_check" not in sys.modules  # dropped after use
+                assert again.x25519(ALICE_PRIV, BOB_PUB) == SHARED
+                ld = again.Ladder(BOB_PRIV, ALICE_PUB)
+                assert ld._v is None and ld.run() == SHARED
+            # the verdict holds for the boot: a later import loads no native module at all
+            again = _reimport(IntNative(), "failed")
+            assert again._native is None and pkg.x25519_native == "failed"
+    finally:
+        _restore()
+
+
+def test_the_check_runs_once_a_boot():
+    import gwbox.crypto as pkg
+    try:
+        again = _reimport(IntNative())
+        assert isinstance(again._native, IntNative) and pkg.x25519_native == "native"
+        assert again.x25519(ALICE_PRIV, BOB_PUB) == SHARED
+        # checked already: the next import takes the module as it is, without loading the check
+        sys.modules["gwbox.crypto.x25519_check"] = None  # an import of it would fail
+        try:
+            again = _reimport(IntNative(), "native")
+        finally:
+            del sys.modules["gwbox.crypto.x25519_check"]
+        assert isinstance(again._native, IntNative) and pkg.x25519_native == "native"
+    finally:
+        _restore()
+
+
+def test_no_room_for_the_check_leaves_the_integer_ladder_and_no_verdict():
+    import gwbox.crypto as pkg
+    try:
+        again = _reimport(Miscompiled(IntNative(), "load_oom"))
+        assert again._native is None and pkg.x25519_native is None
+        assert again.x25519(ALICE_PRIV, BOB_PUB) == SHARED
+        again = _reimport(IntNative())  # the next import checks again
+        assert isinstance(again._native, IntNative) and pkg.x25519_native == "native"
+    finally:
+        _restore()

@@ -6,6 +6,7 @@ starts over after a call that came up and was verified. Virtual clock across the
 from gwbox import ticks, tunnel
 from gwbox.events import Event
 from gwbox.link import modem as M
+from gwbox.link import modemstate as S
 from gwbox.link.framing import Framer
 from gwbox.link.line import DIALING, UP, Line
 from gwbox.link.modem import Modem
@@ -158,7 +159,7 @@ def test_packets_from_before_an_in_band_no_carrier_are_stale_and_prove_nothing()
     line.tick(at(3000))
     e = line.take_events()
     assert names(e) == ["carrier_doubt", "link_down"] and e[1].get("reason") == "no carrier"
-    assert line.state == DIALING and line.modem.state == M.ESCAPING  # +++ and ATH first
+    assert line.state == DIALING and line.modem.state == S.ESCAPING  # +++ and ATH first
 
 
 def test_a_call_that_only_sends_into_silence_is_hung_up_and_dialled_again():
@@ -200,7 +201,7 @@ def test_a_dead_call_during_a_doubt_hangs_up_once():
     assert names(line.take_events()) == ["carrier_doubt", "dead_call", "link_down"]
     for t in (6000, 7000, 7250):  # past the doubt's deadline: no second verdict, one hang-up
         line.tick(at(t))
-    assert line.take_events() == [] and line.modem.state == M.HANGUP
+    assert line.take_events() == [] and line.modem.state == S.HANGUP
     out = line.take_uart()
     assert out.endswith(b"+++ATH\r") and out.count(b"+++") == 1
 

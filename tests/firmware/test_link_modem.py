@@ -2,6 +2,7 @@
 from gwbox import ticks
 from gwbox.link import hayes
 from gwbox.link import modem as M
+from gwbox.link import modemstate as S
 from gwbox.link.modem import Modem
 
 
@@ -129,7 +130,7 @@ class Rig:
     def up(self, **kw):
         self.m.request_link(self.now, **kw)
         self.run(10)
-        assert self.m.state == M.DATA, (self.m.state, self.ev)
+        assert self.m.state == S.DATA, (self.m.state, self.ev)
 
     def writes(self):
         return [d for _, d in self.sent]
@@ -155,7 +156,7 @@ def online(**kw):
     m = Modem(dial_target="T1", **kw)
     m.request_link(START)
     m.receive(b"\r\nOK\r\n\r\nOK\r\n\r\nCONNECT 9600\r\n", START)
-    assert m.state == M.DATA
+    assert m.state == S.DATA
     m.take_events()
     m.take_output()
     return m
@@ -186,7 +187,7 @@ def test_init_echo_off_then_ready_and_no_dial_until_requested():
     r.run(1)
     assert r.fake.cmds == ["ATZ", "ATE0V1Q0&C1&D2"]
     assert names(r.take()) == ["modem_ready"]
-    assert r.m.state == M.READY and r.m.junk_lines == 0
+    assert r.m.state == S.READY and r.m.junk_lines == 0
     r.run(120000)   # dial on demand: nothing happens without request_link
     assert r.fake.cmds == ["ATZ", "ATE0V1Q0&C1&D2"] and r.take() == []
     assert r.m.next_deadline() is None
@@ -218,7 +219,7 @@ def test_request_link_from_idle_inits_then_dials_and_latches():
     assert ev(e, "dialing").get("target") == "Pgw1"
     assert ev(e, "link_up").get("rate") == 115200
     assert ev(e, "link_up").get("result") == "CONNECT 115200/ARQ"
-    assert not r.m.want_link and r.m.state == M.DATA
+    assert not r.m.want_link and r.m.state == S.DATA
 
 
 def test_connect_without_rate_and_numeric_connect():
@@ -251,7 +252,7 @@ def test_intermediate_lines_are_junk_but_ignored():
     m.request_link(START)
     m.receive(b"\r\nOK\r\n\r\nOK\r\n", START)
     m.receive(b"\r\nCARRIER 28800\r\n\r\nPROTOCOL: LAPM\r\n\r\nCONNECT 28800\r\n", START)
-    assert m.state == M.DATA and m.junk_lines == 2
+    assert m.state == S.DATA and m.junk_lines == 2
 
 
 def test_each_dial_failure_backs_off_growing_then_gives_up():
@@ -271,7 +272,7 @@ def test_each_dial_failure_backs_off_growing_then_gives_up():
             times = [t for t, d in r.sent if d == b"ATDT5551234\r"]
             gaps = [ticks.diff(b, a) for a, b in zip(times, times[1:])]
             assert gaps == [1000, 2000, 3000], gaps
-            assert not r.m.want_link and r.m.state == M.READY
+            assert not r.m.want_link and r.m.state == S.READY
             assert "modem_error" not in names(e)   # a clean result, not a sick modem
 
 
@@ -302,7 +303,7 @@ def test_init_silence_times_out_across_wrap_then_escape_first_retry():
     assert ticks.diff(r.at(b"ATZ\r"), r.at(b"+++")) >= 1000
     e = r.take()
     assert names(e) == ["modem_error", "modem_failed"]
-    assert ev(e, "modem_failed").get("attempts") == 2 and r.m.state == M.IDLE
+    assert ev(e, "modem_failed").get("attempts") == 2 and r.m.state == S.IDLE
 
 
 def test_silent_modem_with_link_wanted_gives_dial_failed():
@@ -312,14 +313,14 @@ def test_silent_modem_with_link_wanted_gives_dial_failed():
     e = r.take()
     f = ev(e, "dial_failed")
     assert f.get("result") == "TIMEOUT" and f.get("attempts") == 3
-    assert not r.m.want_link and r.m.state == M.IDLE
+    assert not r.m.want_link and r.m.state == S.IDLE
 
 
 def test_dial_silence_times_out_and_aborts():
     r = Rig(Fake(dial=(None,)), max_attempts=1)
     r.m.request_link(r.now)
     r.run(59990)
-    assert r.m.state == M.DIALING
+    assert r.m.state == S.DIALING
     r.run(20)
     e = r.take()
     assert ev(e, "modem_error").get("reason") == "no response to ATDT5551234 within 60000 ms"
@@ -369,7 +370,7 @@ def test_data_passthrough_any_chunking():
             got += m.receive(stream[i:i + size], START)
         got += m.receive(b"~", START)    # releases a held tail ending in CR
         assert got == stream + b"~", size
-        assert m.state == M.DATA and m.take_events() == []
+        assert m.state == S.DATA and m.take_events() == []
 
 
 def test_in_band_no_carrier_is_a_doubt_and_link_down_only_if_nothing_authentic_follows():
@@ -382,17 +383,17 @@ def test_in_band_no_carrier_is_a_doubt_and_link_down_only_if_nothing_authentic_f
             got += m.receive(msg[cut2:], START)
             got += m.receive(b"~", START)  # releases a held tail that could have been a mark
             assert got == msg + b"~", (cut, got)  # every byte goes on: the framer drops what is no frame
-            assert names(m.take_events()) == ["carrier_doubt"] and m.state == M.DATA
+            assert names(m.take_events()) == ["carrier_doubt"] and m.state == S.DATA
             assert m.next_deadline() == ticks.add(START, 3000)
             m.tick(ticks.add(START, 2999))
-            assert m.state == M.DATA
+            assert m.state == S.DATA
             m.tick(ticks.add(START, 3000))  # silence after it: the carrier really went
             e = m.take_events()
             assert names(e) == ["link_down"] and e[0].get("reason") == "no carrier"
-            assert m.state == M.ESCAPING  # no DCD to say so: +++ and ATH before any dial
+            assert m.state == S.ESCAPING  # no DCD to say so: +++ and ATH before any dial
     m = online()
     assert m.receive(b"\rX\r\n\r\nNO CARRIER\r", START) == b"\rX\r\n"  # a tail that may be the mark waits
-    assert m.state == M.DATA and m.receive(b"\n", START) == b"\r\nNO CARRIER\r\n"
+    assert m.state == S.DATA and m.receive(b"\n", START) == b"\r\nNO CARRIER\r\n"
     assert names(m.take_events()) == ["carrier_doubt"]
 
 
@@ -402,7 +403,7 @@ def test_authenticated_traffic_after_an_in_band_no_carrier_keeps_the_call():
     m.authentic(ticks.add(START, 200))
     assert names(m.take_events()) == ["carrier_doubt", "carrier_confirmed"]
     m.tick(ticks.add(START, 5000))
-    assert m.state == M.DATA and m.take_events() == [] and m.next_deadline() is None
+    assert m.state == S.DATA and m.take_events() == [] and m.next_deadline() is None
 
 
 def test_only_bytes_after_the_mark_can_disprove_it_and_fresh_says_where_they_start():
@@ -438,9 +439,9 @@ def test_a_verdict_without_dcd_hangs_up_before_it_dials_whether_the_call_was_liv
         t0 = r.now
         r.m.receive(M.NO_CARRIER_MARK, t0)
         r.run(2999)
-        assert r.m.state == M.DATA and r.writes()[-1] == b"~hb~"
+        assert r.m.state == S.DATA and r.writes()[-1] == b"~hb~"
         r.run(1)
-        assert names(r.take()) == ["carrier_doubt", "link_down"] and r.m.state == M.ESCAPING
+        assert names(r.take()) == ["carrier_doubt", "link_down"] and r.m.state == S.ESCAPING
         r.m.request_link(r.now)  # the line wants the call back at once: latched, not dialled
         assert r.at(b"+++") == ticks.add(t0, 3000)  # the doubt was silent for over a guard time
         r.run(1000 + 250 + 100)
@@ -452,7 +453,7 @@ def test_a_verdict_without_dcd_hangs_up_before_it_dials_whether_the_call_was_liv
             assert r.at(b"ATH\r") == ticks.add(t0, 4250)
         e = names(r.take())
         assert e == ["hangup_done", "dialing", "link_up"], e  # no modem_error: no OK was due
-        assert r.fake.cmds[-2:] == ["ATH", "ATDT5551234"] and r.m.state == M.DATA
+        assert r.fake.cmds[-2:] == ["ATH", "ATDT5551234"] and r.m.state == S.DATA
 
 
 def test_a_verdict_with_dcd_dials_at_once_and_an_error_to_ath_after_one_without_is_retried():
@@ -474,7 +475,7 @@ def test_a_verdict_with_dcd_dials_at_once_and_an_error_to_ath_after_one_without_
     m.tick(ticks.add(t, 1250))
     assert m.take_output() == b"ATH\r"
     m.receive(b"\r\nERROR\r\n", ticks.add(t, 1300))
-    assert m.take_output() == b"ATH\r" and m.state == M.HANGUP
+    assert m.take_output() == b"ATH\r" and m.state == S.HANGUP
     m.receive(b"\r\nOK\r\n", ticks.add(t, 1350))
     assert m.take_output() == b"ATDT1\r"
     assert names(m.take_events()) == ["carrier_doubt", "link_down", "hangup_done", "dialing"]
@@ -485,7 +486,7 @@ def test_where_dcd_is_wired_an_in_band_no_carrier_is_just_bytes():
     m.set_dcd(True, START)
     assert m.receive(b"~x~" + M.NO_CARRIER_MARK, START) == b"~x~" + M.NO_CARRIER_MARK
     m.tick(ticks.add(START, 10000))
-    assert m.state == M.DATA and m.take_events() == [] and m.marks == 1
+    assert m.state == S.DATA and m.take_events() == [] and m.marks == 1
 
 
 def test_dcd_drop_is_link_down_at_once():
@@ -496,7 +497,7 @@ def test_dcd_drop_is_link_down_at_once():
     r.m.set_dcd(False, r.now)
     e = r.m.take_events()
     assert names(e) == ["link_down"] and e[0].get("reason") == "dcd"
-    assert r.m.state == M.READY and r.m.next_deadline() is None
+    assert r.m.state == S.READY and r.m.next_deadline() is None
     assert not r.m.send(b"late", r.now) and r.m.tx_dropped == 4
     r.m.receive(b"\r\nNO CARRIER\r\n", r.now)     # the text that follows is just noted
     assert r.m.take_events() == [] and r.m.unsolicited == 1
@@ -511,7 +512,7 @@ def test_escape_guard_timing_then_ath():
     r.pump()
     r.run(300)
     r.m.release_link(r.now)
-    assert names(r.m.take_events()) == ["link_down"] and r.m.state == M.ESCAPING
+    assert names(r.m.take_events()) == ["link_down"] and r.m.state == S.ESCAPING
     r.run(699)
     assert r.sent[-1][1] == b"~data~"               # still inside the guard before +++
     r.run(1)
@@ -521,7 +522,7 @@ def test_escape_guard_timing_then_ath():
     r.run(10)
     assert r.sent[-1] == (ticks.add(t0, 2000), b"ATH\r")
     assert r.fake.payload == b"~data~"              # the fake honoured the escape
-    assert names(r.take()) == ["hangup_done"] and r.m.state == M.READY
+    assert names(r.take()) == ["hangup_done"] and r.m.state == S.READY
     assert r.sent[-1][0] < START                    # ATH went out after the wrap
 
 
@@ -589,17 +590,17 @@ def test_release_while_dialing_aborts_and_request_during_escape_redials():
     r.m.request_link(r.now)
     r.run(1000)
     r.m.release_link(r.now)
-    assert r.m.take_output() == b"\r" and r.m.state == M.HANGUP
+    assert r.m.take_output() == b"\r" and r.m.state == S.HANGUP
     r.m.receive(b"\r\nNO CARRIER\r\n", r.now)
     assert names(r.take() + r.m.take_events())[-1] == "hangup_done"
-    assert r.m.state == M.READY and not r.m.want_link
+    assert r.m.state == S.READY and not r.m.want_link
     r.up()
     r.m.release_link(r.now)
     r.m.request_link(r.now)                         # latched through the hang-up
     r.run(3000)
     e = names(r.take())
     assert e[-3:] == ["hangup_done", "dialing", "link_up"], e
-    assert r.m.state == M.DATA
+    assert r.m.state == S.DATA
 
 
 def test_no_dial_target_is_reported():
@@ -610,4 +611,4 @@ def test_no_dial_target_is_reported():
     m.request_link(START)
     e = m.take_events()
     assert names(e) == ["dial_failed"] and e[0].get("result") == "NO TARGET"
-    assert not m.want_link and m.state == M.READY
+    assert not m.want_link and m.state == S.READY

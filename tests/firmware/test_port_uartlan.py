@@ -42,6 +42,20 @@ def test_replies_from_the_target_go_to_the_uart_and_others_do_not():
     assert lan_.send(TARGET + 1, 4001, b"not for the till") is False and u.tx == b"OK\r\n"
 
 
+def test_a_reply_longer_than_the_uart_takes_goes_out_whole_over_the_next_passes():
+    lan_, u, t = lan()
+    u.room = 16
+    assert lan_.send(TARGET, 4001, b"0123456789" * 3) is True
+    assert bytes(u.tx) == b"0123456789012345"
+    lan_.send(TARGET, 4001, b"next")
+    u.tx = bytearray()  # the line drained the buffer
+    lan_.recv()
+    assert bytes(u.tx) == b"67890123456789ne"
+    u.tx = bytearray()
+    lan_.recv()
+    assert bytes(u.tx) == b"xt" and lan_.held is None and lan_.dropped == 0
+
+
 def test_both_lan_sides_together():
     lan_, u, t = lan()
     udp = FakeLan()

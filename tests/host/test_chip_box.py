@@ -30,6 +30,10 @@ def test_the_box_runs_its_job_on_the_chip():
         assert sc.stats["wdtEnabled"] is True
         assert sc.stats["wdtResets"] == 0 and sc.stats["resets"] == 0
         assert sc.stats["overruns"] == [0, 0] and sc.stats["rxDropped"] == [0, 0]
+        # nor did the box drop line bytes its UART could not take at once (the device port holds them)
+        assert all(r["tx_dropped"] == 0 for _, r in rig.find("status"))
+        # and every frame reached the head office whole (a UART write cut short broke frames)
+        assert rig.sim.modem.framer.bad_fcs == 0 and rig.sim.modem.framer.bytes_discarded == 0
         assert len(rig.find("boot")) == 1 and not rig.find("crash") and not rig.find("out_of_memory")
         # the console over USB CDC, beside the running box
         assert sc.console["status"]["ok"] and sc.console["status"]["msg"] == "running"

@@ -23,7 +23,7 @@ import tty
 
 import pytest
 
-from gwbox_tools import cli, deploy, mpy_build, romfs_image
+from gwbox_tools import cli, deploy, mpy_build, romfs_image, toolbase
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MICROPYTHON = mpy_build.micropython_binary()
@@ -481,7 +481,7 @@ def test_deploy_romfs_refuses_a_package_directory_holding_other_files(romfs_devi
     (root / "gwbox" / "sa.mpy").write_bytes(b"M\x06\x00\x1f")
     (root / "gwbox" / "notes.txt").write_text("keep me\n")
     status, out = gwbox("deploy", "--port", port, "--firmware", str(firmware), "--romfs")
-    assert status == cli.EXIT_REFUSED, out
+    assert status == toolbase.EXIT_REFUSED, out
     assert "holds files that are not modules in the firmware's package directories: gwbox/notes.txt" in out
     assert sorted(device_files(root)) == ["gwbox/notes.txt", "gwbox/sa.mpy"]  # nothing changed
     out = device_exec(port, "import vfs\nprint(bytes(vfs.rom_ioctl(2, 0)[:3]))")
@@ -491,7 +491,7 @@ def test_deploy_romfs_refuses_a_package_directory_holding_other_files(romfs_devi
 def test_deploy_romfs_refuses_an_image_larger_than_the_partition(tmp_path, firmware):
     with running_device(tmp_path, romfs=64 * 1024) as (port, root):
         status, out = gwbox("deploy", "--port", port, "--firmware", str(firmware), "--romfs")
-        assert status == cli.EXIT_REFUSED, out
+        assert status == toolbase.EXIT_REFUSED, out
         image = (firmware.parent / "build" / "deploy" / "gwbox.romfs").stat().st_size
         assert ("gwbox deploy: the ROMFS image is %d bytes, the device's ROMFS partition 65536: flash an image "
                 "with a larger partition (boards/README.md)" % image) in out
@@ -501,7 +501,7 @@ def test_deploy_romfs_refuses_an_image_larger_than_the_partition(tmp_path, firmw
 def test_deploy_romfs_on_a_device_without_a_romfs_partition_is_refused(device, firmware):
     port, root = device
     status, out = gwbox("deploy", "--port", port, "--firmware", str(firmware), "--romfs")
-    assert status == cli.EXIT_REFUSED, out
+    assert status == toolbase.EXIT_REFUSED, out
     assert "gwbox deploy: the device has no ROMFS partition (vfs.rom_ioctl): its MicroPython " in out
     assert "was built without one. Deploy without --romfs (modules as .mpy files), or flash an image built " in out
     assert device_files(root) == {}
@@ -509,7 +509,7 @@ def test_deploy_romfs_on_a_device_without_a_romfs_partition_is_refused(device, f
 
 def test_port_that_does_not_exist_is_refused(tmp_path, capsys):
     missing = str(tmp_path / "ttyACM7")
-    assert cli.main(["deploy", "--port", missing]) == cli.EXIT_REFUSED
+    assert cli.main(["deploy", "--port", missing]) == toolbase.EXIT_REFUSED
     err = capsys.readouterr().err
     assert err.startswith("gwbox deploy: serial port %s does not exist" % missing) and "Traceback" not in err
 
@@ -517,13 +517,13 @@ def test_port_that_does_not_exist_is_refused(tmp_path, capsys):
 def test_unknown_board_lists_the_boards(tmp_path, capsys):
     port = tmp_path / "ttyUSB0"
     port.write_bytes(b"")
-    assert cli.main(["deploy", "--port", str(port), "--board", "esp8266"]) == cli.EXIT_REFUSED
+    assert cli.main(["deploy", "--port", str(port), "--board", "esp8266"]) == toolbase.EXIT_REFUSED
     err = capsys.readouterr().err
     assert err.startswith("gwbox deploy: unknown board 'esp8266': choose one of esp32, ") and "pico_w" in err
 
 
 def test_missing_port_is_refused(capsys):
-    assert cli.main(["deploy"]) == cli.EXIT_REFUSED
+    assert cli.main(["deploy"]) == toolbase.EXIT_REFUSED
     assert "--port is required" in capsys.readouterr().err
 
 
@@ -539,7 +539,7 @@ def test_a_port_with_no_micropython_repl_behind_it(monkeypatch, capsys):
         os.close(master)
         os.close(slave)
     err = capsys.readouterr().err
-    assert status == cli.EXIT_FAILED
+    assert status == toolbase.EXIT_FAILED
     assert err == ("gwbox deploy: reading the device: no answer within 3 s: the board on %s did not answer at the "
                    "MicroPython REPL: is MicroPython on it (gwbox flash)? If the box's watchdog is running, start "
                    "it in safe mode first\n" % port)
@@ -560,7 +560,7 @@ def test_host_only_modules_are_never_deployed():
 ])
 def test_device_mpy_versions_mpy_cross_cannot_serve_are_refused(mpy, message):
     dev = deploy.Device("GWBOX mpy %d\nGWBOX version esp32 1.18.0\n" % mpy)
-    with pytest.raises(cli.UserError) as e:
+    with pytest.raises(toolbase.UserError) as e:
         deploy.mpy_cross_args(dev)
     assert message in str(e.value)
 

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from gwbox_tools import cli, flash
+from gwbox_tools import cli, flash, toolbase
 
 UF2_MAGIC0, UF2_MAGIC1, UF2_END = 0x0A324655, 0x9E5D5157, 0x0AB16F30
 RP2040, RP2350_ARM = 0xE48BFF56, 0xE48BFF59
@@ -106,7 +106,7 @@ def gwbox(*argv):
 
 def refused(capsys, *argv):
     """Run, expect the refusal status, return the one-line message."""
-    assert gwbox(*argv) == cli.EXIT_REFUSED
+    assert gwbox(*argv) == toolbase.EXIT_REFUSED
     out, err = capsys.readouterr()
     assert out == "" and "Traceback" not in err
     assert err.startswith("gwbox flash: ")
@@ -229,7 +229,7 @@ def test_esp32_runs_esptool_in_the_foreground(files, port, no_tools, capsys):
 
 def test_esptool_failure_is_reported_with_a_hint(files, port, no_tools, monkeypatch, capsys):
     monkeypatch.setattr(flash.subprocess, "call", lambda cmd, **kw: 2)
-    assert gwbox("--board", "esp32", "--port", port, files("fw.bin", esp32_firmware())) == cli.EXIT_FAILED
+    assert gwbox("--board", "esp32", "--port", port, files("fw.bin", esp32_firmware())) == toolbase.EXIT_FAILED
     err = capsys.readouterr().err
     assert "esptool failed (exit status 2)" in err and "BOOT" in err and "Traceback" not in err
 

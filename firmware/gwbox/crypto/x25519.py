@@ -4,8 +4,16 @@ Two ladders, one result. Where the firmware was built for the board's CPU (nativ
 per architecture: `gwbox deploy`, the ROMFS image and the freeze manifests build it with
 `mpy-cross -march=...`), the field arithmetic is gwbox.crypto.x25519_viper: viper code
 with 13-bit limbs, about 140 ms per scalar multiplication on a 125 MHz RP2040. Elsewhere
-(CPython, a port without a native emitter, a build for another CPU) it is the Montgomery
-ladder over Python integers below: about 600 ms on the RP2040, 2.5 ms on CPython.
+(CPython, a port without a native emitter, a build for another CPU), and where the native
+code failed its check (below), it is the Montgomery ladder over Python integers below:
+about 600 ms on the RP2040, 2.5 ms on CPython.
+
+Native code can be built wrong without an error (frozen armv6m code misplaced by mpy-tool:
+boards/README.md), and a wrong answer would be a wrong key. So its first import since boot
+runs gwbox.crypto.x25519_check (loaded for that and dropped): the code's placement, then a
+known answer through a Ladder. The verdict is kept on the package (`x25519_native`:
+"native" or "failed"), so later imports (the box drops this module between key exchanges)
+neither check again nor load code that failed.
 
 A `Ladder` runs at most SLICE ladder bits per `step()` (the last step inverts), so the box
 loop can read its UART and feed its watchdog between steps (docs/crypto.md). The
@@ -16,7 +24,7 @@ backed by `cryptography`: what a head-office gateway answering thousands of boxe
 every function here, a Ladder too (in one step), then goes through it, and `pure_x25519`
 stays this module's own.
 """
-from gwbox import const
+from gwbox import const, forget
 from gwbox import crypto as _pkg
 from gwbox.crypto.entropy import random_bytes
 from gwbox.errors import ProtocolError
@@ -28,13 +36,6 @@ _ZERO = bytes(80)  # what a wiped field element holds (wiping allocates nothing)
 _ZERO32 = bytes(32)
 # Ladder bits per step: about 16 ms of native code or 55-70 ms of bytecode on an RP2040.
 SLICE = const(32)
-
-try:
-    from gwbox.crypto import x25519_viper as _native
-except (ImportError, ValueError, MemoryError):
-    # not built for this CPU, no emitter, or no room for its code now (an ESP32 puts native
-    # code in its little executable RAM): the integer ladder, until the module is loaded again
-    _native = None
 
 
 class Ladder:
@@ -221,3 +222,19 @@ def low_order(pub):
         return True
     u = (int.from_bytes(pub, "little") & ((1 << 255) - 1)) % P
     return u in _LOW_ORDER
+
+
+_native = None  # gwbox.crypto.x25519_viper where it loads and passed its check, else None
+if _pkg.x25519_native != "failed":
+    try:
+        from gwbox.crypto import x25519_viper as _native
+    except (ImportError, ValueError, MemoryError):
+        # not built for this CPU, no emitter, or no room for its code now (an ESP32 puts native
+        # code in its little executable RAM): the integer ladder, until the module is loaded again
+        _native = None
+    if _native is not None and _pkg.x25519_native is None:
+        from gwbox.crypto.x25519_check import check  # once a boot (module-level: nothing of it stays)
+
+        _native = check(_native, Ladder)
+        check = None
+        forget("gwbox.crypto.x25519_check")

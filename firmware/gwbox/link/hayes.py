@@ -8,7 +8,7 @@ device heap that is about 9 KB while payload flows (docs/memory.md). States, tim
 events: docs/modem.md.
 """
 from gwbox import const, ticks
-from gwbox.link.modem import (BACKOFF, DATA, DIALING, ESCAPING, HANGUP, IDLE, INIT, READY,
+from gwbox.link.modemstate import (BACKOFF, DATA, DIALING, ESCAPING, HANGUP, IDLE, INIT, READY,
                               printable as _printable)
 
 OK = "OK"

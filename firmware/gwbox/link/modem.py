@@ -12,15 +12,7 @@ and dropped again (`unload_command_mode`) once a call is up.
 """
 from gwbox import const, forget, ticks
 from gwbox.events import Event
-
-IDLE = "idle"          # not initialised (or gave up): modem state unknown
-INIT = "init"          # sending the init string, one command at a time
-READY = "ready"        # command mode, initialised, on hook
-DIALING = "dialing"    # ATD sent, waiting for CONNECT or a failure code
-DATA = "data"          # online: bytes are payload
-ESCAPING = "escaping"  # guard, +++, guard, waiting for OK
-HANGUP = "hangup"      # ATH sent, dial being aborted, or DTR held low
-BACKOFF = "backoff"    # waiting before the next attempt
+from gwbox.link.modemstate import DATA, ESCAPING, HANGUP, IDLE, READY
 
 # ATZ alone, because most modems ignore whatever follows Z on the same line;
 # then E0 (no echo: fewer bytes, though echo is handled), V1 (verbose codes,
@@ -30,11 +22,6 @@ _DEFAULT_INIT = const(("ATZ", "ATE0V1Q0&C1&D2"))
 
 # What a verbose modem sends after losing carrier in data mode (see docs/modem.md).
 NO_CARRIER_MARK = b"\r\nNO CARRIER\r\n"
-
-
-def printable(raw):
-    """Bytes as safe ASCII text, for parsing and for error reasons."""
-    return "".join(chr(b) if 32 <= b < 127 else "?" for b in raw)
 
 
 class Modem:

@@ -32,12 +32,34 @@ _OOM_FATAL = const(50)  # MemoryErrors in a row after which the watchdog is left
 _CON_READ = const(256)  # console bytes taken per pass
 _RING = const(6)  # event lines kept for `show log`, as text for people (events.text_line)
 _RING_LINE = const(160)  # characters kept of each
+_TX_HOLD = const(4096)  # line bytes held for a UART that takes none (a wedged one): beyond, dropped and counted
 
 # LED patterns: (on ms, off ms); solid on = protected link up
 LED_SEARCHING = (100, 900)  # no gateway in use yet
 _LED_FAILOVER = const((100, 100))  # the gateway in use just died; another is being found
 _LED_ERROR = const((1000, 1000))  # memory trouble, or every gateway refuses
 LED_SAFE = (1900, 100)  # safe mode: the box does not run, the console does
+
+
+def write_all(uart, held, data, hold_max):
+    """Write `held` (what the UART did not take before) and then `data` to `uart`, in order;
+    returns (what it did not take now, or None; bytes dropped).
+
+    A board's `write()` takes what fits its buffers and returns that count: MicroPython's rp2
+    UART (timeout 0) takes its 256-byte ring buffer and the 32-byte FIFO and returns 288 for a
+    longer write, and None when it takes nothing. The rest is the box's line output, already
+    counted as sent: it waits here for the next pass (the loop passes at least every POLL_MS),
+    never dropped, except beyond `hold_max` (a UART that takes nothing at all)."""
+    if held:
+        data = held + data if data else held
+    n = uart.write(data)
+    n = 0 if n is None else n
+    if n >= len(data):
+        return None, 0
+    rest = data[n:]
+    if len(rest) > hold_max:
+        return None, len(rest)
+    return rest, 0
 
 
 def _free():
@@ -103,6 +125,8 @@ class DevicePort:
         self.oom = 0  # MemoryErrors in a row
         self.oom_total = 0
         self.pass_max = 0  # the longest pass of the loop so far, ms
+        self._tx = None  # line bytes the modem UART did not take yet (write_all)
+        self.tx_dropped = 0  # line bytes given up because the UART took none for _TX_HOLD of them
         self.fails = 0  # wrong console passwords in a row
         self.locked_until = None  # no login before this tick
         self.ring = []  # recent event lines (`show log`)
@@ -236,6 +260,8 @@ class DevicePort:
         st["heap_used"] = gc.mem_alloc() if hasattr(gc, "mem_alloc") else -1
         st["oom"] = self.oom_total
         st["pass_max_ms"] = self.pass_max
+        st["tx_held"] = len(self._tx) if self._tx else 0
+        st["tx_dropped"] = self.tx_dropped
         return st
 
     def _line(self, now, name, fields):
@@ -255,8 +281,9 @@ class DevicePort:
             self._show(now)
             return
         out = box.take_uart()
-        if out:
-            self.uart.write(out)
+        if out or self._tx:
+            self._tx, lost = write_all(self.uart, self._tx, out, _TX_HOLD)
+            self.tx_dropped += lost
         if self.lan is not None:
             for src, port, payload in box.take_lan():
                 self.lan.send(src, port, payload)

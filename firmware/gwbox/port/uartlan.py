@@ -5,7 +5,7 @@ the UART and its speed: LAN_UART = (id, tx, rx, baud)).
 Bytes from the UART become datagrams for the target: a datagram goes once the line has
 been quiet for GAP_MS or MAX bytes have gathered, so a burst is one message, not one per
 poll. What the target sends back (tunnel replies from that address) is written to the
-UART as it is. The box routes the datagrams by its [TUNNEL] ranges like any other LAN
+UART as it is (what the UART's buffers do not take at once waits for the next pass). The box routes the datagrams by its [TUNNEL] ranges like any other LAN
 payload. `Lans` puts this beside the UDP side (gwbox.port.udplan) on boards with Wi-Fi.
 """
 import time
@@ -14,6 +14,7 @@ from gwbox import const, ticks
 
 GAP_MS = const(30)
 MAX = const(200)
+HOLD = const(2048)  # reply bytes held for a slow UART (9,600 baud: 2 s of line); beyond, dropped and counted
 
 
 class UartLan:
@@ -24,10 +25,14 @@ class UartLan:
         self.clock = clock or time.ticks_ms
         self.buf = bytearray()
         self.at = 0  # when the last byte came
+        self.held = None  # reply bytes the UART did not take yet (device.write_all)
+        self.dropped = 0
 
     def recv(self):
         """(target, port, payload) once a datagram is complete, else None."""
         now = self.clock() & ticks.MASK
+        if self.held:
+            self._write(None)
         data = self.uart.read()
         if data:
             self.buf.extend(data)
@@ -41,9 +46,15 @@ class UartLan:
 
     def send(self, src, port, payload):
         if src == self.target:
-            self.uart.write(payload)
+            self._write(payload)
             return True
         return False
+
+    def _write(self, data):
+        from gwbox.port.device import write_all  # loaded with the port anyway
+
+        self.held, lost = write_all(self.uart, self.held, data, HOLD)
+        self.dropped += lost
 
 
 class Lans:
