@@ -18,7 +18,6 @@ from gwbox.crypto.entropy import random_bytes
 from gwbox.errors import ProtocolError
 from gwbox.events import Event
 from gwbox.sa import ReplayWindow, packet_spi
-from gwbox import events as ev
 
 
 class Endpoint:
@@ -85,7 +84,7 @@ class Endpoint:
             else:
                 peer = self._on_protected(packet, now, link)
         except ProtocolError as e:
-            self._event(ev.DROPPED, reason=str(e), bytes=len(packet))
+            self._event("dropped", reason=str(e), bytes=len(packet))
         self._collect(now)
         return peer
 
@@ -116,7 +115,7 @@ class Endpoint:
             s.send_plain(plaintext, now)
             ok = True
         except ProtocolError as e:
-            self._event(ev.SEND_FAILED, reason=str(e), peer=peer, bytes=len(plaintext))
+            self._event("send_failed", reason=str(e), peer=peer, bytes=len(plaintext))
             ok = False
         self._collect(now)
         return ok
@@ -143,7 +142,7 @@ class Endpoint:
             try:
                 o.tick(now)
             except ProtocolError as e:  # a state no input should reach: reported, the SA ended
-                self._event(ev.SESSION_ERROR, reason=str(e), peer=o.peer_id)
+                self._event("session_error", reason=str(e), peer=o.peer_id)
                 o.close("error", now, notify=False)
         self._collect(now)
 
@@ -225,7 +224,7 @@ class Endpoint:
         elif box[0] != epoch:
             box[0] = epoch
             box[1].clear()
-            self._event(ev.WINDOWS_RESET, peer=peer, epoch=epoch)
+            self._event("windows_reset", peer=peer, epoch=epoch)
         spaces = box[1]
 
         def window(space):
@@ -303,7 +302,7 @@ class Endpoint:
                     if self.spare is None:
                         self.spare = [ticks.add(now, 1), None, None]
                 else:
-                    self._event(ev.HANDSHAKE_FAILED, role="initiator", peer=hs.expect_peer, reason=hs.failed)
+                    self._event("handshake_failed", role="initiator", peer=hs.expect_peer, reason=hs.failed)
             else:
                 keep_i.append(hs)
         self.initiators = keep_i
@@ -332,9 +331,9 @@ class Endpoint:
         self.sessions.append(s)
         self._peers[peer] = s
         if rtt is None:
-            self._event(ev.SA_ESTABLISHED, peer=peer, ctl_spi=sas.ctl_in.spi, data_spi=sas.data_in.spi)
+            self._event("sa_established", peer=peer, ctl_spi=sas.ctl_in.spi, data_spi=sas.data_in.spi)
         else:  # the box's handshake: its SA_INIT round trip sizes the next first retransmissions
-            self._event(ev.SA_ESTABLISHED, peer=peer, ctl_spi=sas.ctl_in.spi, data_spi=sas.data_in.spi, rtt_ms=rtt)
+            self._event("sa_established", peer=peer, ctl_spi=sas.ctl_in.spi, data_spi=sas.data_in.spi, rtt_ms=rtt)
         self._settle(s, now)
 
     def _settle(self, s, now):

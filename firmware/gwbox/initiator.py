@@ -2,7 +2,7 @@
 
 Everything before msg4's AUTH verifies is unauthenticated, so nothing before it may end
 the attempt (RFC 7296 §2.4): a cleartext NO_PROPOSAL_CHOSEN is noted and the box keeps
-listening until its own timer; an SA_INIT response is a *candidate* (up to CANDIDATES of
+listening until its own timer; an SA_INIT response is a *candidate* (up to _CANDIDATES of
 them, each with its own DH result and msg3), and the first msg4 that authenticates wins,
 so a forged response carrying an attacker's key cannot push the genuine one out; a
 notify inside a candidate's SA only ends that candidate. A COOKIE (the responder under
@@ -20,11 +20,10 @@ from gwbox import const, message, ticks, wire
 from gwbox.crypto.mac import ct_equal
 from gwbox.crypto.x25519 import Ladder, low_order
 from gwbox.errors import ProtocolError
-from gwbox.events import HANDSHAKE_STARTED
 from gwbox.handshake import ROLE_I, ROLE_R, Offer, auth_mac, initiator_sas, peer_answer
 from gwbox.message import Message
 
-CANDIDATES = const(3)  # SA_INIT responses answered at once, the genuine one among them
+_CANDIDATES = const(3)  # SA_INIT responses answered at once, the genuine one among them
 _COOKIE_RETRIES = const(3)  # cookies followed per attempt (a forged one costs one more msg1)
 
 
@@ -43,7 +42,7 @@ def connect(ep, now, peer, link, rto_ms):
     hs.epoch = ep.epoch
     ep.initiators.append(hs)
     ep._spis[hs.spi_i] = ep._spis[hs.data_spi_i] = hs
-    ep._event(HANDSHAKE_STARTED, role="initiator", peer=peer, spi=hs.spi_i)
+    ep._event("handshake_started", role="initiator", peer=peer, spi=hs.spi_i)
 
 
 def spare_tick(ep, now):
@@ -167,7 +166,7 @@ class InitiatorHandshake:
         for c in self.candidates:
             if c.spi_r == msg.spi_r:
                 raise ProtocolError("SA_INIT response answered already")
-        if len(self.candidates) >= CANDIDATES:
+        if len(self.candidates) >= _CANDIDATES:
             raise ProtocolError("too many SA_INIT responses")
         spis, xr, nr = peer_answer(self._offer, msg)
         if low_order(xr):  # its shared secret would be all zero, known to anyone (RFC 7748 6.1)

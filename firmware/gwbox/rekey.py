@@ -19,7 +19,6 @@ a rekey starts or a REKEY request arrives; the endpoint drops it again afterward
 from gwbox import control, message, ticks, wire
 from gwbox.errors import ProtocolError
 from gwbox.handshake import Offer, answer as _answer, complete
-from gwbox import events as ev
 
 
 def _taken(s):
@@ -38,7 +37,7 @@ class Rekey:
         self.sent = now
         self.deadline = ticks.add(now, s.cfg.response_ms)
         control.send(s, wire.EXCH_REKEY, 0, self.msg_id, self.offer.payloads)
-        s._event(ev.REKEY_STARTED, reason=reason, msg_id=self.msg_id)
+        s._event("rekey_started", reason=reason, msg_id=self.msg_id)
 
     def poll(self, s, now):
         """At the deadline: send the request again, or give up (True)."""
@@ -66,7 +65,7 @@ class Rekey:
         s.out_sas = new
         s.delete_pending = [s._new_msg_id(), now, 1, ticks.add(now, s.cfg.response_ms)]
         control.send_delete(s, s.delete_pending[0], old)
-        s._event(ev.REKEYED, ctl_spi=new.ctl_in.spi, data_spi=new.data_in.spi)
+        s._event("rekeyed", ctl_spi=new.ctl_in.spi, data_spi=new.data_in.spi)
 
 
 def answer(s, msg, now):
