@@ -54,7 +54,7 @@ test-host: $(STAMP)  ## quick loop: pytest without the tests that start micropyt
 test-mp: $(STAMP)  ## the firmware suite under micropython, one process per module, device heaps (32- and 64-bit)
 	$(PY) tests/mp_suite.py
 
-demo: $(STAMP)  ## a box (MicroPython, 32-bit at 120K) and a 3-gateway cluster over an emulated modem: a reboot, failover, failback; summary, PNG
+demo: $(STAMP)  ## a box (MicroPython, 32-bit at 110K) and a 3-gateway cluster over an emulated modem: a reboot, failover, failback; summary, PNG
 	$(PY) -m gwbox_tools.demo --out build/demo
 
 lint: $(STAMP)  ## pyflakes over firmware, host tools, tests and benchmarks

@@ -5,7 +5,6 @@ responder's and drops it with the rest of the key exchange. The state (cookie se
 the half-open table, counters) stays on the endpoint `ep`.
 """
 from gwbox import const, ticks, wire
-from gwbox import events as ev
 from gwbox.crypto.mac import ct_equal, hmac_digest, hmac_key
 from gwbox.errors import ProtocolError
 
@@ -101,7 +100,7 @@ def accept(ep, message, msg, packet, now, link):
         for x in r.sas.inbound_spis():
             ep._spis[x] = r
     ep._touched.append(r)  # settle sends msg2 and schedules its deadline
-    ep._event(ev.HANDSHAKE_STARTED, role="responder", spi=msg.spi_i)
+    ep._event("handshake_started", role="responder", spi=msg.spi_i)
 
 
 def settle(ep, r, now):
@@ -124,7 +123,7 @@ def settle(ep, r, now):
         return True
     if r.failed is not None:
         _drop(ep, r)
-        ep._event(ev.HANDSHAKE_FAILED, role="responder", reason=r.failed)
+        ep._event("handshake_failed", role="responder", reason=r.failed)
         return True
     if ep._due is not None:
         ep._due.set(r, r.deadline, now)

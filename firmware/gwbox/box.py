@@ -17,7 +17,6 @@ from gwbox.config import DEFERRED, NONE
 from gwbox.errors import ProtocolError
 from gwbox.events import Event
 from gwbox.outbox import LINE_OVERHEAD
-from gwbox import events as ev
 
 
 _INFLIGHT_MIN = const(256)  # line bytes of messages in flight at least, however slow the line
@@ -59,11 +58,11 @@ class Box:
         c = self.route(dst)
         if c is None:
             self.lan_refused += 1
-            self._event(ev.LAN_REFUSED, reason="no_tunnel", dst=dst, bytes=len(payload))
+            self._event("lan_refused", reason="no_tunnel", dst=dst, bytes=len(payload))
             return False
         if self.outbox.put(c.space, dst, port, payload) is None:
             self.lan_refused += 1
-            self._event(ev.LAN_REFUSED, reason="outbox_full", dst=dst, bytes=len(payload),
+            self._event("lan_refused", reason="outbox_full", dst=dst, bytes=len(payload),
                         queued=self.outbox.used)
             return False
         c.begin(now)  # dial on demand (DEFERRED), or nothing: the cluster is busy already
@@ -201,7 +200,7 @@ class Box:
             if gw in c.order:
                 self.outbox.reroute(c.space, gw)
         if self.endpoint.session(gw) is not None:
-            self.endpoint.close(now, ev.GATEWAY_DEAD, peer=gw)
+            self.endpoint.close(now, "gateway_dead", peer=gw)
 
     def event(self, name, **fields):
         self._event(name, **fields)
@@ -243,7 +242,7 @@ class Box:
         try:
             body = tunnel.decode_confirm(body) if nh == wire.NH_CONFIRM else tunnel.decode_reply(body)
         except ProtocolError as e:
-            self._event(ev.DROPPED, reason=str(e), bytes=len(body), peer=peer)
+            self._event("dropped", reason=str(e), bytes=len(body), peer=peer)
             return
         if nh == wire.NH_CONFIRM:
             s = self.endpoint.session(peer)
@@ -264,22 +263,22 @@ class Box:
 
     def _react(self, e, now):
         n = e.name
-        if n == ev.SA_ESTABLISHED:
+        if n == "sa_established":
             rtt = e.get("rtt_ms")
             if rtt is not None:
                 self.hs_rto(-rtt)
             self.line.proven(self._addr[e.get("peer")], now)  # msg4 answered msg3 (long form)
             for c in self._clusters_of(e.get("peer")):
                 c.established(e.get("peer"), now)
-        elif n == ev.HANDSHAKE_FAILED and e.get("role") == "initiator":
+        elif n == "handshake_failed" and e.get("role") == "initiator":
             self.line.unbind(self._addr.get(e.get("peer")))
             for c in self._clusters_of(e.get("peer")):
                 c.failed(e.get("peer"), now)
-        elif n == ev.SA_DELETED and e.get("reason") != "replaced":
+        elif n == "sa_deleted" and e.get("reason") != "replaced":
             self.line.unbind(self._addr.get(e.get("peer")))
             for c in self._clusters_of(e.get("peer")):
                 c.dead(e.get("peer"), now, e.get("reason"))
-        elif n == ev.HEARTBEAT_ACK:
+        elif n == "heartbeat_ack":
             gw = e.get("peer")
             rtt = e.get("rtt_ms")
             if rtt is not None:
@@ -289,14 +288,14 @@ class Box:
                 c.verified(gw, now)
                 if rtt is not None:
                     self._answered(c, gw, ticks.add(now, -rtt), now)
-        elif n == ev.LINK_UP:
+        elif n == "link_up":
             for c in self.clusters:
                 c.resume(now)
-        elif n == ev.LINK_DOWN or n == ev.LINE_SWITCH:
+        elif n == "link_down" or n == "line_switch":
             for gw in self.endpoint.abort_handshakes(now):
                 if gw not in self._pending:
                     self._pending.append(gw)  # keyed again once a call reaches it
-            if n == ev.LINE_SWITCH:
+            if n == "line_switch":
                 # The call goes to another number: what gateways on the old one had in
                 # flight may have been handed on, its confirmations die with the call.
                 old = e.get("old")
@@ -304,9 +303,9 @@ class Box:
                     for gw in c.order:
                         if self._number[gw] == old:
                             self.outbox.reroute(c.space, gw)
-        elif n == ev.CALL_FAILED:
+        elif n == "call_failed":
             self._call_failed(e.get("number"), now)
-        elif n == ev.CARRIER_DOUBT:
+        elif n == "carrier_doubt":
             for gw in self._in_use():  # ask at once: an answer disproves a forged NO CARRIER
                 if gw not in self._verify:
                     self._verify.append(gw)
@@ -338,7 +337,7 @@ class Box:
             return
         num, losses = worst
         if losses == _STUCK_NOTICE:
-            self._event(ev.MESSAGE_STUCK, cluster=c.name, gateway=gw, space=c.space, number=num, losses=losses)
+            self._event("message_stuck", cluster=c.name, gateway=gw, space=c.space, number=num, losses=losses)
         if losses >= max(_STUCK_NOTICE, self.cfg.retries + 1):
             c.dead(gw, now, "message_stuck")  # it answers, but not this: fail over, never jam
 
@@ -391,7 +390,7 @@ class Box:
             if self.mode != DEFERRED:
                 line.want(line.number, now)
             elif self.idle_hangup_ms and ticks.diff(now, self._idle_since) >= self.idle_hangup_ms:
-                self._event(ev.IDLE_HANGUP, idle_ms=self.idle_hangup_ms)
+                self._event("idle_hangup", idle_ms=self.idle_hangup_ms)
                 line.release(now)
         up = line.state == UP
         on_call = line.number

@@ -5,7 +5,6 @@ config-push test), and the recovery race (docs/cluster.md) took some of it.
 """
 from gwbox import ticks
 from gwbox.link.line import UP
-from gwbox import events as ev
 
 
 def probe(self, now):
@@ -31,7 +30,7 @@ def shutdown(self, now):
     for c in self.clusters:
         n, size, first, last = self.outbox.held(c.space)
         if n:
-            self._event(ev.OUTBOX_LOST, cluster=c.name, space=c.space, count=n, bytes=size,
+            self._event("outbox_lost", cluster=c.name, space=c.space, count=n, bytes=size,
                         first=first, last=last)
 
 

@@ -32,7 +32,6 @@ race runs alone, a handshake's first retransmission time. The race's own rules a
 gwbox.race, loaded for a race's events only.)
 """
 from gwbox import const, forget, ticks
-from gwbox import events as ev
 
 PARALLEL = const(3)  # handshakes one cluster runs at once: each holds an X25519 key pair
 
@@ -104,7 +103,7 @@ class Cluster:
             self.fb_trying = False
             old = self.in_use
             self._use(gw, now, False, "failback")
-            self.drv.event(ev.FAILBACK, cluster=self.name, gateway=gw, previous=old)
+            self.drv.event("failback", cluster=self.name, gateway=gw, previous=old)
 
     def failed(self, gw, now):
         if gw in self.racing:
@@ -134,7 +133,7 @@ class Cluster:
                 ticks.diff(now, self.since_failback) < 4 * self.failback_ms:
             self.fb_backoff = min(self.fb_backoff * 2, 16 * self.failback_ms)  # came back, died again: wait longer
         self.since_failback = None
-        self.drv.event(ev.GATEWAY_DEAD, cluster=self.name, gateway=gw, reason=reason, unverified=was_verifying)
+        self.drv.event("gateway_dead", cluster=self.name, gateway=gw, reason=reason, unverified=was_verifying)
         self.cursor = (self.order.index(gw) + 1) % len(self.order)
         self.tried = 1
         self._select(now)
@@ -148,7 +147,7 @@ class Cluster:
     def verified(self, gw, now):
         if gw == self.in_use and self.verifying:
             self.verifying = False
-            self.drv.event(ev.GATEWAY_VERIFIED, cluster=self.name, gateway=gw)
+            self.drv.event("gateway_verified", cluster=self.name, gateway=gw)
 
     # --- timers ------------------------------------------------------------------------
 
@@ -199,7 +198,7 @@ class Cluster:
             if self.rand_bytes is not None:  # up to a quarter more: boxes of a cluster that went
                 wait += self.rand_bytes(1)[0] * wait // 1024  # down together do not probe in step
             self.retry_at = ticks.add(now, wait)
-            self.drv.event(ev.KEY_REQUEST_REJECTED, cluster=self.name, retry_ms=wait)
+            self.drv.event("key_request_rejected", cluster=self.name, retry_ms=wait)
             self.backoff = min(self.backoff * 2, self.probe_max_ms)
             return
         for k in range(n):
@@ -229,15 +228,15 @@ class Cluster:
         self.drv.connect(first, now)
 
     def trying_event(self, gw):
-        self.drv.event(ev.GATEWAY_TRYING, cluster=self.name, gateway=gw,
+        self.drv.event("gateway_trying", cluster=self.name, gateway=gw,
                        attempt=self.tried + self.racing.index(gw) + 1)
 
     def _use(self, gw, now, verify, how):
         self.in_use = gw
         self.verifying = verify
-        if how == ev.FAILBACK:
+        if how == "failback":
             self.since_failback = now
-        self.drv.event(ev.GATEWAY_IN_USE, cluster=self.name, gateway=gw, how=how)
+        self.drv.event("gateway_in_use", cluster=self.name, gateway=gw, how=how)
         self.drv.use(gw, now, verify)
         if self.preferred is not None and gw != self.preferred:
             self._schedule_failback(now, False)
@@ -261,8 +260,8 @@ class Cluster:
         if self.drv.has_key(p):
             old = self.in_use
             self._use(p, now, True, "failback")
-            self.drv.event(ev.FAILBACK, cluster=self.name, gateway=p, previous=old)
+            self.drv.event("failback", cluster=self.name, gateway=p, previous=old)
             return
         self.fb_trying = True
-        self.drv.event(ev.FAILBACK_TRYING, cluster=self.name, gateway=p)
+        self.drv.event("failback_trying", cluster=self.name, gateway=p)
         self.drv.connect(p, now)

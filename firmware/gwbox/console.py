@@ -27,18 +27,18 @@ _LOCK_MAX_MS = const(300000)
 _IDLE_MS = const(5000)  # a console with no login and nothing in hand leaves the heap after this
 _LOGOUT_MS = const(300000)  # a login with no input for this long is logged out
 
-HELP = (
+_HELP = const((
     "read: help, status, show log, show policy, show pending",
     "login PASSWORD, logout",
     "set KEY VALUE  (a [GENERAL] key; pending until save)",
     "load  (then the policy, then a line holding only '.')",
     "save, reboot [safe], test link, repl (safe mode)",
-)
-_CHANGES = ("set", "load", "save", "test link", "reboot", "repl")
-_EDIT = ("show policy", "show pending", "set", "load", "save")  # gwbox.policyedit
+))
+_CHANGES = const(("set", "load", "save", "test link", "reboot", "repl"))
+_EDIT = const(("show policy", "show pending", "set", "load", "save"))  # gwbox.policyedit
 # Console methods _c_<name>. Looked up only for these names: getattr() interns the name it
 # is given, and the heap must not grow with every word someone types.
-_OWN = ("help", "status", "show log", "login", "logout", "reboot", "repl", "test link")
+_OWN = const(("help", "status", "show log", "login", "logout", "reboot", "repl", "test link"))
 
 
 def serve(port, data, now):
@@ -142,7 +142,7 @@ class Console:
             forget("gwbox.policyedit")
             self._say(now, "load", False, "load abandoned: no input for %d s; nothing changed" % (_LOAD_IDLE_MS // 1000))
         for _ in range(8):  # a few lines per pass; the box runs in between
-            if self.kdf is not None:
+            if self.kdf is not None or self.port.rebooting is not None:
                 return
             line = self._take_line()
             if line is None:
@@ -158,23 +158,9 @@ class Console:
                     self._command(line, now)
             except MemoryError:
                 self.loading = None
-                if not self._again(line, now):
-                    self._say(now, "?", False, "out of memory: nothing changed; `reboot safe`, then try again")
+                self._say(now, "?", False, "out of memory: nothing changed; `reboot safe`, then try again")
             if self.loading is None:
                 forget("gwbox.policyedit", "gwbox.policy", "gwbox.policyvalue")
-
-    def _again(self, line, now):
-        """A read-only `show` command that ran out of heap gets one more go after the edit code
-        is dropped and the heap collected (a fragmented heap, not a full one, is the usual cause)."""
-        if not line.lstrip().lower().startswith(b"show"):
-            return False
-        forget("gwbox.policyedit", "gwbox.policy", "gwbox.policyvalue")
-        gc.collect()
-        try:
-            self._command(line, now)
-        except MemoryError:
-            return False
-        return True
 
     def on_event(self, name, fields, now):
         w = self.watch
@@ -251,6 +237,13 @@ class Console:
         """One line of a command's output, before its final reply."""
         self.port._line(now, "console", {"cmd": cmd, "line": text})
 
+    def text(self, now, cmd, masked, where, checksum):
+        """A policy's (masked) text, a line each, then the final reply."""
+        for ln in masked.split("\n"):
+            if ln:
+                self.line(now, cmd, ln)
+        self.say(now, cmd, True, where, checksum=checksum)
+
     def _note(self, now, text):
         self.port._line(now, "console", {"note": text})
 
@@ -282,6 +275,9 @@ class Console:
                 return self._say(now, w, False, why)
         if fn is not None:
             return fn(rest, now)
+        shown = self.port.shown
+        if w == "show policy" and shown is not None:  # the policy this boot runs, rendered at boot:
+            return self.text(now, w, shown[0], "stored in " + shown[1], shown[2])  # no policyedit
         import gwbox.policyedit
         gwbox.policyedit.command(self, w, rest, now)
 
@@ -297,7 +293,7 @@ class Console:
         return None
 
     def _c_help(self, rest, now):
-        for h in HELP:
+        for h in _HELP:
             self.line(now, "help", h)
         self._say(now, "help", True, "docs/console.md has the rest")
 
@@ -351,15 +347,7 @@ class Console:
         if rest and not safe:
             return self._say(now, "reboot", False, "usage: reboot [safe]")
         self._say(now, "reboot", True, "rebooting" + (" into safe mode" if safe else ""))
-        p = self.port
-        self.pending = self.loading = self.watch = self.kdf = None  # heap for the store's code
-        gc.collect()
-        try:
-            p.record(0, safe)  # a deliberate restart, not a crash: the count starts again
-        except MemoryError:  # a reboot never fails for want of heap: once more, after a collection
-            gc.collect()
-            p.record(0, safe)
-        p.restart()  # the outbox's messages are reported lost first
+        self.port.rebooting = safe  # done by the port once this module has left the heap
 
     def _c_repl(self, rest, now):
         if not self.port.safe:

@@ -9,12 +9,12 @@ A retransmitted request gets the same answer again (the session's `cached` respo
 Every function takes the session `s` whose state it works on; anything malformed raises
 ProtocolError, which the endpoint turns into a `dropped` event.
 """
-from gwbox import message, ticks, wire
+from gwbox import const, message, ticks, wire
 from gwbox.errors import ProtocolError
 
 # The seed's probe (claim 14): a quick-mode proposal nobody can accept
 # (proposal 1, one transform: TF_ENCR with the unassigned id 0xFF).
-_INVALID_PROPOSAL = b"\x01\x01\x01\xff"
+_INVALID_PROPOSAL = const(b"\x01\x01\x01\xff")
 
 
 def send(s, exch, flags, msg_id, payloads, sas=None):

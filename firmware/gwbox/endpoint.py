@@ -18,10 +18,11 @@ from gwbox.crypto.entropy import random_bytes
 from gwbox.errors import ProtocolError
 from gwbox.events import Event
 from gwbox.sa import ReplayWindow, packet_spi
-from gwbox import events as ev
 
 
 class Endpoint:
+    spare = None  # a box: its next handshake's key made ahead (gwbox.initiator.spare_tick)
+
     def __init__(self, cfg, identity, psk=None, psks=None, expect_peer=None, initiator=None):
         """A box: `psks` {gateway identity: psk} (or the one `psk` for `expect_peer`), initiator.
         A gateway: `psks` {box identity: psk}, answers handshakes."""
@@ -61,22 +62,10 @@ class Endpoint:
 
     def connect(self, now, peer=None, link=None, rto_ms=None):
         """Start a handshake toward `peer` (default: the one expected gateway) on `link`;
-        its first retransmission after `rto_ms` (None: cfg.handshake_retry_ms)."""
-        if peer is None:
-            peer = self.expect_peer
-        psk = self._psks.get(peer)
-        if psk is None:
-            raise ProtocolError("no pre-shared key to connect with")
-        for hs in self.initiators:
-            if hs.expect_peer == peer:
-                return  # one handshake per gateway at a time
-        from gwbox.initiator import InitiatorHandshake
-        hs = InitiatorHandshake(self.cfg, self.identity, psk, now, peer, self._spis, rto_ms)
-        hs.link = link
-        hs.epoch = self.epoch
-        self.initiators.append(hs)
-        self._spis[hs.spi_i] = self._spis[hs.data_spi_i] = hs
-        self._event(ev.HANDSHAKE_STARTED, role="initiator", peer=peer, spi=hs.spi_i)
+        its first retransmission after `rto_ms` (None: cfg.handshake_retry_ms). A box's
+        code: gwbox.initiator.connect (a gateway never holds it)."""
+        from gwbox.initiator import connect
+        connect(self, now, self.expect_peer if peer is None else peer, link, rto_ms)
         self._collect(now)
 
     def load_step(self):
@@ -107,7 +96,7 @@ class Endpoint:
             else:
                 peer = self._on_protected(packet, now, link)
         except ProtocolError as e:
-            self._event(ev.DROPPED, reason=str(e), bytes=len(packet))
+            self._event("dropped", reason=str(e), bytes=len(packet))
         self._collect(now)
         return peer
 
@@ -119,7 +108,7 @@ class Endpoint:
             peers.append(hs.expect_peer)
             self._unmap(hs, (hs.spi_i, hs.data_spi_i))
         self.initiators = []
-        if not self.half_open and not self.keep_code:
+        if not self.half_open and not self.keep_code and self.spare.__class__ is not list:
             _unload_key_exchange()
         return peers
 
@@ -138,7 +127,7 @@ class Endpoint:
             s.send_plain(plaintext, now)
             ok = True
         except ProtocolError as e:
-            self._event(ev.SEND_FAILED, reason=str(e), peer=peer, bytes=len(plaintext))
+            self._event("send_failed", reason=str(e), peer=peer, bytes=len(plaintext))
             ok = False
         self._collect(now)
         return ok
@@ -150,6 +139,9 @@ class Endpoint:
             hs.poll(now, busy)
             if busy:
                 work = False
+        if work and self.spare.__class__ is list and ticks.reached(now, self.spare[0]):
+            from gwbox.initiator import spare_tick
+            spare_tick(self, now)
         if self._due is None:
             due = list(self.half_open) + self.sessions
         else:
@@ -162,12 +154,14 @@ class Endpoint:
             try:
                 o.tick(now)
             except ProtocolError as e:  # a state no input should reach: reported, the SA ended
-                self._event(ev.SESSION_ERROR, reason=str(e), peer=o.peer_id)
+                self._event("session_error", reason=str(e), peer=o.peer_id)
                 o.close("error", now, notify=False)
         self._collect(now)
 
     def next_deadline(self):
         ds = [hs.deadline for hs in self.initiators]
+        if self.spare.__class__ is list:
+            ds.append(self.spare[0])
         if self._due is None:
             ds += [s.next_deadline() for s in self.sessions]
             ds += [r.deadline for r in self.half_open]
@@ -242,7 +236,7 @@ class Endpoint:
         elif box[0] != epoch:
             box[0] = epoch
             box[1].clear()
-            self._event(ev.WINDOWS_RESET, peer=peer, epoch=epoch)
+            self._event("windows_reset", peer=peer, epoch=epoch)
         spaces = box[1]
 
         def window(space):
@@ -317,8 +311,10 @@ class Endpoint:
                 ended = True
                 if hs.done:
                     self._open(hs.peer_id, hs.sas, True, now, hs.link, rtt=hs.rtt)
+                    if self.spare is None:
+                        self.spare = [ticks.add(now, 1), None, None]
                 else:
-                    self._event(ev.HANDSHAKE_FAILED, role="initiator", peer=hs.expect_peer, reason=hs.failed)
+                    self._event("handshake_failed", role="initiator", peer=hs.expect_peer, reason=hs.failed)
             else:
                 keep_i.append(hs)
         self.initiators = keep_i
@@ -330,7 +326,8 @@ class Endpoint:
                 else:
                     from gwbox.admission import settle
                     ended = settle(self, o, now) or ended
-        if ended and not self.initiators and not self.half_open and not self.keep_code:
+        if ended and not self.initiators and not self.half_open and not self.keep_code and \
+                self.spare.__class__ is not list:
             for s in self.sessions:
                 if s.rekey is not None:
                     return
@@ -346,9 +343,9 @@ class Endpoint:
         self.sessions.append(s)
         self._peers[peer] = s
         if rtt is None:
-            self._event(ev.SA_ESTABLISHED, peer=peer, ctl_spi=sas.ctl_in.spi, data_spi=sas.data_in.spi)
+            self._event("sa_established", peer=peer, ctl_spi=sas.ctl_in.spi, data_spi=sas.data_in.spi)
         else:  # the box's handshake: its SA_INIT round trip sizes the next first retransmissions
-            self._event(ev.SA_ESTABLISHED, peer=peer, ctl_spi=sas.ctl_in.spi, data_spi=sas.data_in.spi, rtt_ms=rtt)
+            self._event("sa_established", peer=peer, ctl_spi=sas.ctl_in.spi, data_spi=sas.data_in.spi, rtt_ms=rtt)
         self._settle(s, now)
 
     def _settle(self, s, now):

@@ -53,28 +53,43 @@ class Offer:
 
     `sliced`: the public key is computed a slice at a time by `work()` (a box's loop stays
     responsive meanwhile, docs/crypto.md) and `payloads` is None until it is done;
-    otherwise it is computed here."""
+    otherwise it is computed here. `key`: (private key, its public key or the Ladder still
+    computing it) made ahead (the box's spare, gwbox.endpoint): its work is not done twice."""
 
-    def __init__(self, taken, proposal=None, sliced=False):
+    def __init__(self, taken, proposal=None, sliced=False, key=None):
         self.ctl_spi = new_spi(taken)
         self.data_spi = new_spi(taken, self.ctl_spi)
-        self.priv = random_bytes(32)
         self.nonce = random_bytes(wire.NONCE_LEN)
         self._proposal = proposal or message.DEFAULT_PROPOSAL
         self.payloads = None
-        self._job = Ladder(self.priv, BASE_POINT)  # the public key
-        if not sliced:
-            self._job.run()
-            self.work()
+        if key is None:
+            key = spare()
+        self.priv, job = key  # the private key; its public key, or the Ladder computing it
+        if not sliced and job.__class__ is not bytes:
+            job.run()
+        self._job = job
+        if job.__class__ is bytes or job.result is not None:
+            self.work()  # the public key is there: the payloads now (no slice runs here)
 
     def work(self):
-        """One slice of the public key; True once `payloads` are there."""
-        if self.payloads is None and self._job.step():
+        """One slice of the public key (none if it is there); True once `payloads` are there."""
+        if self.payloads is None:
+            pub = self._job
+            if pub.__class__ is not bytes:
+                if not pub.step():
+                    return False
+                pub = pub.result
             self.payloads = [
                 (wire.PL_SA, message.encode_sa(self.ctl_spi, self.data_spi, [self._proposal])),
-                (wire.PL_KE, message.tagged(wire.DH_X25519, self._job.result)), (wire.PL_NONCE, self.nonce)]
+                (wire.PL_KE, message.tagged(wire.DH_X25519, pub)), (wire.PL_NONCE, self.nonce)]
             self._job = None
-        return self.payloads is not None
+        return True
+
+
+def spare():
+    """(private key, Ladder of its public key): a fresh ephemeral key, not computed yet."""
+    priv = random_bytes(32)
+    return priv, Ladder(priv, BASE_POINT)
 
 
 def _peer_half(msg):

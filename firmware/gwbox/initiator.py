@@ -2,7 +2,7 @@
 
 Everything before msg4's AUTH verifies is unauthenticated, so nothing before it may end
 the attempt (RFC 7296 §2.4): a cleartext NO_PROPOSAL_CHOSEN is noted and the box keeps
-listening until its own timer; an SA_INIT response is a *candidate* (up to CANDIDATES of
+listening until its own timer; an SA_INIT response is a *candidate* (up to _CANDIDATES of
 them, each with its own DH result and msg3), and the first msg4 that authenticates wins,
 so a forged response carrying an attacker's key cannot push the genuine one out; a
 notify inside a candidate's SA only ends that candidate. A COOKIE (the responder under
@@ -23,8 +23,51 @@ from gwbox.errors import ProtocolError
 from gwbox.handshake import ROLE_I, ROLE_R, Offer, auth_mac, initiator_sas, peer_answer
 from gwbox.message import Message
 
-CANDIDATES = const(3)  # SA_INIT responses answered at once, the genuine one among them
+_CANDIDATES = const(3)  # SA_INIT responses answered at once, the genuine one among them
 _COOKIE_RETRIES = const(3)  # cookies followed per attempt (a forged one costs one more msg1)
+
+
+def connect(ep, now, peer, link, rto_ms):
+    """gwbox.endpoint.Endpoint.connect: a handshake toward `peer` on `link`, with the
+    endpoint's spare key if it has one (finished or not, it is this handshake's)."""
+    psk = ep._psks.get(peer)
+    if psk is None:
+        raise ProtocolError("no pre-shared key to connect with")
+    for hs in ep.initiators:
+        if hs.expect_peer == peer:
+            return  # one handshake per gateway at a time
+    hs = InitiatorHandshake(ep.cfg, ep.identity, psk, now, peer, ep._spis, rto_ms, ep.spare)
+    ep.spare = None
+    hs.link = link
+    hs.epoch = ep.epoch
+    ep.initiators.append(hs)
+    ep._spis[hs.spi_i] = ep._spis[hs.data_spi_i] = hs
+    ep._event("handshake_started", role="initiator", peer=peer, spi=hs.spi_i)
+
+
+def spare_tick(ep, now):
+    """One pass of the box's spare key (docs/crypto.md, "A key made ahead"). `ep.spare`: [when
+    its next slice is due, private key, Ladder] while it is made (the endpoint sets it up
+    for the pass after a handshake of ours succeeded, and keeps the key exchange's code
+    loaded meanwhile), then (private key, public key): 64 bytes (a finished Ladder would
+    keep X25519's code in the heap). Its Ladder in one pass, then a slice per pass that no
+    handshake uses; once made, the key exchange's code goes if no exchange runs. A
+    failover's msg1 then goes at once, not after an X25519 (on an RP2040 about 550 ms of
+    passes). A connect takes it finished or not; each key serves one handshake."""
+    sp = ep.spare
+    sp[0] = now
+    if sp[2] is None:
+        from gwbox.handshake import spare
+        sp[1], sp[2] = spare()
+    elif sp[2].step():
+        ep.spare = (sp[1], sp[2].result)
+        if ep.initiators or ep.half_open or ep.keep_code:
+            return
+        for s in ep.sessions:
+            if s.rekey is not None:
+                return
+        from gwbox.endpoint import _unload_key_exchange
+        _unload_key_exchange()
 
 
 class _Candidate:
@@ -43,12 +86,14 @@ class _Candidate:
 
 
 class InitiatorHandshake:
-    def __init__(self, cfg, identity, psk, now, expect_peer=None, taken=(), rto_ms=None):
+    def __init__(self, cfg, identity, psk, now, expect_peer=None, taken=(), rto_ms=None, key=None):
         self.cfg = cfg
         self.identity = identity
         self.psk = psk
         self.expect_peer = expect_peer
-        self._offer = Offer(taken, sliced=True)
+        if key.__class__ is list:  # the endpoint's spare, still being made: its Ladder goes on here
+            key = None if key[2] is None else (key[1], key[2])
+        self._offer = Offer(taken, sliced=True, key=key)  # key: the endpoint's spare, if it has one
         self.spi_i = self._offer.ctl_spi
         self.data_spi_i = self._offer.data_spi
         # what AUTH covers (no cookie), and what goes on the wire (with the last cookie):
@@ -74,6 +119,16 @@ class InitiatorHandshake:
         self.refused = None  # the last unauthenticated refusal seen: the verdict if nothing better comes
         self.done = False
         self.epoch = None  # the box's boot epoch, told to the gateway in msg3 (the endpoint sets it)
+        if self._offer.payloads is not None:
+            self._send1(now)  # a key made ahead: msg1 goes at once, no pass of the loop waits for it
+
+    def _send1(self, now):
+        self.msg1 = self._wire1 = message.encode(Message(
+            wire.EXCH_SA_INIT, wire.FLAG_INITIATOR, 0, self._offer.payloads, self.spi_i, 0), True)
+        self.out.append(self.msg1)
+        self.state = "sa_init"
+        self._sent1 = now
+        self._timer = self.deadline = ticks.add(now, self._wait)
 
     def _fail(self, reason):
         self.failed = reason
@@ -111,7 +166,7 @@ class InitiatorHandshake:
         for c in self.candidates:
             if c.spi_r == msg.spi_r:
                 raise ProtocolError("SA_INIT response answered already")
-        if len(self.candidates) >= CANDIDATES:
+        if len(self.candidates) >= _CANDIDATES:
             raise ProtocolError("too many SA_INIT responses")
         spis, xr, nr = peer_answer(self._offer, msg)
         if low_order(xr):  # its shared secret would be all zero, known to anyone (RFC 7748 6.1)
@@ -208,23 +263,22 @@ class InitiatorHandshake:
         refusal seen, if any)."""
         if self.state == "keygen":
             if work and self._offer.work():
-                self.msg1 = self._wire1 = message.encode(Message(
-                    wire.EXCH_SA_INIT, wire.FLAG_INITIATOR, 0, self._offer.payloads, self.spi_i, 0), True)
-                self.out.append(self.msg1)
-                self.state = "sa_init"
-                self._sent1 = now
-                self._timer = self.deadline = ticks.add(now, self._wait)
+                self._send1(now)
             return
         for c in self.candidates:
             if work and c.job is not None:
                 self._answer(c, now)
                 break
-        if self.state == "sa_init" and ticks.reached(now, self._timer):
+        busy = False
+        for c in self.candidates:
+            busy = busy or c.job is not None
+        # While a response's secret is being computed, nothing goes again: the peer answered
+        # msg1 (a copy would only take line time from msg3 and bring a second msg2 down, 90
+        # bytes each way at 9,600 baud), and msg3 follows as soon as it is computed. Its
+        # slices are bounded (CANDIDATES responses at most), so is the wait.
+        if self.state == "sa_init" and not busy and ticks.reached(now, self._timer):
             self._retry(now)
         if self.state == "sa_init":
-            busy = False
-            for c in self.candidates:
-                busy = busy or c.job is not None
             self.deadline = now if busy else self._timer
 
     def _retry(self, now):

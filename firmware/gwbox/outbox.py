@@ -156,13 +156,16 @@ class Outbox:
     def answered(self, space, gw, t):
         """`gw` answered something sent at tick `t` (a confirmation, a heartbeat): a message of
         `space` sent through it before then and not confirmed was lost on the way or not
-        handed on. Each goes again at once and counts a loss; returns (number, losses) of
-        the one lost most often, or None."""
+        handed on. Each goes again at once and counts a loss, once per sending: the answers
+        to several later messages, read together (a slow loop, a busy line), are one loss of
+        it, not one each; returns (number, losses) of the one lost most often among those
+        counted now, or None."""
         worst = None
         for e in self.entries:
-            if e[_SPACE] == space and e[_GW] == gw and ticks.diff(t, e[_LAST]) > 0:
+            if e[_SPACE] == space and e[_GW] == gw and e[_TRIES] and ticks.diff(t, e[_LAST]) > 0:
                 e[_DUE] = e[_LAST]  # due now
                 e[_TRIES] = 0  # and no back-off after it: the gateway is there, the line is not busy
+                # (0 also marks this sending as counted lost, until it goes again)
                 e[_LOSSES] += 1
                 if worst is None or e[_LOSSES] > worst[1]:
                     worst = (e[_NUM], e[_LOSSES])

@@ -26,10 +26,10 @@ _G_DIAL = const(9)  # GENERAL index of Dial: [DIAL] numbers are checked the same
 _G_ACCESS = const(10)  # of AccessServer
 _G_RETRY_MAX = const(16)  # of RetryMaxTime (RetryTime just before it)
 _G_LAN_UART = const(21)  # of LanUart: its target must be inside a [TUNNEL] range
-_SECTIONS = ("GENERAL", "CLUSTER", "TUNNEL", "KEYS", "DIAL")
+_SECTIONS = const(("GENERAL", "CLUSTER", "TUNNEL", "KEYS", "DIAL"))
 # Numbered keys of [CLUSTER] and [TUNNEL]: (name without spaces, lower case; as printed).
-_NUMBERED = (("cluster", "Cluster"), ("preferred", "Preferred"), ("tunnel", "Tunnel"),
-             ("redirecttunnel", "Redirect Tunnel"))
+_NUMBERED = const((("cluster", "Cluster"), ("preferred", "Preferred"), ("tunnel", "Tunnel"),
+                   ("redirecttunnel", "Redirect Tunnel")))
 _S_GENERAL = const(0)
 _S_CLUSTER = const(1)
 _S_TUNNEL = const(2)

@@ -44,9 +44,7 @@ def _store(con):
 
 
 def command(con, w, rest, now):
-    shown = con.port.shown if w == "show policy" else None
-    if shown is not None:  # the policy this boot runs, rendered at boot: no parser needed
-        return _lines(con, now, w, shown[0], "stored in " + shown[1], shown[2])
+    """(`show policy` of the policy this boot runs is the console's own: rendered at boot.)"""
     if w != "save" and not (w == "show pending" and con.pending is None) and not room(con, now, w):
         return
     if w == "set":
@@ -75,14 +73,7 @@ def _show(con, now, cmd, text, where):
         return con.say(now, cmd, False, "the policy %s does not parse" % where)
     masked, checksum = p.masked(), p.checksum
     p = None
-    _lines(con, now, cmd, masked, where, checksum)
-
-
-def _lines(con, now, cmd, masked, where, checksum):
-    for ln in masked.split("\n"):
-        if ln:
-            con.line(now, cmd, ln)
-    con.say(now, cmd, True, where, checksum=checksum)
+    con.text(now, cmd, masked, where, checksum)
 
 
 def loaded(con, lines, digest, now):

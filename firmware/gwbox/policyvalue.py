@@ -14,7 +14,7 @@ _TIMER_MS = const(536870912)  # 2**29 ms: every timer must stay below the ticks 
 # ConsolePassword's PBKDF2 iterations, least and most: the one range (`gwbox console-password` refuses
 # to make a line outside it).
 KDF_ITERATIONS = (1000, 1000000)
-MASKED = "<secret>"  # a key or password as `show policy` and `gwbox config pull` print it
+_MASKED = const("<secret>")  # a key or password as `show policy` and `gwbox config pull` print it
 
 # Value kinds of [GENERAL] keys.
 _DUR = const(0)  # seconds, up to 3 decimals -> int ms; a = least ms allowed
@@ -68,7 +68,7 @@ def text(g, v):
     if k == _MODEM:
         return " ".join(v)
     if k == _PASSWD:
-        return MASKED
+        return _MASKED
     if k == _TARGET:
         return "%s:%d" % v
     return v
@@ -208,9 +208,9 @@ def value(g, v):
 
 def _passwd(v):
     """(iterations, salt, hash) of a `gwbox console-password` value; never quoted (a password's hash)."""
-    if v == MASKED:
+    if v == _MASKED:
         raise ValueError("%s is the masked value (from gwbox config pull): put the ConsolePassword line back, "
-                         "or make a new one with gwbox console-password" % MASKED)
+                         "or make a new one with gwbox console-password" % _MASKED)
     f = v.split("$")
     try:
         n, salt, h = int(f[1][:8]), binascii.unhexlify(f[2]), binascii.unhexlify(f[3])
@@ -224,8 +224,8 @@ def _passwd(v):
 
 def psk(v):
     """Key bytes from `hex:...`, `base64:...` or bare hex. Messages never quote the key."""
-    if v == MASKED:
-        raise ValueError("%s is a masked key (from gwbox config pull or show policy): put the key back" % MASKED)
+    if v == _MASKED:
+        raise ValueError("%s is a masked key (from gwbox config pull or show policy): put the key back" % _MASKED)
     b64 = v[:7].lower() == "base64:"
     if b64:
         v = v[7:].strip()

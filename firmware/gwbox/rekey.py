@@ -23,7 +23,6 @@ from gwbox import control, message, ticks, wire
 from gwbox.errors import ProtocolError
 from gwbox.crypto.x25519 import Ladder, low_order
 from gwbox.handshake import Offer, answer as _answer, initiator_sas, peer_answer
-from gwbox import events as ev
 
 
 def _taken(s):
@@ -42,7 +41,7 @@ class Rekey:
         self.sent = None  # when the request last went out (once our public key is there)
         self.deadline = now  # work pending: our public key
         self._job = None  # the response's secret being computed: (Ladder, SPIs, nonce, resend time)
-        s._event(ev.REKEY_STARTED, reason=reason, msg_id=self.msg_id)
+        s._event("rekey_started", reason=reason, msg_id=self.msg_id)
 
     def poll(self, s, now):
         """One slice of pending X25519 work (the request goes out once our public key is
@@ -100,7 +99,7 @@ class Rekey:
         s.out_sas = new
         s.delete_pending = [s._new_msg_id(), now, 1, ticks.add(now, s.cfg.response_ms)]
         control.send_delete(s, s.delete_pending[0], old)
-        s._event(ev.REKEYED, ctl_spi=new.ctl_in.spi, data_spi=new.data_in.spi)
+        s._event("rekeyed", ctl_spi=new.ctl_in.spi, data_spi=new.data_in.spi)
 
 
 def answer(s, msg, now):

@@ -23,7 +23,6 @@ from gwbox.errors import ProtocolError
 from gwbox.events import Event
 from gwbox.heartbeat import DEAD, SEND, Heartbeat
 from gwbox.sa import packet_spi
-from gwbox import events as ev
 
 SOFT_PACKETS = const(1 << 30)  # packets on one SA before a rekey, whatever time and bytes say
 HARD_PACKETS = const(1 << 31)  # ... and before it is deleted if no rekey succeeded
@@ -184,7 +183,7 @@ class Session:
         hb = self.heartbeat
         verdict = hb.acked(hb_id, now)
         if verdict:
-            self._event(ev.HEARTBEAT_ACK, id=hb_id, rtt_ms=hb.rtt)
+            self._event("heartbeat_ack", id=hb_id, rtt_ms=hb.rtt)
         elif verdict is None:
             raise ProtocolError("stale heartbeat answer %d" % hb_id)
 
@@ -192,7 +191,7 @@ class Session:
         """An SPI-echo heartbeat came back (unauthenticated: the compatibility option only)."""
         hb = self.heartbeat
         if hb.acked(int.from_bytes(nonce, "big"), now):
-            self._event(ev.HEARTBEAT_ACK, id=0, rtt_ms=hb.rtt, form=SPI_ECHO)
+            self._event("heartbeat_ack", id=0, rtt_ms=hb.rtt, form=SPI_ECHO)
 
     # --- heartbeat ---------------------------------------------------------------------
 
@@ -210,7 +209,7 @@ class Session:
             hb_id = hb.new_id()
             self._send_data(bytes([wire.NH_HB, hb_id]))
         hb.sent(hb_id, now)
-        self._event(ev.HEARTBEAT_SENT, id=hb_id, attempt=hb.attempt)
+        self._event("heartbeat_sent", id=hb_id, attempt=hb.attempt)
 
     # --- timers ------------------------------------------------------------------------
 
@@ -222,8 +221,8 @@ class Session:
         if verdict == SEND:
             self._send_heartbeat(now)
         elif verdict == DEAD:
-            self._event(ev.PEER_DEAD, waited_ms=self.cfg.response_ms * (self.cfg.retries + 1))
-            self.close(ev.PEER_DEAD, now, notify=True)
+            self._event("peer_dead", waited_ms=self.cfg.response_ms * (self.cfg.retries + 1))
+            self.close("peer_dead", now, notify=True)
             return
         if self._expired(now):
             self.close("expired", now, notify=True)
@@ -299,14 +298,14 @@ class Session:
             self.rekey_retry_at = None
             return
         self.rekey_retry_at = ticks.add(now, self.cfg.rekey_retry_ms)
-        self._event(ev.REKEY_FAILED, reason=failure)
+        self._event("rekey_failed", reason=failure)
 
     def _switch_to_current(self, now):
         """Responder side: the initiator uses the new SAs, so do we; old ones expire soon."""
         self.out_sas = self.current
         self.previous_until = ticks.add(now, self.cfg.rekey_grace_ms())
         self.exchange_ended = True
-        self._event(ev.REKEYED, ctl_spi=self.current.ctl_in.spi, data_spi=self.current.data_in.spi)
+        self._event("rekeyed", ctl_spi=self.current.ctl_in.spi, data_spi=self.current.data_in.spi)
 
     def close(self, reason, now, notify=True):
         """Delete every SA of this peer; with notify, tell the peer (best effort, protected)."""
@@ -324,4 +323,4 @@ class Session:
         self.delete_pending = None
         self.closed = True
         self.heartbeat.set_mode("NONE", now)
-        self._event(ev.SA_DELETED, reason=reason, ctl_spi=spis[0], data_spi=spis[1])
+        self._event("sa_deleted", reason=reason, ctl_spi=spis[0], data_spi=spis[1])

@@ -7,7 +7,7 @@ Safe mode (docs/console.md) runs the console alone: no node, no watchdog, Ctrl-C
 the MicroPython REPL. It is entered when the board's safe button is held at boot, when a
 key arrives on the console within the board's SAFE_WAIT_MS, after `reboot safe`, when no
 policy can be loaded, or after CRASH_LIMIT boots in a row that did not stay up a minute
-(then the box tries a normal boot again after SAFE_RETRY_MS without console input).
+(then the box tries a normal boot again after _SAFE_RETRY_MS without console input).
 
 main.py calls boot() and then drops this module: the parser, the store and this code
 leave the heap before the box runs; the box gets a plain copy of the policy's values.
@@ -15,9 +15,9 @@ leave the heap before the box runs; the box gets a plain copy of the policy's va
 import gc
 import time
 
-from gwbox import VERSION, forget, ticks
+from gwbox import VERSION, const, forget, ticks
 
-SAFE_RETRY_MS = 600000
+_SAFE_RETRY_MS = const(600000)
 
 
 class _Values:
@@ -105,7 +105,7 @@ def boot(board, machine, log=print, fs=None, console=None, clock=None):
         port.safe = safe
         port.box = None
         if p is not None and count >= CRASH_LIMIT and safe.endswith("minute"):
-            port.retry_ms = SAFE_RETRY_MS
+            port.retry_ms = _SAFE_RETRY_MS
         port.event("safe_mode", {"reason": safe, "retry_s": port.retry_ms // 1000,
                                  "help": "the box is stopped, the console answers (help); Ctrl-C or `repl` "
                                          "for the MicroPython REPL; `reboot` to start the box"})

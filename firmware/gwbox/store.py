@@ -19,7 +19,7 @@ import os
 
 from gwbox import POLICY_MAX, const
 
-_HEAD = "#gwbox-policy "
+_HEAD = const("#gwbox-policy ")
 _CHUNK = const(512)  # read a file this much at a time: read(n) allocates all n bytes up front
 CRASH_LIMIT = 3  # boots in a row that did not stay up a minute -> safe mode
 

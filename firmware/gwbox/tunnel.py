@@ -22,7 +22,7 @@ from gwbox.errors import ProtocolError
 from gwbox.wire import NH_CONFIRM, NH_MSG, NH_REPLY
 
 MSG_HEAD_LEN = const(13)  # NH + space + number + destination + port + context
-REPLY_HEAD_LEN = const(7)  # NH + source + port
+_REPLY_HEAD_LEN = const(7)  # NH + source + port
 COMPACT = const(0x80)  # next header bit: a compact message through context NH & 0x7F
 CONTEXTS = const(16)  # contexts a session binds at most (per-session state at the gateway)
 _BEHIND = const(32)  # a compact number lies this far below the box's last confirmed top at most ...
@@ -131,10 +131,10 @@ def encode_reply(src, port, payload):
 
 def decode_reply(pt):
     """(source int, port, payload) of an NH_REPLY plaintext."""
-    if len(pt) < REPLY_HEAD_LEN:
+    if len(pt) < _REPLY_HEAD_LEN:
         raise ProtocolError("truncated reply")
     _, src, port = struct.unpack_from(">BIH", pt, 0)
-    return src, port, bytes(pt[REPLY_HEAD_LEN:])
+    return src, port, bytes(pt[_REPLY_HEAD_LEN:])
 
 
 # --- outer address: which gateway a box's frame is for (box -> access server) ------------
@@ -142,14 +142,14 @@ def decode_reply(pt):
 # set = the gateway's IPv4 address follows (4 bytes) and binds the context. The access
 # server forwards the packet to the bound address; frames towards the box carry no header.
 
-OUTER_BIND = const(0x80)
+_OUTER_BIND = const(0x80)
 
 
 def encode_outer(ctx, addr=None):
     """The outer header for context `ctx`, binding it to `addr` (int) when given."""
     if addr is None:
         return bytes([ctx])
-    return struct.pack(">BI", OUTER_BIND | ctx, addr)
+    return struct.pack(">BI", _OUTER_BIND | ctx, addr)
 
 
 def decode_outer(frame):
@@ -159,7 +159,7 @@ def decode_outer(frame):
     ctx = frame[0] & 0x7F
     if ctx == 0:
         raise ProtocolError("outer context 0")
-    if frame[0] & OUTER_BIND:
+    if frame[0] & _OUTER_BIND:
         if len(frame) < 5:
             raise ProtocolError("truncated outer address")
         return ctx, struct.unpack_from(">I", frame, 1)[0], 5

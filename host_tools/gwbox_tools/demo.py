@@ -25,7 +25,7 @@ Every process and pty is stopped on every exit path, Ctrl-C included.
 The box runs as a board would: on the 32-bit interpreter at an ESP32's heap where there is
 one, else on the 64-bit one at 1.4 times it (gwbox_tools.mpy_build.device_interpreter).
 
-    python -m gwbox_tools.demo [--out build/demo] [--heap 120K] [--micropython EXE]
+    python -m gwbox_tools.demo [--out build/demo] [--heap 110K] [--micropython EXE]
 """
 import argparse
 import json

@@ -84,7 +84,7 @@ def interpreters():
 
 
 # The heap `make demo` and `gwbox emulate` give the box: an ESP32 without PSRAM's (docs/memory.md).
-DEVICE_HEAP = "120K"
+DEVICE_HEAP = "110K"
 
 
 def device_interpreter(heap=DEVICE_HEAP, micropython=None):

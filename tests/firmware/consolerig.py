@@ -1,6 +1,7 @@
 """A device port in safe mode or without a box, its console fed from a fake input, its
 files on a fake file system (fakefs), virtual time: for the console tests."""
 import json
+import sys
 
 from fakefs import FakeFs
 from fakeio import FakeUart
@@ -59,6 +60,7 @@ class Rig:
 
     def reset(self):
         self.resets += 1
+        self.console_at_reset = "gwbox.console" in sys.modules
 
     def send(self, data):
         self.cin.rx.extend(data)

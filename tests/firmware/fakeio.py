@@ -1,4 +1,5 @@
 """Stand-ins for a board's UART, pins, watchdog and LAN side, shared by the device-port tests."""
+from gwbox import ticks
 
 
 class FakeUart:
@@ -28,6 +29,53 @@ class FakeUart:
             if n == 0:
                 return None
         self.tx.extend(data[:n])
+        self.written += n
+        return n
+
+
+class PacedUart(FakeUart):
+    """A board's UART on the line's clock, as MicroPython's rp2 port has it: `write` puts
+    what fits into a transmit buffer of `room` bytes (txbuf 256 and the 32-byte FIFO) and
+    returns how many it took (None for none: EAGAIN), dropping nothing itself; the buffer
+    drains at the baud rate (10 bits a character). What has left the box is in `tx`.
+    `clock()` is the tick the test drives."""
+
+    def __init__(self, clock, baud=9600, room=288):
+        FakeUart.__init__(self)
+        self.clock = clock
+        self.baud = baud
+        self.room = room
+        self.queue = bytearray()  # in the buffer, not yet on the line
+        self.at = None  # tick the line started sending the queue (the line's own clock)
+        self.gone = 0  # characters sent since then
+        self.refused = 0  # bytes a write did not take
+
+    def drain(self):
+        if self.queue:
+            n = ticks.diff(self.clock(), self.at) * self.baud // 10000 - self.gone  # characters sent since
+            if n > 0:
+                self.tx.extend(self.queue[:n])
+                self.queue = self.queue[n:]
+                self.gone += n
+        if not self.queue:
+            self.at = None
+
+    def deadline(self):
+        """When the next byte has left (None: nothing queued)."""
+        if not self.queue:
+            return None
+        return ticks.add(self.at, ((self.gone + 1) * 10000 + self.baud - 1) // self.baud)
+
+    def write(self, data):
+        self.drain()
+        n = min(len(data), self.room - len(self.queue))
+        self.refused += len(data) - n
+        if n <= 0:
+            return None
+        if self.at is None:
+            self.at = self.clock()
+            self.gone = 0
+        self.queue.extend(data[:n])
         self.written += n
         return n
 

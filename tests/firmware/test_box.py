@@ -781,9 +781,10 @@ def test_a_failover_handshake_starts_in_calls_of_its_own_one_import_each():
         s.run_until_event("sa_established", 10000, peer=G2.encode())
     finally:
         box.tick, box.feed = tick, feed
-    assert all(len(new) <= 1 for new, _ in calls)
-    assert sorted(m for new, _ in calls for m in new) == sorted(_INITIATOR_CODE)
     started = [i for i, (_, names) in enumerate(calls) if "handshake_started" in names]
+    before = calls[:started[0] + 1]  # (once keyed, the spare key's code comes in its own pass)
+    assert all(len(new) <= 1 for new, _ in before), [c for c in before if c[0]]
+    assert sorted(m for new, _ in before for m in new) == sorted(_INITIATOR_CODE)
     decided = [i for i, (_, names) in enumerate(calls) if "gateway_trying" in names]
     assert len(started) == 1 and len(decided) == 1 and decided[0] < started[0]
     new, names = calls[started[0]]

@@ -155,3 +155,75 @@ def test_a_memory_error_in_a_slice_is_survived():
                 errors += 1
     assert steps.calls > 4 and errors == 1  # the 4th step (the box's public key) raised
     assert box.session() is not None and gws[b"gw1"].session() is not None
+
+
+def test_nothing_goes_again_while_a_response_is_being_answered():
+    # On the chip an X25519 takes several passes of the loop: msg1's retransmission timer ran
+    # out while the box computed the secret for msg2, msg1 went again (90 bytes of a 9,600-
+    # baud line in front of msg3) and the gateway's second msg2 came down, only to be dropped.
+    box, gws = box_and_gateways(b"gw1")
+    box.connect(NOW, b"gw1", b"gw1")
+    while box.initiators[0].msg1 is None:
+        box.tick(NOW)
+    hs = box.initiators[0]
+    exchange(box, gws, NOW)  # msg1 out, msg2 in: the shared secret starts
+    assert hs.candidates and hs.candidates[0].job is not None
+    t = NOW
+    sent = []
+    while box.session(b"gw1") is None:
+        t = ticks.add(t, 400)  # each slice a slow pass: the timer (1 s at most) runs out meanwhile
+        assert ticks.reached(t, box.next_deadline())
+        box.tick(t)
+        out = box.take_output()
+        sent += [p[0] for _l, p in out]
+        for _l, p in out:
+            gws[b"gw1"].receive(p, t, b"box1")
+        for _l, p in gws[b"gw1"].take_output():
+            box.receive(p, t, b"gw1")
+        assert len(sent) < 3
+    assert ticks.diff(t, NOW) > LinkConfig().handshake_retry_ms  # the timer did run out
+    assert len(sent) == 1 and sent[0] != 0  # msg3 only (protected), no second msg1 (cleartext: 0)
+
+
+def test_the_next_handshake_key_is_made_ahead_in_passes_no_handshake_uses():
+    # A failover's msg1 waited for an X25519 (about half a second of passes on the chip).
+    # From the pass after a handshake of ours succeeded (not the one that opens the session:
+    # that one sends the new gateway's first messages), the box makes the next one's key a
+    # slice per tick, then drops the key exchange's code; the next connect sends msg1 at
+    # once, and each key serves one handshake.
+    import sys
+    box, gws = box_and_gateways(b"gw1", b"gw2", b"gw3")
+    handshake(box, gws, b"gw1", NOW)
+    later = ticks.add(NOW, 1)
+    assert box.next_deadline() == later  # nothing to do in this pass
+    box.tick(NOW)
+    assert box.spare == [ticks.add(NOW, 1), None, None]
+    with StepCounter() as steps:
+        ticked = 0
+        while ticks.reached(later, box.next_deadline()):
+            before = steps.calls
+            box.tick(later)
+            ticked += 1
+            assert steps.calls - before <= 1  # one slice per tick at most
+            box.send(b"meanwhile %d" % ticked, later, b"gw1")
+            assert exchange(box, gws, later) == [(b"box1", b"meanwhile %d" % ticked)]
+            assert ticked <= STEPS + 1
+    assert ticked == STEPS + 1 and steps.calls == STEPS  # the first tick starts it
+    assert "gwbox.crypto.x25519" not in sys.modules and "gwbox.initiator" not in sys.modules  # dropped again
+    box.connect(later, b"gw2", b"gw2")
+    out = box.take_output()
+    assert len(out) == 1 and out[0][0] == b"gw2" and out[0][1][0] == 0  # msg1 (cleartext) at once
+    gws[b"gw2"].receive(out[0][1], later, b"box1")
+    key2 = box.initiators[0]._offer.payloads[1]
+    assert handshake(box, gws, b"gw2", later) == STEPS  # the shared secret only
+    assert box.session(b"gw2") is not None and gws[b"gw2"].session() is not None
+    # the spare made after gw2 is another key; a connect before it is finished continues it
+    later = ticks.add(later, 1)
+    box.tick(later)  # its Ladder
+    box.tick(later)  # and one slice
+    box.connect(later, b"gw3", b"gw3")
+    assert box.take_output() == []  # its public key is not there yet
+    key3 = box.initiators[0]._offer
+    assert handshake(box, gws, b"gw3", later) == 2 * STEPS - 1  # one slice of its key was done ahead
+    assert box.session(b"gw3") is not None and gws[b"gw3"].session() is not None
+    assert key3.payloads[1] != key2  # a key of its own

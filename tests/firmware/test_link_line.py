@@ -4,7 +4,6 @@ by hand): packets from before an in-band NO CARRIER prove nothing (`stale`), a c
 sends into silence for `dead_call_ms` is hung up and dialled again, and the redial back-off
 starts over after a call that came up and was verified. Virtual clock across the 2**30 wrap."""
 from gwbox import ticks, tunnel
-from gwbox import events as ev
 from gwbox.events import Event
 from gwbox.link import modem as M
 from gwbox.link import modemstate as S
@@ -35,7 +34,7 @@ class StubModem:
         self.events = []
 
     def request_link(self, now, number=None):
-        self.events.append(Event(ev.LINK_UP, rate=9600))
+        self.events.append(Event("link_up", rate=9600))
 
     def hangup(self, now):
         pass

@@ -145,3 +145,8 @@ def test_what_the_gateway_answered_around_goes_again_at_once_without_back_off():
     assert ob.next_deadline(1, A) == at(2600)  # one timeout, no back-off: the gateway is there
     assert ob.answered(1, B, at(5000)) is None  # another gateway's answer says nothing of these
     assert ob.answered(1, A, at(5000)) == (1, 2)  # losses count per message
+    assert ob.answered(1, A, at(5001)) is None  # ... and per sending: not again before it went again
+    assert ob.answered(1, A, at(5002)) is None and ob.entries[0][11] == 2  # _LOSSES
+    for e in ob.due(1, A, at(5003)):
+        ob.sent(e, A, at(5003))
+    assert ob.answered(1, A, at(5004)) == (1, 3)  # lost again after it went again

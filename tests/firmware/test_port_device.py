@@ -3,7 +3,7 @@
 import json
 
 import clustersim
-from fakeio import FakeLan, FakePin, FakeUart, FakeWdt
+from fakeio import FakeLan, FakePin, FakeUart, FakeWdt, PacedUart
 from test_box import DST, G1, G2, G3, PSK, policy_text
 from gwbox import ticks
 from gwbox.box import Box
@@ -15,8 +15,10 @@ from gwbox.port.device import LED_SEARCHING, LONG_PASS_MS, POLL_MS, DevicePort, 
 class PortSim(clustersim.Sim):
     """The virtual head office, with the box behind a DevicePort (its loop, its fakes)."""
 
-    def __init__(self, text=None, uart_room=None, **port_kw):
-        self.uart = FakeUart(uart_room)
+    def __init__(self, text=None, uart_room=None, paced=False, **port_kw):
+        # paced: the modem UART is a board's (PacedUart: a 288-byte buffer drained at 9,600 baud)
+        self.uart = PacedUart(lambda: self.now) if paced else FakeUart(uart_room)
+        self.read_at = None  # a slow loop (_slow_chip) reads the UART only from then on
         self.lines = []
         self.pins = {"dcd": FakePin(0), "dtr": FakePin(0), "led": FakePin(0)}
         self.wdt = FakeWdt()
@@ -39,6 +41,8 @@ class PortSim(clustersim.Sim):
         for _ in range(100):
             self.port.step()
             moved = False
+            if hasattr(self.uart, "drain"):
+                self.uart.drain()
             if self.uart.tx:
                 data, self.uart.tx = bytes(self.uart.tx), bytearray()
                 self.modem.from_box(data, self.now)
@@ -51,7 +55,14 @@ class PortSim(clustersim.Sim):
                 return
 
     def deadlines(self):
-        return [self.port.next_deadline()] if hasattr(self, "port") else []
+        if not hasattr(self, "port"):
+            return []
+        ds = [self.port.next_deadline()]
+        if hasattr(self.uart, "deadline"):
+            ds.append(self.uart.deadline())
+        if self.read_at is not None and self.uart.rx:
+            ds.append(self.read_at)  # a slow loop's next read of what waits
+        return ds
 
     def records(self):
         return [json.loads(l) for l in self.lines]
@@ -395,3 +406,82 @@ def test_safe_mode_port_runs_the_console_alone_and_blinks_its_own_pattern():
     cin.rx.extend(b"status\n")
     port.step()
     assert json.loads(lines[-1])["msg"] == "safe mode: test"
+
+
+def _slow_chip(text=None, pass_ms=250):
+    """A box on a board's UART (PacedUart) whose loop reads it once every `pass_ms`, as the
+    slow chip does during a handshake (docs/chip.md: passes up to 250 ms by design): what
+    the gateway answered meanwhile comes in one read. Liveness timers as on the chip
+    (HeartbeatResponseTime 1 s: 480 bytes of messages in flight at 9,600 baud)."""
+    s = PortSim(text=(text or policy_text()).replace("HeartbeatResponseTime = 0.5", "HeartbeatResponseTime = 1"),
+                paced=True)
+    real = s.uart.read
+    s.read_at = s.now
+
+    def read():
+        if not ticks.reached(s.now, s.read_at):
+            return None
+        s.read_at = ticks.add(s.now, pass_ms)
+        return real()
+
+    s.uart.read = read
+    s.run(4000)
+    assert s.box.clusters[0].in_use == G1.encode()
+    return s
+
+
+def _handed_on(s):
+    got = []
+    for g in s.gateways.values():
+        got += [m[4] for m in g.handed_on]
+    return got
+
+
+def test_a_failover_on_a_board_uart_hands_every_message_on_and_gives_up_no_live_gateway():
+    # The chip scenario (docs/chip.md): a board's UART.write takes what fits in its transmit
+    # buffer (rp2: 288 bytes with timeout=0) and says how much; the port wrote the rest
+    # nowhere. After a failover the outbox sends everything in flight through the next
+    # gateway in one pass: the frames past 288 bytes never reached the line, the gateway
+    # confirmed later ones together, and the live gateway was given up (`message_stuck`),
+    # then the next one.
+    s = _slow_chip()
+    for i in range(40):
+        if i == 5:
+            s.gateways[G1].frozen = True
+        s.lan.inbox.append((DST, 5000, b"m%02d" % i))
+        s.run(100)
+    s.run(15000)
+    assert "message_stuck" not in s.names()
+    assert [r["gateway"] for r in s.records() if r["event"] == "gateway_dead"] == [G1]  # the frozen one only
+    assert set(_handed_on(s)) == set(b"m%02d" % i for i in range(40))  # nothing lost
+    assert s.box.outbox.depth() == 0 and s.uart.refused > 0 and s.port.tx_dropped == 0  # the UART was full, at times
+
+
+def test_one_lost_frame_on_a_slow_chip_costs_one_resend_not_the_gateway():
+    # A loss counts once per sending: the gateway's confirmations of later messages, read
+    # together by a slow loop, each counted another loss of the one lost frame before it
+    # could go again, and the third gave a live gateway up (`message_stuck`).
+    s = _slow_chip()
+    for i in range(12):
+        s.lan.inbox.append((DST, 5000, b"m%02d" % i))
+        s.run(100)
+    dropped = []
+
+    def lose_one(frame):  # the next message's frame, once (a compact one: 30 bytes with "mNN")
+        if not dropped and len(frame) == 30:
+            dropped.append(frame)
+            return True
+        return False
+
+    s.drop_up = lose_one
+    for i in range(12, 40):
+        s.lan.inbox.append((DST, 5000, b"m%02d" % i))
+        if i % 6 == 5:
+            s.run(300)  # bursts: their confirmations come back together
+    s.run(10000)
+    assert dropped and s.lost == 1
+    assert "message_stuck" not in s.names() and "gateway_dead" not in s.names()
+    assert s.box.clusters[0].in_use == G1.encode()
+    got = [m[1] for m in s.gateways[G1].handed_on]
+    assert sorted(got) == list(range(1, 41)) and got != sorted(got)  # each once; the lost one went again later
+    assert s.box.outbox.depth() == 0

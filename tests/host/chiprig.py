@@ -47,7 +47,7 @@ def policy_text(general=""):
     return """[GENERAL]
 Identity = %s
 Heartbeat = INSTANT
-HeartbeatDeferTime = 2
+HeartbeatDeferTime = 1
 HeartbeatResponseTime = 1
 HeartbeatRetries = 2
 RandomizeOrder = OFF

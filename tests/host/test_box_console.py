@@ -376,11 +376,11 @@ def test_show_log_prints_readable_lines(dev):
 
 @pytest.mark.parametrize("name,binary,scale", mpy_build.interpreters(), ids=[i[0] for i in mpy_build.interpreters()])
 def test_config_push_to_a_box_at_a_board_heap(dev, tmp_path, name, binary, scale):
-    """The firmware at a board's heap (104K on the 32-bit interpreter where there is one, 1.4
+    """The firmware at a board's heap (96K on the 32-bit interpreter where there is one, 1.4
     times that on the 64-bit one): a push works, in place or, when the running box has no room
     for the policy parser, through safe mode (gwbox config push does both)."""
     dev.save_policy(policy())
-    box = dev.start(micropython=binary, heap=mpy_build.scaled_heap("104K", scale))
+    box = dev.start(micropython=binary, heap=mpy_build.scaled_heap("96K", scale))
     good = tmp_path / "branch-32.policy"
     good.write_text(policy("branch-32"))
     status, out = gwbox("config", "push", "--port", box.console_path, "--password-file", pwfile(tmp_path),

@@ -114,8 +114,8 @@ def test_emulate_runs_a_box_whose_console_answers_and_ctrl_c_stops_everything(si
         lines = read_until(proc, lambda ln: ln.startswith("  modem line"), 90)
         port = [ln.split()[2] for ln in lines if ln.startswith("  box console")][0]
         password = [ln.split()[1] for ln in lines if ln.startswith("  password")][0]
-        assert "whole firmware under 32-bit MicroPython, a 120K heap as on an ESP32" in lines[0] or \
-            "whole firmware under 64-bit MicroPython, a 168K heap (120K on a 32-bit board" in lines[0], lines[0]
+        assert "whole firmware under 32-bit MicroPython, a 110K heap as on an ESP32" in lines[0] or \
+            "whole firmware under 64-bit MicroPython, a 156K heap (110K on a 32-bit board" in lines[0], lines[0]
         # after the banner: the call, then the box connected through its preferred gateway
         more = read_until(proc, lambda ln: "the box is connected" in ln, 90)
         assert any(" box link_up " in ln for ln in more), more

@@ -11,18 +11,20 @@ Sans-I/O: ``encode`` returns bytes to write, ``feed`` takes bytes that were read
 """
 from array import array
 
+from gwbox import const
+
 FLAG = 0x7E        # frame boundary
 ESC = 0x7D         # control escape: the next byte was XORed with ESC_XOR
 ESC_XOR = 0x20
-FCS16_INIT = 0xFFFF
+_FCS16_INIT = const(0xFFFF)
 GOOD_FCS16 = 0xF0B8  # FCS-16 residue of a frame that includes its own FCS
 FCS_LEN = 2
 DEFAULT_MAX_PAYLOAD = 1600
 
 # Receiver states.
-_DATA = 0     # inside a frame
-_ESCAPED = 1  # inside a frame, the last byte was ESC
-_HUNT = 2     # out of sync: discard until a flag
+_DATA = const(0)  # inside a frame
+_ESCAPED = const(1)  # inside a frame, the last byte was ESC
+_HUNT = const(2)  # out of sync: discard until a flag
 
 
 def _fcs16_table():
@@ -39,7 +41,7 @@ def _fcs16_table():
 _FCS16_TABLE = _fcs16_table()
 
 
-def fcs16(data, fcs=FCS16_INIT):
+def fcs16(data, fcs=_FCS16_INIT):
     """RFC 1662 pppfcs16: fold ``data`` into ``fcs``; chain calls by passing it back."""
     t = _FCS16_TABLE
     for b in data:

@@ -7,8 +7,7 @@ line drops this module once a call is up and imports it again to hang up or redi
 device heap that is about 9 KB while payload flows (docs/memory.md). States, timings and
 events: docs/modem.md.
 """
-from gwbox import events as ev
-from gwbox import ticks
+from gwbox import const, ticks
 from gwbox.link.modemstate import (BACKOFF, DATA, DIALING, ESCAPING, HANGUP, IDLE, INIT, READY,
                               printable as _printable)
 
@@ -17,18 +16,18 @@ CONNECT = "CONNECT"
 RING = "RING"
 NO_CARRIER = "NO CARRIER"
 ERROR = "ERROR"
-NO_DIALTONE = "NO DIALTONE"
+_NO_DIALTONE = const("NO DIALTONE")
 BUSY = "BUSY"
-NO_ANSWER = "NO ANSWER"
+_NO_ANSWER = const("NO ANSWER")
 TIMEOUT = "TIMEOUT"        # driver verdicts, reported like result codes
 UNEXPECTED = "UNEXPECTED"
 
-WORDS = (OK, RING, NO_CARRIER, ERROR, NO_DIALTONE, BUSY, NO_ANSWER)
-DIAL_FAILURES = (BUSY, NO_DIALTONE, NO_ANSWER, NO_CARRIER, ERROR)
+WORDS = (OK, RING, NO_CARRIER, ERROR, _NO_DIALTONE, BUSY, _NO_ANSWER)
+DIAL_FAILURES = (BUSY, _NO_DIALTONE, _NO_ANSWER, NO_CARRIER, ERROR)
 # V.250 numeric codes, plus the Hayes CONNECT-rate codes that all vendors share
 # (above 12 they disagree, so a numeric rate there is not guessed).
 NUMERIC = {0: OK, 1: CONNECT, 2: RING, 3: NO_CARRIER, 4: ERROR, 5: "CONNECT 1200",
-           6: NO_DIALTONE, 7: BUSY, 8: NO_ANSWER, 10: "CONNECT 2400",
+           6: _NO_DIALTONE, 7: BUSY, 8: _NO_ANSWER, 10: "CONNECT 2400",
            11: "CONNECT 4800", 12: "CONNECT 9600"}
 
 MAX_LINE = 80   # a longer "line" is garbage: counted as junk, memory stays bounded
@@ -56,7 +55,7 @@ def parse_result(text):
             return None  # "CONNECTED" and the like are not result codes
         return CONNECT, _rate(rest)
     if s == "NO DIAL TONE":
-        s = NO_DIALTONE
+        s = _NO_DIALTONE
     if s in WORDS:
         return s, None
     return None
@@ -95,7 +94,7 @@ def hangup(m, now):
     if st == DATA:
         m._held = b""
         m._doubt = None  # our own hang-up settles any doubt about the carrier
-        m._emit(ev.LINK_DOWN, reason="hangup")
+        m._emit("link_down", reason="hangup")
         drop_line(m, now, "hangup")
     elif st == DIALING:
         m._write(b"\r", now)  # any character aborts a dial in progress
@@ -148,7 +147,7 @@ def init_ok(m, now):
         send_init(m, now, m._init_idx + 1)
         return
     m._ready = True
-    ready(m, now, ev.MODEM_READY)
+    ready(m, now, "modem_ready")
 
 
 def ready(m, now, event):
@@ -167,10 +166,10 @@ def dial(m, now):
     t = m.target
     if not t or "\r" in t or "\n" in t:
         m.want_link = False
-        m._emit(ev.DIAL_FAILED, result="NO TARGET", attempts=0, reason="no usable dial target")
+        m._emit("dial_failed", result="NO TARGET", attempts=0, reason="no usable dial target")
         return
     m.state = DIALING
-    m._emit(ev.DIALING, target=t, attempt=m.attempts + 1)
+    m._emit("dialing", target=t, attempt=m.attempts + 1)
     cmd = "ATD" + t
     wait(m, now, cmd, cmd, m.dial_timeout_ms)
 
@@ -182,7 +181,7 @@ def link_up(m, rate, text):
     m.want_link = False
     m.attempts = 0
     m._held = b""
-    m._emit(ev.LINK_UP, rate=rate, result=text)
+    m._emit("link_up", rate=rate, result=text)
 
 
 def drop_line(m, now, then):
@@ -199,7 +198,7 @@ def dtr_pulse(m, now, then):
     end_wait(m)
     m._dtr_low = True
     m.dtr = False
-    m._emit(ev.DTR, up=False)
+    m._emit("dtr", up=False)
     m._deadline = ticks.add(now, m.dtr_drop_ms)
 
 
@@ -230,7 +229,7 @@ def escape_step(m, now):
             m._deadline = ticks.add(m._deadline, m.guard_ms // 4 if m._unsure else m.escape_timeout_ms)
     else:
         if m._then == "hangup" and not m._unsure:
-            m._emit(ev.MODEM_ERROR, reason="no OK to +++ within %d ms, trying ATH"
+            m._emit("modem_error", reason="no OK to +++ within %d ms, trying ATH"
                        % (m.guard_ms + m.escape_timeout_ms))
         after_escape(m, now, False)
 
@@ -246,7 +245,7 @@ def after_escape(m, now, carrier_gone):
 
 
 def hangup_done(m, now):
-    ready(m, now, ev.HANGUP_DONE)
+    ready(m, now, "hangup_done")
 
 
 def fail(m, now, result, reason, clean=False, flush=False):
@@ -254,7 +253,7 @@ def fail(m, now, result, reason, clean=False, flush=False):
     end_wait(m)
     if not clean:
         m._ready = False
-        m._emit(ev.MODEM_ERROR, reason=reason)
+        m._emit("modem_error", reason=reason)
     m.attempts += 1
     n = m.attempts
     if n >= m.max_attempts:
@@ -262,9 +261,9 @@ def fail(m, now, result, reason, clean=False, flush=False):
         m.state = READY if m._ready else IDLE
         if m.want_link:
             m.want_link = False
-            m._emit(ev.DIAL_FAILED, result=result, attempts=n, reason=reason)
+            m._emit("dial_failed", result=result, attempts=n, reason=reason)
         else:
-            m._emit(ev.MODEM_FAILED, reason=reason, attempts=n)
+            m._emit("modem_failed", reason=reason, attempts=n)
         return
     delay = m.backoff_base_ms
     for _ in range(n - 1):
@@ -276,7 +275,7 @@ def fail(m, now, result, reason, clean=False, flush=False):
     m._retry_init = not m._ready
     m._flush = flush
     m._deadline = ticks.add(now, delay)
-    m._emit(ev.BACKOFF, result=result, attempt=n, delay_ms=delay)
+    m._emit("backoff", result=result, attempt=n, delay_ms=delay)
 
 
 def on_deadline(m, now):
@@ -294,7 +293,7 @@ def on_deadline(m, now):
     elif st == HANGUP and m._dtr_low:
         m._dtr_low = False
         m.dtr = True
-        m._emit(ev.DTR, up=True)
+        m._emit("dtr", up=True)
         if m._then == "init":
             send_init(m, now, 0)
         else:

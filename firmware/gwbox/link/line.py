@@ -25,10 +25,9 @@ from gwbox import const, ticks, tunnel
 from gwbox.events import Event
 from gwbox.link.framing import Framer
 from gwbox.link.modem import unload_command_mode
-from gwbox import events as ev
 
 DOWN = "down"  # no call
-DIALING = ev.DIALING  # a call is wanted: the modem initialises, dials or backs off
+DIALING = "dialing"  # a call is wanted: the modem initialises, dials or backs off
 UP = "up"  # in data mode on `number`
 _STABLE_MS = const(30000)  # a call that held this long and dropped is redialled at once
 
@@ -66,7 +65,7 @@ class Line:
             return
         m = self.modem
         if self.state == UP:
-            self._event(ev.LINE_SWITCH, old=self.number, new=number)
+            self._event("line_switch", old=self.number, new=number)
             m.hangup(now)
             self._down(now, "switch")
         self.number = number
@@ -203,7 +202,7 @@ class Line:
 
     def _dead_call(self, now):
         """Sent into silence for dead_call_ms: whatever the modem said, the call is dead."""
-        self._event(ev.DEAD_CALL, number=self.number, silent_ms=ticks.diff(now, self._talk))
+        self._event("dead_call", number=self.number, silent_ms=ticks.diff(now, self._talk))
         self.modem.hangup(now, True)  # the modem may be in command mode already
         self._pump(now)  # its link_down (reason hangup: ours) before what follows
         self._again(now, True)
@@ -224,7 +223,7 @@ class Line:
 
     def _redial_later(self, now):
         self.redial_at = ticks.add(now, self.backoff)
-        self._event(ev.REDIAL, number=self.number, delay_ms=self.backoff)
+        self._event("redial", number=self.number, delay_ms=self.backoff)
         self.backoff = min(self.backoff * 2, self.retry_max_ms)
 
     def _pump(self, now):
@@ -232,9 +231,9 @@ class Line:
         for e in m.take_events():
             self._events.append(e)
             n = e.name
-            if n == ev.LINK_UP or (n == ev.HANGUP_DONE and not self.wanted):
+            if n == "link_up" or (n == "hangup_done" and not self.wanted):
                 unload_command_mode()  # a call is up, or none is wanted: the AT half can go
-            if n == ev.LINK_UP:
+            if n == "link_up":
                 self.state = UP
                 self.calls += 1
                 self._up_at = now
@@ -242,16 +241,16 @@ class Line:
                 self._ctx = {}
                 self._bound = set()
                 self._long_at = {}
-            elif n == ev.LINK_DOWN and e.get("reason") != "hangup":  # our own hang-ups: want/release
+            elif n == "link_down" and e.get("reason") != "hangup":  # our own hang-ups: want/release
                 if self.state == UP:
                     self._again(now)
                 elif self.wanted:
                     self.state = DIALING
                     self._redial_later(now)
-            elif n == ev.DIAL_FAILED or n == ev.MODEM_FAILED:
+            elif n == "dial_failed" or n == "modem_failed":
                 if self.wanted:
                     self.state = DIALING
-                    self._event(ev.CALL_FAILED, number=self.number)
+                    self._event("call_failed", number=self.number)
                     self._redial_later(now)
                 else:
                     self.state = DOWN

@@ -10,23 +10,22 @@ NO CARRIER spotted, DCD), which a call needs all the time; gwbox.link.hayes hold
 command mode (init, dial, result codes, +++, hang-up, back-off), imported when needed
 and dropped again (`unload_command_mode`) once a call is up.
 """
-from gwbox import forget, ticks
+from gwbox import const, forget, ticks
 from gwbox.events import Event
-from gwbox import events as ev
 from gwbox.link.modemstate import DATA, ESCAPING, HANGUP, IDLE, READY
 
 # ATZ alone, because most modems ignore whatever follows Z on the same line;
 # then E0 (no echo: fewer bytes, though echo is handled), V1 (verbose codes,
 # needed to spot NO CARRIER in data mode), Q0 (codes on), &C1 (DCD follows the
 # carrier), &D2 (DTR drop hangs up and returns to command mode).
-DEFAULT_INIT = ("ATZ", "ATE0V1Q0&C1&D2")
+_DEFAULT_INIT = const(("ATZ", "ATE0V1Q0&C1&D2"))
 
 # What a verbose modem sends after losing carrier in data mode (see docs/modem.md).
 NO_CARRIER_MARK = b"\r\nNO CARRIER\r\n"
 
 
 class Modem:
-    def __init__(self, init=DEFAULT_INIT, dial_target=None, guard_ms=1000,
+    def __init__(self, init=_DEFAULT_INIT, dial_target=None, guard_ms=1000,
                  init_timeout_ms=2000, dial_timeout_ms=60000, escape_timeout_ms=2000,
                  hangup_timeout_ms=5000, backoff_base_ms=2000, backoff_cap_ms=60000,
                  max_attempts=5, max_junk=8, use_dtr=False, dtr_drop_ms=500, baud=None, doubt_ms=3000):
@@ -204,7 +203,7 @@ class Modem:
         over the call: that mark was forged."""
         if self._doubt is not None:
             self._doubt = None
-            self._emit(ev.CARRIER_CONFIRMED, reason="authenticated traffic after an in-band NO CARRIER")
+            self._emit("carrier_confirmed", reason="authenticated traffic after an in-band NO CARRIER")
 
     def _carrier_lost(self, reason):
         """The call is gone; with &C1/&D2 the modem is back in command mode."""
@@ -213,7 +212,7 @@ class Modem:
         self._held = b""
         self._line = bytearray()
         self._deadline = None
-        self._emit(ev.LINK_DOWN, reason=reason)
+        self._emit("link_down", reason=reason)
 
     def _scan_data(self, data, i, now):
         """Payload passes through; CR LF NO CARRIER CR LF is spotted, even split across chunks.
@@ -243,7 +242,7 @@ class Modem:
             if self.dcd is None:
                 if self._doubt is None:
                     self._doubt = ticks.add(now, self.doubt_ms)
-                    self._emit(ev.CARRIER_DOUBT, reason="in-band NO CARRIER", wait_ms=self.doubt_ms)
+                    self._emit("carrier_doubt", reason="in-band NO CARRIER", wait_ms=self.doubt_ms)
                 self.fresh = start  # only what follows the last mark can disprove it
         # Hold back a tail that could still become the marker (frames end in 0x7E, so rarely).
         m = len(buf)

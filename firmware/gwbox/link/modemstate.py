@@ -2,16 +2,15 @@
 path and the state; gwbox.link.hayes, the command mode, loaded only while needed): both
 import them from here, so the command-mode half never imports the driver that loads it.
 """
-from gwbox import events as ev
 
 IDLE = "idle"          # not initialised (or gave up): modem state unknown
 INIT = "init"          # sending the init string, one command at a time
 READY = "ready"        # command mode, initialised, on hook
-DIALING = ev.DIALING    # ATD sent, waiting for CONNECT or a failure code
+DIALING = "dialing"    # ATD sent, waiting for CONNECT or a failure code
 DATA = "data"          # online: bytes are payload
 ESCAPING = "escaping"  # guard, +++, guard, waiting for OK
 HANGUP = "hangup"      # ATH sent, dial being aborted, or DTR held low
-BACKOFF = ev.BACKOFF    # waiting before the next attempt
+BACKOFF = "backoff"    # waiting before the next attempt
 
 
 def printable(raw):

@@ -30,8 +30,8 @@ from gwbox import const, forget, ticks
 from gwbox.events import json_line, text_line
 
 POLL_MS = 20
-_OOM_BACKOFF_MS = 200  # after a MemoryError: let the line breathe, then try again
-_OOM_FATAL = 50  # MemoryErrors in a row after which the watchdog is left to reset the board
+_OOM_BACKOFF_MS = const(200)  # after a MemoryError: let the line breathe, then try again
+_OOM_FATAL = const(50)  # MemoryErrors in a row after which the watchdog is left to reset the board
 _CON_READ = const(256)  # console bytes taken per pass
 _RING = const(6)  # event lines kept for `show log`, as text for people (events.text_line)
 _RING_LINE = const(160)  # characters kept of each
@@ -42,8 +42,8 @@ _TX_HOLD = const(4096)  # line bytes held for a UART that takes none (a wedged o
 
 # LED patterns: (on ms, off ms); solid on = protected link up
 LED_SEARCHING = (100, 900)  # no gateway in use yet
-LED_FAILOVER = (100, 100)  # the gateway in use just died; another is being found
-LED_ERROR = (1000, 1000)  # memory trouble, or every gateway refuses
+_LED_FAILOVER = const((100, 100))  # the gateway in use just died; another is being found
+_LED_ERROR = const((1000, 1000))  # memory trouble, or every gateway refuses
 LED_SAFE = (1900, 100)  # safe mode: the box does not run, the console does
 
 
@@ -171,6 +171,7 @@ class DevicePort:
         self.running = False
         self._con = None  # gwbox.console.Console while the console is in use
         self._con_at = self.boot  # the last console input
+        self.rebooting = None  # console `reboot` (False) or `reboot safe` (True), done once the console left
         if dtr is not None:
             dtr.value(1)
         if entropy is not None:
@@ -390,9 +391,9 @@ class DevicePort:
         if box is None:
             pat = LED_SAFE
         elif self.oom or self._failing == "key_request_rejected":
-            pat = LED_ERROR
+            pat = _LED_ERROR
         elif self._failing:
-            pat = LED_FAILOVER
+            pat = _LED_FAILOVER
         else:
             pat = LED_SEARCHING
         on, off = pat
@@ -405,6 +406,18 @@ class DevicePort:
         if data or self._con is not None:
             from gwbox.console import serve  # only now: the console costs nothing until used
             serve(self, data, now)
+            serve = None
+            if self.rebooting is not None:
+                self._reboot()
+
+    def _reboot(self):
+        """The console's `reboot`, once the console has left the heap: the boot record's code
+        (gwbox.store) then has the console's room, so a reboot never fails for want of heap."""
+        safe, self.rebooting, self._con = self.rebooting, None, None
+        forget("gwbox.console", "gwbox.policyedit", "gwbox.store", "gwbox.policy", "gwbox.policyvalue")
+        gc.collect()
+        self.record(0, safe)  # a deliberate restart, not a crash: the count starts again
+        self.restart()  # the outbox's messages are reported lost first
 
     def record(self, count, safe=False):
         """Write the boot record (gwbox.store): boots that did not stay up, one-shot safe mode."""

@@ -9,7 +9,9 @@ import select
 import socket
 import struct
 
-_HEAD = 6
+from gwbox import const
+
+_HEAD = const(6)
 _MAX = 1600
 
 
