@@ -112,6 +112,17 @@ def test_handshakes_in_parallel_take_one_slice_per_tick_between_them_the_first_s
     assert out == [(STEPS - 1, b"gw1"), (2 * STEPS - 1, b"gw2")]  # the earlier one's msg1 first
 
 
+def _secret_started(box, gws):
+    """Connect to gw1 and run until msg2 is in and the box's shared secret has started."""
+    box.connect(NOW, b"gw1", b"gw1")
+    while box.initiators[0].msg1 is None:
+        box.tick(NOW)
+    hs = box.initiators[0]
+    exchange(box, gws, NOW)  # msg1 out, msg2 in: the shared secret starts
+    assert hs.candidates and hs.candidates[0].job is not None
+    return hs
+
+
 def test_a_handshake_aborted_mid_computation_leaves_nothing():
     box, gws = box_and_gateways(b"gw1")
     box.connect(NOW, b"gw1", b"gw1")
@@ -122,12 +133,7 @@ def test_a_handshake_aborted_mid_computation_leaves_nothing():
     box.tick(NOW)
     assert box.take_output() == [] and box.session() is None
     # mid shared secret: msg2 is in, msg3 not yet out
-    box.connect(NOW, b"gw1", b"gw1")
-    while box.initiators[0].msg1 is None:
-        box.tick(NOW)
-    hs = box.initiators[0]
-    exchange(box, gws, NOW)  # msg1 out, msg2 in: the shared secret starts
-    assert hs.candidates and hs.candidates[0].job is not None
+    _secret_started(box, gws)
     box.tick(NOW)
     assert box.abort_handshakes(NOW) == [b"gw1"]
     assert box.next_deadline() is None and box.take_output() == []
@@ -162,12 +168,7 @@ def test_nothing_goes_again_while_a_response_is_being_answered():
     # out while the box computed the secret for msg2, msg1 went again (90 bytes of a 9,600-
     # baud line in front of msg3) and the gateway's second msg2 came down, only to be dropped.
     box, gws = box_and_gateways(b"gw1")
-    box.connect(NOW, b"gw1", b"gw1")
-    while box.initiators[0].msg1 is None:
-        box.tick(NOW)
-    hs = box.initiators[0]
-    exchange(box, gws, NOW)  # msg1 out, msg2 in: the shared secret starts
-    assert hs.candidates and hs.candidates[0].job is not None
+    _secret_started(box, gws)
     t = NOW
     sent = []
     while box.session(b"gw1") is None:
