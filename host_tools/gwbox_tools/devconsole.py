@@ -25,6 +25,9 @@ MIN_PASSWORD = 8
 LINE_MAX = 256  # bytes of one console line (gwbox.console)
 
 
+STATUS_TRIES = 3  # `status` answered out of memory: asked again this many times in all
+
+
 class ConsoleError(Exception):
     """The box refused or did not answer; the message says what it said (or that it was silent)."""
 
@@ -169,8 +172,15 @@ class DeviceConsole:
         self.write_line(line)
         return self.wait_reply(command_name(line), timeout)
 
-    def status(self):
-        r = self.command("status")
+    def status(self, tries=STATUS_TRIES):
+        """The box's status. `status` changes nothing, so an out-of-memory answer (a moment's peak
+        on a board-sized heap, e.g. a key exchange's code still loaded) is asked again, a second
+        apart, before it counts."""
+        for i in range(tries):
+            r = self.command("status")
+            if r.ok or not r.msg.startswith("out of memory") or i == tries - 1:
+                break
+            time.sleep(1.0)
         if not r.ok:
             raise ConsoleError("status: " + r.msg)
         return r.final
