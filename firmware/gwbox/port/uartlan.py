@@ -11,6 +11,7 @@ payload. `Lans` puts this beside the UDP side (gwbox.port.udplan) on boards with
 import time
 
 from gwbox import const, ticks
+from gwbox.port.device import take, write_all  # the device port's UART reading and writing
 
 GAP_MS = const(30)
 MAX = const(200)
@@ -33,7 +34,6 @@ class UartLan:
         now = self.clock() & ticks.MASK
         if self.held:
             self._write(None)
-        from gwbox.port.device import take  # (loaded with the port anyway)
         data = take(self.uart)
         if data:
             self.buf.extend(data)
@@ -52,8 +52,6 @@ class UartLan:
         return False
 
     def _write(self, data):
-        from gwbox.port.device import write_all  # loaded with the port anyway
-
         self.held, lost = write_all(self.uart, self.held, data, HOLD)
         self.dropped += lost
 
