@@ -61,13 +61,9 @@ def spare_tick(ep, now):
         sp[1], sp[2] = spare()
     elif sp[2].step():
         ep.spare = (sp[1], sp[2].result)
-        if ep.initiators or ep.half_open or ep.keep_code:
-            return
-        for s in ep.sessions:
-            if s.rekey is not None:
-                return
-        from gwbox.endpoint import _unload_key_exchange
-        _unload_key_exchange()
+        if ep._code_idle():
+            from gwbox.endpoint import _unload_key_exchange
+            _unload_key_exchange()
 
 
 class _Candidate:
