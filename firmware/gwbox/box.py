@@ -135,9 +135,9 @@ class Box:
         forget("gwbox.boxinfo")
 
     def hurry(self):
-        """True while a handshake of ours runs, or payload waits for the next call: the port
-        then leaves what can wait (its status line) for later."""
-        return bool(self.endpoint.initiators) or self._more is not None
+        """True while a handshake of ours runs: the port then leaves what can wait (its status
+        line) for later."""
+        return bool(self.endpoint.initiators)
 
     def carrying(self):
         """True while payload can flow: a call up and a confirmed gateway in use."""

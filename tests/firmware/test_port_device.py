@@ -293,8 +293,8 @@ def test_after_a_pass_that_took_line_bytes_the_next_comes_within_rx_poll_ms():
 
 def test_the_status_line_waits_while_the_box_hurries_at_most_a_status_interval():
     # A status pass (a collection, a long line: 50-65 ms on an RP2040) delayed a handshake's
-    # msg2 or msg4 on the chip: while a handshake of the box runs, or payload waits for the
-    # next call, the status line waits, at most a status interval, as for a busy loop.
+    # msg2 or msg4 on the chip: while a handshake of the box runs the status line waits, at
+    # most a status interval, as for a busy loop.
     s = PortSim(status_ms=1000)
     s.run(1500)
     hurry = [True]

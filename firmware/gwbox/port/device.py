@@ -322,8 +322,8 @@ class DevicePort:
         if self.status_ms and ticks.diff(now, self._status_at) >= self.status_ms:
             # In a pass of its own if it can (it collects the heap and prints a long line: 50-65
             # ms on an RP2040): after a pass that is busy already, the next one (at once); not
-            # while the box hurries (a handshake of its own runs, payload waits for its turn:
-            # a status pass delayed msg2 or msg4 on the chip); at most a status interval late,
+            # while the box hurries (a handshake of its own runs: a status pass delayed msg2 or
+            # msg4 on the chip); at most a status interval late,
             # so a loop that never idles still reports.
             if ticks.diff(m[2], now) < _ROOM_MS and (box is None or not box.hurry()) or \
                     ticks.diff(now, self._status_at) >= 2 * self.status_ms:
