@@ -11,11 +11,11 @@ running only while a call reaches them.
 The port feeds UART bytes (`feed`) and LAN datagrams (`lan_send`), writes `take_uart()`
 and `take_lan()`, and calls `tick` at `next_deadline()`. Nothing here reads a clock.
 """
-from gwbox.link.line import DOWN, UP  # first: compiled from source, the largest needs the emptiest heap
 from gwbox import const, forget, ticks, tunnel, wire
 from gwbox.config import DEFERRED, NONE
 from gwbox.errors import ProtocolError
 from gwbox.events import Event
+from gwbox.link.line import DOWN, UP
 from gwbox.outbox import LINE_OVERHEAD
 
 

@@ -3,14 +3,12 @@
 Boot-time code: it runs once, when the box is built, and is dropped right after, so a
 device heap does not keep its bytecode beside the running box (docs/memory.md).
 """
-# The largest imports first: compiled from source (mpremote run, no .mpy) the box only just
-# fits a 96K heap on 32-bit, and in this order its compile passes from 94K up (docs/memory.md).
-from gwbox.endpoint import Endpoint
-from gwbox.link.line import Line
 from gwbox import ipv4
 from gwbox.cluster import Cluster, gateway_order
 from gwbox.config import LinkConfig
 from gwbox.crypto.entropy import random_bytes
+from gwbox.endpoint import Endpoint
+from gwbox.link.line import Line
 from gwbox.outbox import Outbox
 
 

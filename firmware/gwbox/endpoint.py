@@ -11,13 +11,13 @@ decides which one carries payload. A gateway (responder) replaces the older sess
 identity that authenticates again (EP 0 999 673 [0035]: a dead box must be able to log in
 again at once), and remembers per box which tunnel message numbers it has handed on.
 """
-from gwbox.session import Session  # first: compiled from source, the largest needs the emptiest heap
 from gwbox import forget, ticks, wire
 from gwbox.config import SPI_ECHO
 from gwbox.crypto.entropy import random_bytes
 from gwbox.errors import ProtocolError
 from gwbox.events import Event
 from gwbox.sa import ReplayWindow, packet_spi
+from gwbox.session import Session
 
 
 class Endpoint:

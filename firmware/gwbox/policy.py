@@ -10,9 +10,8 @@ parse(text) is pure (no I/O, clock or randomness): it returns a complete Policy 
 one PolicyError that lists every problem found, in line order. Nothing is half-applied.
 No message, repr() or masked() text ever holds key material: a key is named by its field.
 
-The values of single keys are checked in gwbox.policyvalue (two modules of about 300 lines
-each compile from source within a device heap; one of 600 did not). The box imports both
-at boot, parses, and drops them again (sys.modules), so the tables are small tuples and the
+The values of single keys are checked in gwbox.policyvalue (the [GENERAL] table and each
+value's checks; this module is the document). The box imports both at boot, parses, and drops them again (sys.modules), so the tables are small tuples and the
 Policy is plain attributes.
 """
 import binascii

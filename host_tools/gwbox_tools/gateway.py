@@ -6,7 +6,7 @@
         [--lan-fd N] [--lifeline-fd N] [--target-sockets N] [--stats-ms MS] [--quiet]
 
 Its identity is its address as bytes (b"143.1.0.64"); boxes authenticate with the keys of
-the PSK file (`load_psks`: one `<box identity> <key>` per line). It is reached three ways,
+the PSK file (`pskfile.load_psks`: one `<box identity> <key>` per line). It is reached three ways,
 each a *link* of the endpoint (an output packet goes back on the link it belongs to):
 
 * the head-office LAN: one UDP socket bound to its LanMap address (or handed over as
@@ -40,7 +40,6 @@ No key ever appears in an event, an error or the ready file. SIGTERM/SIGINT: exi
 SIGSTOP/SIGCONT freeze and thaw it; SIGKILL and a restart lose all its state.
 """
 import argparse
-import binascii
 import errno
 import json
 import os
@@ -58,13 +57,13 @@ from gwbox.endpoint import Endpoint
 from gwbox.link.framing import Framer
 
 from .lan import EventLog, LanMap, Stopper, bind_udp, int_to_ip, ip_to_int, parse_hostport, write_ready
+from .pskfile import load_psks
 
 R, W = selectors.EVENT_READ, selectors.EVENT_WRITE
 READ_SIZE = 4096
 DGRAM_MAX = 65535
 TO_BOX_MAX = 256 * 1024
 MAX_SLEEP_S = 5.0  # bound on one select() even without a deadline
-KEY_MIN, KEY_MAX = 16, 64
 TARGET_SOCKETS = 1024  # target-traffic sockets (one per box) kept open at most
 LOG_FIRST, LOG_EVERY = 10, 100  # refused LAN datagrams: the first ones logged, then every 100th
 # Per-box and per-message events, left out with --quiet (a load test's 10,000 boxes).
@@ -76,100 +75,6 @@ QUIET = frozenset(("handed_on", "reply", "received", "handshake_started", "sa_es
 def clock_ms():
     """Real monotonic time as a MicroPython tick value."""
     return int(time.monotonic() * 1000) & ticks.MASK
-
-
-# --- the PSK file ------------------------------------------------------------------------
-
-class PskFileError(ValueError):
-    """A problem in the PSK file: file, line and what is wrong; never any key material."""
-
-
-def parse_key(text):
-    """Key bytes from `hex:<hex>`, `base64:<b64>` or bare hex (the policy file's forms).
-    ValueError with a message that never quotes the key."""
-    low = text[:7].lower()
-    if low == "base64:":
-        v, b64 = text[7:], True
-    elif low[:4] == "hex:":
-        v, b64 = text[4:], False
-    else:
-        v, b64 = text, False
-    if not v:
-        raise ValueError("key is empty")
-    try:
-        if b64:
-            if len(v) % 4:
-                raise ValueError
-            k = binascii.a2b_base64(v.encode("ascii"), strict_mode=True)
-        else:
-            if len(v) % 2 or any(c not in "0123456789abcdefABCDEF" for c in v):
-                raise ValueError
-            k = binascii.unhexlify(v)
-    except (ValueError, UnicodeEncodeError, binascii.Error):
-        raise ValueError("key is not valid base64" if b64 else
-                         "key is not valid hex (an even number of 0-9 a-f)") from None
-    if len(k) < KEY_MIN:
-        raise ValueError("key is shorter than %d bytes" % KEY_MIN)
-    if len(k) > KEY_MAX:
-        raise ValueError("key is longer than %d bytes" % KEY_MAX)
-    if not any(k):
-        raise ValueError("key is all zero bytes")
-    return k
-
-
-def parse_psks(text, where="psk file"):
-    """{box identity bytes: key bytes} from PSK file text. Every problem is reported at once
-    (PskFileError, one `<where> line N: ...` per line); messages never quote a key."""
-    psks = {}
-    first = {}  # identity -> line it was keyed on
-    errors = []
-    for n, raw in enumerate(text.splitlines(), 1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        parts = line.split()
-        if len(parts) != 2:
-            errors.append("%s line %d: expected '<box identity> <key>', found %d field%s"
-                          % (where, n, len(parts), "" if len(parts) == 1 else "s"))
-            continue
-        ident, key = parts
-        # Neither field is quoted: with the fields swapped by mistake, the "identity"
-        # would be the key.
-        try:
-            k = parse_key(key)
-        except ValueError as e:
-            errors.append("%s line %d: %s" % (where, n, e))
-            continue
-        ib = ident.encode("utf-8")
-        if ib in psks:
-            errors.append("%s line %d: this box identity has a key already (line %d)" % (where, n, first[ib]))
-            continue
-        psks[ib] = k
-        first[ib] = n
-    if not errors and not psks:
-        errors.append("%s: no box keys" % where)
-    if errors:
-        raise PskFileError("\n".join(errors))
-    return psks
-
-
-def load_psks(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except UnicodeDecodeError:
-        raise PskFileError("%s: not UTF-8 text" % path) from None
-    return parse_psks(text, str(path))
-
-
-def format_psks(psks):
-    """PSK file text for {identity: key bytes} (what headoffice writes)."""
-    lines = ["# box identity  key (hex:, base64: or bare hex; 16..64 bytes)"]
-    for ident, key in psks.items():
-        if isinstance(ident, bytes):
-            ident = ident.decode("utf-8")
-        lines.append("%s hex:%s" % (ident, bytes(key).hex()))
-    return "\n".join(lines) + "\n"
 
 
 # --- lines (direct dial, serial) ---------------------------------------------------------

@@ -36,7 +36,7 @@ import tempfile
 import time
 
 from . import lan as lanmod
-from .gateway import PskFileError, format_psks, load_psks
+from .pskfile import PskFileError, format_psks, load_psks
 from .targets import Targets
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

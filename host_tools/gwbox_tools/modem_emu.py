@@ -19,7 +19,6 @@ import errno
 import json
 import os
 import random
-import re
 import selectors
 import signal
 import socket
@@ -31,123 +30,13 @@ import tty
 from . import modem_at as at
 from .line_shaper import Impairments, LineShaper
 from .loopthread import LoopCalls
+from .modem_control import CONTROL_USAGE, ControlClient, ctl_main, parse_addr, parse_command
+from .modem_targets import Call, Dial, lookup, parse_gateway_spec
 
 R, W = selectors.EVENT_READ, selectors.EVENT_WRITE
 COMMAND, DIALING, DATA = "command", "dialing", "data"
 TOWARD = ("box", "gw", "both")
 READ_SIZE = 4096
-CONTROL_LINE_MAX = 1024
-
-
-class _Gateway:
-    """A dial target: where its far end is, and the faults set on it."""
-
-    def __init__(self, name, kind, host=None, port=None, busy=False, dead=False):
-        self.name = name
-        self.kind = kind            # "tcp" or "pty"
-        self.host = host
-        self.port = port
-        self.busy = busy
-        self.dead = dead
-        self.frozen = False
-        self.down_until = 0.0       # monotonic time before which dials fail (reboot)
-        self.master = None          # pty gateways: our end of the gateway's pty
-        self.slave = None           # kept open so the master never sees EIO
-        self.path = None
-        self.handler = None
-
-    def describe(self):
-        return ("tcp:%s:%d" % (self.host, self.port)) if self.kind == "tcp" else self.path
-
-
-class _Dial:
-    """A call being placed: its outcome is shown to the box no earlier than t_report."""
-
-    def __init__(self, target, gw, now):
-        self.target = target
-        self.gw = gw
-        self.t0 = now
-        self.outcome = None         # result code name once known
-        self.t_report = now
-        self.give_up = None         # S7: no carrier by then -> NO CARRIER
-        self.sock = None
-
-
-class _Call:
-    """An established call: the two line directions and the gateway connection."""
-
-    def __init__(self, gw, sock, up, down, now):
-        self.gw = gw
-        self.sock = sock            # tcp gateways; None for pty gateways
-        self.up = up                # box -> gateway
-        self.down = down            # gateway -> box
-        self.out = bytearray()      # delivered by the line, not yet written to the gateway
-        self.remote_closed = False
-        self.escape = at.EscapeDetector(now)
-        self.t_connect = now
-        self.last_down = None       # the last byte handed to the box (where frames end)
-        self.drop_behind = False    # `drop frame`: the carrier goes right behind the next frame
-
-
-def parse_gateway_spec(name, spec):
-    """'tcp:HOST:PORT' | 'tcp:PORT' | PORT (int) | 'pty' | dict(kind=..., host, port,
-    busy, dead); ',busy' / ',dead' may follow a string spec."""
-    if isinstance(spec, int):
-        return _Gateway(name, "tcp", "127.0.0.1", spec)
-    if isinstance(spec, dict):
-        kind = spec.get("kind", "tcp")
-        if kind not in ("tcp", "pty"):
-            raise ValueError("gateway %s: kind must be tcp or pty" % name)
-        gw = _Gateway(name, kind, spec.get("host", "127.0.0.1"), spec.get("port"),
-                      bool(spec.get("busy")), bool(spec.get("dead")))
-        if kind == "tcp" and not isinstance(gw.port, int):
-            raise ValueError("gateway %s: tcp needs an int port" % name)
-        return gw
-    parts = [p.strip() for p in str(spec).split(",")]
-    flags = set(p.lower() for p in parts[1:])
-    bad = flags - {"busy", "dead"}
-    if bad:
-        raise ValueError("gateway %s: unknown option(s) %s" % (name, ",".join(sorted(bad))))
-    main = parts[0]
-    if main.lower() == "pty":
-        gw = _Gateway(name, "pty")
-    elif main.lower().startswith("tcp:"):
-        host, _, port = main[4:].rpartition(":")
-        try:
-            gw = _Gateway(name, "tcp", host or "127.0.0.1", int(port))
-        except ValueError:
-            raise ValueError("gateway %s: bad port in %r" % (name, spec)) from None
-    else:
-        raise ValueError("gateway %s: spec must be tcp:HOST:PORT, tcp:PORT or pty, got %r"
-                         % (name, spec))
-    gw.busy = "busy" in flags
-    gw.dead = "dead" in flags
-    return gw
-
-
-def _parse_addr(addr):
-    if isinstance(addr, (tuple, list)):
-        return str(addr[0]), int(addr[1])
-    host, _, port = str(addr).rpartition(":")
-    return host or "127.0.0.1", int(port)
-
-
-def _on_off(word):
-    w = word.lower()
-    if w in ("on", "1", "true", "yes"):
-        return True
-    if w in ("off", "0", "false", "no"):
-        return False
-    raise ValueError("expected on/off, got %r" % word)
-
-
-class _ControlClient:
-    def __init__(self, sock):
-        self.sock = sock
-        self.inbuf = bytearray()
-        self.out = bytearray()
-        self.closing = False
-        self.handler = None
 
 
 class ModemEmulator(LoopCalls):
@@ -182,7 +71,7 @@ class ModemEmulator(LoopCalls):
         self.buffer_bytes = int(buffer_bytes)
         self.on_event = on_event
         self.node = node
-        self._control_bind = _parse_addr(control) if control is not None else None
+        self._control_bind = parse_addr(control) if control is not None else None
         self._rng = random.Random(seed)
         self._gateways = {}
         for name, spec in (gateways or {}).items():
@@ -555,27 +444,9 @@ class ModemEmulator(LoopCalls):
 
     # ------------------------------------------------------------------- calls
 
-    def _lookup(self, target):
-        """The gateway a dial string names: as written, else without a leading T/P (tone/
-        pulse), else without spaces and -(). , else (a number) without , W T P ! @."""
-        t = target.strip().rstrip(";").strip()
-        cands = [t]
-        if len(t) > 1 and t[0] in "TtPp":
-            cands.append(t[1:].strip())
-        for c in list(cands):
-            squeezed = re.sub(r"[\s\-().]", "", c)
-            cands.append(squeezed)
-            if re.fullmatch(r"[0-9*#,WwTtPp!@]+", squeezed):
-                cands.append(re.sub(r"[,WwTtPp!@]", "", squeezed))
-        for c in cands:
-            gw = self._gateways.get(c.lower())
-            if gw is not None:
-                return gw
-        return None
-
     def _start_dial(self, target, now):
-        gw = self._lookup(target)
-        d = _Dial(target, gw, now)
+        gw = lookup(self._gateways, target)
+        d = Dial(target, gw, now)
         self._dial = d
         self._mode = DIALING
         self._counters["calls_dialed"] += 1
@@ -646,7 +517,7 @@ class ModemEmulator(LoopCalls):
             self._forget(d.sock.fileno())
         up = LineShaper(self.baud / 10.0, self.latency, self.tick)
         down = LineShaper(self.baud / 10.0, self.latency, self.tick)
-        self._call = _Call(d.gw, d.sock, up, down, now)
+        self._call = Call(d.gw, d.sock, up, down, now)
         for imp in self._impair.values():
             imp.new_call()
         self._counters["calls_connected"] += 1
@@ -772,7 +643,7 @@ class ModemEmulator(LoopCalls):
         except (BlockingIOError, InterruptedError):
             return
         sock.setblocking(False)
-        c = _ControlClient(sock)
+        c = ControlClient(sock)
         fd = sock.fileno()
         c.handler = lambda mask: self._serve_client(fd, c)
         self._clients[fd] = c
@@ -787,15 +658,7 @@ class ModemEmulator(LoopCalls):
         if data == b"":
             c.closing = True
         elif data:
-            c.inbuf += data
-            while b"\n" in c.inbuf:
-                line, _, rest = bytes(c.inbuf).partition(b"\n")
-                c.inbuf = bytearray(rest)
-                reply = self.command(line.decode("utf-8", "replace"))
-                c.out += json.dumps(reply).encode() + b"\n"
-            if len(c.inbuf) > CONTROL_LINE_MAX:
-                c.out += json.dumps({"ok": False, "error": "line too long"}).encode() + b"\n"
-                c.closing = True
+            c.take_lines(data, self.command)
         if c.out:
             try:
                 n = c.sock.send(c.out)
@@ -1038,118 +901,20 @@ class ModemEmulator(LoopCalls):
             return {"ok": False, "error": "empty command"}
         cmd, args = words[0].lower(), words[1:]
         try:
-            return self._dispatch(cmd, args)
+            op, op_args = parse_command(cmd, args, self._gateways)
+            return getattr(self, "_op_" + op)(*op_args)
         except (ValueError, IndexError) as e:
             return {"ok": False, "cmd": cmd, "error": str(e) or "bad arguments"}
 
-    def _dispatch(self, cmd, args):
-        def nargs(lo, hi):
-            if not lo <= len(args) <= hi:
-                raise ValueError("usage: %s" % CONTROL_USAGE[cmd])
-        if cmd == "status":
-            nargs(0, 0)
-            return self._op_status()
-        if cmd == "help":
-            return {"ok": True, "cmd": "help", "commands": CONTROL_USAGE}
-        if cmd == "noise":
-            nargs(1, 2)
-            return self._op_noise(args[0], args[1] if len(args) > 1 else "box")
-        if cmd in ("ber", "loss"):
-            nargs(1, 2)
-            return self._op_impair(cmd, args[0], args[1] if len(args) > 1 else "both")
-        if cmd == "latency":
-            nargs(1, 1)
-            return self._op_latency(args[0])
-        if cmd == "baud":
-            nargs(1, 1)
-            return self._op_baud(args[0])
-        if cmd == "drop":
-            nargs(0, 1)
-            return self._op_drop(args[0].lower() if args else None)
-        if cmd in ("freeze", "thaw"):
-            nargs(0, 1)
-            return self._op_freeze(args[0] if args else None, cmd == "freeze")
-        if cmd == "reboot":
-            nargs(0, 2)
-            name, down = None, 0
-            rest = list(args)
-            if rest and rest[0].lower() in self._gateways:
-                name = rest.pop(0)
-            if rest:
-                down = rest.pop(0)
-            if rest:
-                raise ValueError("usage: %s" % CONTROL_USAGE[cmd])
-            return self._op_reboot(name, down)
-        if cmd in ("dead", "busy"):
-            nargs(1, 2)
-            return self._op_flag(cmd, args[0], _on_off(args[1]) if len(args) > 1 else True)
-        if cmd == "revive":
-            nargs(1, 1)
-            return self._op_flag("dead", args[0], False)
-        if cmd == "nodialtone":
-            nargs(0, 1)
-            return self._op_nodialtone(_on_off(args[0]) if args else True)
-        if cmd == "clear":
-            nargs(0, 0)
-            return self._op_clear()
-        return {"ok": False, "cmd": cmd, "error": "unknown command; try help"}
-
-
-CONTROL_USAGE = {
-    "status": "status",
-    "help": "help",
-    "noise": "noise N [box|gw|both]",
-    "ber": "ber P [box|gw|both]",
-    "loss": "loss P [box|gw|both]",
-    "latency": "latency MS",
-    "baud": "baud N",
-    "drop": "drop [silent|frame]",
-    "freeze": "freeze [GATEWAY]",
-    "thaw": "thaw [GATEWAY]",
-    "reboot": "reboot [GATEWAY] [DOWN_MS]",
-    "dead": "dead GATEWAY [on|off]",
-    "revive": "revive GATEWAY",
-    "busy": "busy GATEWAY [on|off]",
-    "nodialtone": "nodialtone [on|off]",
-    "clear": "clear",
-}
-
-
-def send_control(address, line, timeout=5.0):
-    """Send one control command to a running emulator; return its JSON reply as a dict."""
-    host, port = _parse_addr(address)
-    with socket.create_connection((host, port), timeout=timeout) as s:
-        s.sendall(line.strip().encode() + b"\n")
-        buf = b""
-        while b"\n" not in buf:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            buf += chunk
-    if not buf.strip():
-        raise ConnectionError("no reply from modem emulator at %s:%d" % (host, port))
-    return json.loads(buf.split(b"\n", 1)[0])
-
-
-def _ctl_main(argv):
-    p = argparse.ArgumentParser(prog="python -m gwbox_tools.modem_emu ctl",
-                                description="Send one control command to a running emulator.")
-    p.add_argument("address", help="HOST:PORT of the control socket")
-    p.add_argument("command", nargs="+", help="e.g. drop | 'ber 1e-4' | 'freeze gw1'")
-    a = p.parse_args(argv)
-    try:
-        reply = send_control(a.address, " ".join(a.command))
-    except (OSError, ValueError) as e:
-        print(json.dumps({"ok": False, "error": "cannot reach %s: %s" % (a.address, e)}))
-        return 2
-    print(json.dumps(reply))
-    return 0 if reply.get("ok") else 1
+    @staticmethod
+    def _op_help():
+        return {"ok": True, "cmd": "help", "commands": CONTROL_USAGE}
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["ctl"]:
-        return _ctl_main(argv[1:])
+        return ctl_main(argv[1:])
     p = argparse.ArgumentParser(
         prog="python -m gwbox_tools.modem_emu",
         description="Hayes-compatible modem emulator on a pty. Prints one JSON line "

@@ -105,6 +105,20 @@ def gw_events(rig, gw, name=None, **fields):
             and all(e.get(k) == v for k, v in fields.items())]
 
 
+def gw_sa_life(rig, gw, box_est):
+    """The gateway's side of the SA the box reports in `box_est` (its `sa_established`): the
+    gateway's `handshake_started` for the box's SPI (msg1 answered: the moment its keys, and
+    so its lifetimes, were made), its `sa_established` after it and the `sa_deleted` of that
+    SA (None while it lives). Times are the gateway's own `t_ms` (CLOCK_MONOTONIC from the
+    head office's t0), each event also with its `mono` (the clock of the box's events)."""
+    evs = [dict(e, mono=rig.ho.t0 + e["t_ms"] / 1000.0) for e in rig.ho.events(gw)]
+    k = [i for i, e in enumerate(evs) if e["event"] == "handshake_started" and e.get("spi") == box_est["ctl_spi"]]
+    assert k, "gateway %s: no handshake_started for SPI %s" % (gw, box_est["ctl_spi"])
+    est = [e for e in evs[k[0]:] if e["event"] == "sa_established" and e.get("peer") == IDENTITY][0]
+    end = [e for e in evs if e["event"] == "sa_deleted" and e.get("ctl_spi") == est["ctl_spi"]]
+    return evs[k[0]], est, end[0] if end else None
+
+
 def cpu_seconds(pid):
     """User + system CPU time of a process so far (from /proc)."""
     with open("/proc/%d/stat" % pid) as f:
@@ -503,7 +517,14 @@ def test_f5_dropping_only_rekeys_ends_in_a_hard_expiry_never_a_spinning_timer():
     drops every REKEY request: each SA ends at the gateway's hard lifetime (`sa_deleted
     reason=expired` there, a DELETE to the box), the box fails over and keys anew, and
     neither the box's interpreter nor any gateway burns CPU. The box side of the hard
-    lifetime, and time past 2**29 ms, are in virtual time below."""
+    lifetime, and time past 2**29 ms, are in virtual time below.
+
+    The lifetime is measured where it is defined: on the gateway's clock, from the moment
+    the gateway made the SA's keys (it answered msg1: its `handshake_started`) to its
+    `sa_deleted`. The box makes its keys a round trip later and reports `sa_established`
+    after msg4, so its own view of the SA is shorter by the handshake's duration, which grows
+    on a loaded machine (4.48 s once, against a 5 s lifetime): the box is held to seeing the
+    gateway's DELETE promptly instead."""
     general = GENERAL + "\nRekeyTime = 2"
     with attacked(general, ho_settings={"rekey_ms": 4000, "lifetime_ms": 5000}) as (rig, att):
         att.set_rule(UP, lambda f: DROP if up_packet(is_rekey_request)(f) else PASS)
@@ -514,26 +535,44 @@ def test_f5_dropping_only_rekeys_ends_in_a_hard_expiry_never_a_spinning_timer():
         est = box_events(rig, "sa_established", peer=G1)[0]
         first = wait_box(rig, "sa_deleted", 8, peer=G1)
         assert first["reason"] == "peer_deleted", first
-        age = first["mono"] - est["mono"]
-        assert 4.5 <= age <= 6.5, "SA with G1 ended %.2f s after it was made (hard lifetime 5 s)" % age
         assert [e.get("reason") for e in gw_events(rig, G1, "sa_deleted")] == ["expired"]
+        life = check_hard_lifetime(rig, G1, est, first)
         i = rig.index(first)
         # the box keys again elsewhere, and that SA ends the same way
         nxt = wait_box(rig, "sa_established", 8, i)
         second = wait_box(rig, "sa_deleted", 8, i + 1, peer=nxt["peer"])
-        assert second["reason"] == "peer_deleted" and 4.5 <= second["mono"] - nxt["mono"] <= 6.5
+        assert second["reason"] == "peer_deleted", second
+        life2 = check_hard_lifetime(rig, nxt["peer"], nxt, second)
         wall = time.monotonic() - t0
         cpu = {p: (cpu_seconds(p) - c0[p]) / wall for p in c0}
         seen = names(rig)
         assert att.counters(UP)["dropped"] >= 2 and "rekeyed" not in seen, seen
         assert seen.count("rekey_started") >= 2
-        print("f5: SAs ended after %.2f s and %.2f s; CPU box %.1f%%, gateways %s" % (
-            age, second["mono"] - nxt["mono"], 100 * cpu[box_pid],
-            ", ".join("%.1f%%" % (100 * cpu[p]) for p in gw_pids.values())))
+        print("f5: SAs ended %.2f s and %.2f s after the gateways made them (the box had them "
+              "%.2f s and %.2f s); CPU box %.1f%%, gateways %s" % (
+                  life, life2, first["mono"] - est["mono"], second["mono"] - nxt["mono"], 100 * cpu[box_pid],
+                  ", ".join("%.1f%%" % (100 * cpu[p]) for p in gw_pids.values())))
         assert cpu[box_pid] < 0.3, "box interpreter at %.0f%% CPU" % (100 * cpu[box_pid])
         for g, pid in gw_pids.items():
             assert cpu[pid] < 0.3, "gateway %s at %.0f%% CPU" % (g, 100 * cpu[pid])
         assert rig.box.alive()
+
+
+def check_hard_lifetime(rig, gw, box_est, box_end, lifetime_s=5.0):
+    """The SA the box made with `gw` (its `sa_established` box_est, its `sa_deleted` box_end)
+    ended at the gateway's hard lifetime: on the gateway's clock, from its keys to its
+    `sa_deleted reason=expired`, within [-0.5 s, +1.5 s] of `lifetime_s` (too short, too long
+    and never all fail; the early side leaves room for the gateway logging msg1 late, the
+    late side for a loaded loop waking late), and the box ended its SA on that DELETE, within
+    2 s (a DELETE is ~0.1 s of line at 9,600 baud). Returns the lifetime measured (s)."""
+    made, _est, end = gw_sa_life(rig, gw, box_est)
+    assert end is not None and end["reason"] == "expired", (gw, end)
+    life = (end["t_ms"] - made["t_ms"]) / 1000.0
+    assert lifetime_s - 0.5 <= life <= lifetime_s + 1.5, \
+        "SA with %s ended %.2f s after the gateway made it (hard lifetime %.1f s)" % (gw, life, lifetime_s)
+    seen = box_end["mono"] - end["mono"]
+    assert seen <= 2.0, "the box ended its SA with %s %.2f s after the gateway deleted it" % (gw, seen)
+    return life
 
 
 def test_f5_the_box_side_hard_lifetime_and_time_past_the_half_period_in_virtual_time():

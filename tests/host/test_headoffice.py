@@ -23,7 +23,6 @@ from gwbox.config import LinkConfig
 from gwbox.endpoint import Endpoint
 from gwbox.link.framing import Framer
 from gwbox_tools import lan as lanmod
-from gwbox_tools.gateway import PskFileError, parse_psks
 from gwbox_tools.headoffice import ROOT, HeadOffice
 from gwbox_tools.lan import LanMap, allocate, ip_to_int
 from gwbox_tools.modem_emu import ModemEmulator
@@ -337,41 +336,7 @@ def test_restarted_gateway_has_lost_its_state(ho, box_on):
     assert len(ho.find(G1, "gateway_ready")) == 2
 
 
-# --- the PSK file, settings ----------------------------------------------------------------
-
-BAD_PSK_FILE = """# boxes of the north region
-box1 hex:00112233445566778899aabbccddeeff
-box2 hex:0011223344556677
-box3 00000000000000000000000000000000
-box4 base64:not*base64*at*all=
-box5
-box1 hex:ffeeddccbbaa99887766554433221100
-box6 hex:abcdefabcdefabcdefabcdefabcdefabcdef0
-"""
-
-
-def test_psk_file_errors_name_the_line_and_never_the_key():
-    with pytest.raises(PskFileError) as ei:
-        parse_psks(BAD_PSK_FILE, "psk.txt")
-    msg = str(ei.value)
-    assert msg.splitlines() == [
-        "psk.txt line 3: key is shorter than 16 bytes",
-        "psk.txt line 4: key is all zero bytes",
-        "psk.txt line 5: key is not valid base64",
-        "psk.txt line 6: expected '<box identity> <key>', found 1 field",
-        "psk.txt line 7: this box identity has a key already (line 2)",
-        "psk.txt line 8: key is not valid hex (an even number of 0-9 a-f)",
-    ]
-    for secret in ("0011223344", "00000000", "ffeeddcc", "abcdefabcdef", "base64*"):
-        assert secret not in msg
-    good = parse_psks("box1 hex:%s  # main office\nbox2 base64:%s\nbox3 %s\n"
-                      % (KEY.hex(), "ESIzRFVmd4iZqrvM3e7/AA==", "AB" * 20))
-    assert good == {b"box1": KEY, b"box2": bytes.fromhex("112233445566778899aabbccddeeff00"),
-                    b"box3": b"\xab" * 20}
-    with pytest.raises(PskFileError) as ei:
-        parse_psks("hex:%s box1\n" % KEY.hex())  # fields swapped: the "identity" is the key
-    assert str(ei.value) == "psk file line 1: key is not valid hex (an even number of 0-9 a-f)"
-
+# --- the PSK file, settings (the file's parsing: test_pskfile.py) ----------------------------------------------------------------
 
 def run_gateway(tmp_path, psk_text, *extra):
     m = LanMap({G1: ("127.0.0.1", 9)})

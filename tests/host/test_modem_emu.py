@@ -16,7 +16,8 @@ import pytest
 import serial
 
 from gwbox_tools.line_shaper import FLAG
-from gwbox_tools.modem_emu import ModemEmulator, send_control
+from gwbox_tools.modem_control import send_control
+from gwbox_tools.modem_emu import ModemEmulator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GUARD_S12 = 10          # 0.2 s escape guard time in the tests
