@@ -147,8 +147,8 @@ class Endpoint:
             hs.poll(now, busy)
             if busy:
                 work = False
-        if work and self.spare.__class__ is list and ticks.reached(now, self.spare[0]):
-            from gwbox.initiator import spare_tick
+        if work and self.spare.__class__ is list and ticks.reached(now, self.spare[0]) and self._no_rekey():
+            from gwbox.initiator import spare_tick  # (a rekey's slices too go first: one a pass)
             spare_tick(self, now)
         if self._due is None:
             due = list(self.half_open) + self.sessions
@@ -231,16 +231,19 @@ class Endpoint:
     def _event(self, name, **fields):
         self._events.append(Event(name, **fields))
 
+    def _no_rekey(self):
+        for s in self.sessions:
+            if s.rekey is not None:
+                return False
+        return True
+
     def _code_idle(self):
         """True if no exchange needs the key exchange's code now: no handshake of either
         role, no rekey, no spare key being made, no reason to keep it (a gateway, a box
         that may fail over soon)."""
         if self.initiators or self.half_open or self.keep_code or self.warm or self.spare.__class__ is list:
             return False
-        for s in self.sessions:
-            if s.rekey is not None:
-                return False
-        return True
+        return self._no_rekey()
 
     def _psk_for(self, identity):
         return self._psks.get(identity)

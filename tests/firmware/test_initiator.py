@@ -233,3 +233,32 @@ def test_the_next_handshake_key_is_made_ahead_in_passes_no_handshake_uses():
     assert handshake(box, gws, b"gw3", later) == (255 - x25519.SLICE + _SLICE - 1) // _SLICE + 1 + STEPS
     assert box.session(b"gw3") is not None and gws[b"gw3"].session() is not None
     assert key3.payloads[1] != key2  # a key of its own
+
+
+def test_a_spare_key_waits_while_a_rekey_computes():
+    # One X25519 slice a pass: a rekey's slices (128 bits with native code) go first, the
+    # spare key (in no hurry) goes on once the rekey is done, then its code leaves.
+    import sys
+    box = Endpoint(LinkConfig(rekey_ms=2000), b"box1", psks={b"gw1": PSK}, initiator=True)
+    gws = {b"gw1": Endpoint(LinkConfig(), b"gw1", psks={b"box1": PSK})}
+    handshake(box, gws, b"gw1", NOW)  # the spare is to be made from the next tick
+    later = ticks.add(NOW, 2500)  # and the rekey is due: both want the same passes
+    rekeyed = waited = 0
+    with StepCounter() as steps:
+        for _ in range(100):
+            s = box.session(b"gw1")
+            sp = box.spare
+            bit = sp[2].bit if sp.__class__ is list and sp[2] is not None else None
+            rekeying = s.rekey is not None
+            before = steps.calls
+            box.tick(later)
+            assert steps.calls - before <= 1  # one slice per tick
+            if rekeying and bit is not None:
+                assert box.spare[2].bit == bit  # the spare waited
+                waited += 1
+            exchange(box, gws, later)
+            rekeyed += [e.name for e in box.take_events()].count("rekeyed")
+            if rekeyed and box.spare.__class__ is not list:
+                break
+    assert rekeyed == 1 and waited >= 2 and box.spare.__class__ is tuple
+    assert "gwbox.crypto.x25519" not in sys.modules  # made: the code went
