@@ -789,3 +789,25 @@ def test_a_failover_handshake_starts_in_calls_of_its_own_one_import_each():
     assert len(started) == 1 and len(decided) == 1 and decided[0] < started[0]
     new, names = calls[started[0]]
     assert new == [] and names == ["handshake_started"]
+
+
+def test_a_failed_dial_to_the_access_server_is_no_gateway_s_fault_the_order_stands():
+    # Every gateway is behind the one number: a dial that fails there (a modem online from
+    # before a reboot, no dial tone, a busy access server) says nothing about the first
+    # gateway in order, and the next ones are reached by the same call. So the line dials
+    # again and the preferred gateway stays first; it used to count as G1 refusing, and the
+    # box keyed G2 and G3 on the next call and sat there until its failback.
+    s = sim()
+    s.run(3000)
+    assert s.in_use() == G1.encode()
+    s.unreachable.add("ras")
+    mark = len(s.events)
+    s.reboot_box()  # G1 still holds the old key, as after a power cut
+    s.run(20000)
+    assert len(s.find("call_failed", mark)) >= 2 and s.box.line.state != "up"
+    assert [e.get("gateway") for e in s.find("gateway_trying", mark)] == [G1.encode()]
+    assert s.find("key_request_rejected", mark) == []
+    s.unreachable.discard("ras")
+    s.run(20000)
+    assert s.box.line.state == "up" and s.in_use() == G1.encode()
+    assert [e.get("peer") for e in s.find("handshake_started", mark)] == [G1.encode()]
