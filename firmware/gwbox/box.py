@@ -23,6 +23,8 @@ _INFLIGHT_MIN = const(256)  # line bytes of messages in flight at least, however
 _STUCK_NOTICE = const(3)  # losses of one message (its gateway answered later sendings) before `message_stuck`
 _SA_INIT_LINE_BYTES = const(200)  # msg1 and msg2 on the line (90 + 90, outer address and framing)
 _HS_RTO_MIN_MS = const(500)  # a handshake's first retransmission never comes sooner
+_AHEAD_MS = const(100)  # line time of payload protected per call of the box: the rest in the next
+_SUSPECT = const(2)  # heartbeats in a round (the first unanswered) from which a failover may come
 
 
 class Box:
@@ -89,6 +91,9 @@ class Box:
                 finally:
                     self._starting = False
             return
+        self._more = None  # (if payload still waits, _send_outbox sets it again)
+        if self._warming is not None and self.endpoint.load_step():
+            self._warming = None  # all there (a module a call, beside the rest of the tick)
         self.line.tick(now)
         self.endpoint.tick(now)
         for c in self.clusters:
@@ -106,6 +111,8 @@ class Box:
         if self.mode == DEFERRED and self.line.wanted and self.idle_hangup_ms:
             ds.append(ticks.add(self._idle_since, self.idle_hangup_ms))
         ds.append(self._start_at)
+        ds.append(self._warming)
+        ds.append(self._more)
         return ticks.earliest(*ds)
 
     def carrier(self, up, now):
@@ -126,6 +133,11 @@ class Box:
         from gwbox import boxinfo
         boxinfo.shutdown(self, now)
         forget("gwbox.boxinfo")
+
+    def hurry(self):
+        """True while a handshake of ours runs: the port then leaves what can wait (its status
+        line) for later."""
+        return bool(self.endpoint.initiators)
 
     def carrying(self):
         """True while payload can flow: a call up and a confirmed gateway in use."""
@@ -220,6 +232,7 @@ class Box:
         """Move every layer's output down and its events up, until all is quiet."""
         ep = self.endpoint
         line = self.line
+        self._room = _AHEAD_MS
         for _ in range(16):
             self._plan(now)
             busy = False
@@ -237,6 +250,9 @@ class Box:
                 self._react(e, now)
             if not busy and not evs:
                 break
+        warm = self._suspect or self._start_at is not None  # once all is quiet: a death decides on
+        if warm != self.endpoint.warm:                     # its handshake first (gwbox.cluster)
+            self._warm(warm, now)
 
     def _on_message(self, peer, nh, body, now):
         try:
@@ -418,6 +434,7 @@ class Box:
                     for c in self._clusters_of(gw):
                         c.started(gw, now)
         mode = self.mode
+        suspect = False
         for s in ep.sessions:
             gw = s.peer_id
             in_use = False
@@ -439,6 +456,24 @@ class Box:
             hb.expect(self._awaiting(gw) if reach else None)
             if reach:
                 self._binding(gw, hb, now)
+                if hb.attempt >= _SUSPECT:
+                    suspect = True
+        self._suspect = suspect
+
+    def _warm(self, warm, now):
+        """A failover may come: a gateway in use left a heartbeat unanswered (its second is
+        out), or a handshake is about to start. Its key exchange's code is imported ahead, a
+        module each tick, and stays (`Endpoint.warm`) until that is over: a fresh-key
+        failover's msg1 then leaves in the pass after the one that found the gateway dead
+        (on an RP2040 the imports took 5 passes, about 150 ms from ROMFS, before msg1 could go;
+        docs/chip.md). If no failover comes, or a cached key is taken, the code goes again."""
+        ep = self.endpoint
+        if warm:
+            ep.warm = True
+            self._warming = now
+        else:
+            self._warming = None
+            ep.cool()
 
     def _binding(self, gw, hb, now):
         """The outer address towards `gw`: while an answer is overdue (payload unanswered a
@@ -476,7 +511,16 @@ class Box:
             cp = s.tunnel = tunnel.Compactor()  # the session's: a new one starts afresh
         left = m.tx_done(now)  # the line may still be busy with what went before
         for e in ob.due(c.space, gw, now):
+            ms = (len(e[4]) + LINE_OVERHEAD) * 10000 // rate
+            if ms > self._room and self._room < _AHEAD_MS:  # not the call's first, and no room for it
+                # Protecting and framing a message costs 5-10 ms on an RP2040: after a failover
+                # ten rerouted ones held the first back by 100 ms (it left when the pass ended).
+                # A call protects what the line carries in _AHEAD_MS, the next call (the next
+                # pass, at once) the rest (docs/chip.md).
+                self._more = now
+                break
             # compact (2 header bytes, not 12) only on a first sending through this gateway
             ep.send_plain(cp.encode(c.space, e[1], e[2], e[3], e[4], e[5] != gw), now, gw)
-            left = ticks.add(left, (len(e[4]) + LINE_OVERHEAD) * 10000 // rate)
+            self._room -= ms
+            left = ticks.add(left, ms)
             ob.sent(e, gw, now, left)

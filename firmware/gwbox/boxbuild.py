@@ -63,6 +63,10 @@ def build(box, policy, modem, framer, rand_bytes, start):
     box._pending = []  # gateways to start a handshake with once the call reaches them
     box._start_at = None  # the tick at which a pending handshake found ready starts (Box.tick)
     box._starting = False  # Box.tick is starting them now
+    box._suspect = False  # a gateway in use left a heartbeat unanswered (Box._plan)
+    box._more = None  # payload waits for the next call (Box._send_outbox): its tick
+    box._room = 0  # ms of line time this call may still fill with payload (Box._pump)
+    box._warming = None  # since when the key exchange's code is imported ahead of a failover (Box.tick)
     box._verify = []  # gateways whose cached key must answer before it is trusted
     box._lan_out = []
     box._events = []

@@ -44,6 +44,7 @@ class Endpoint:
         self._touched = []
         self._due = None  # a gateway's deadlines (gwbox.deadlines); a box asks its few sessions
         self.keep_code = False  # a gateway serving many boxes keeps the key-exchange code loaded
+        self.warm = False  # a box keeps it loaded too while a failover may come (`cool`, gwbox.box)
         if not self.is_initiator:
             from gwbox.admission import init
             init(self)  # what only a gateway holds: admission state, counters, the deadlines
@@ -80,6 +81,13 @@ class Endpoint:
                 return False
         return True
 
+    def cool(self):
+        """A box's failover did not come (its gateway answered again, or a key it held was
+        taken): `warm` is off, and the key exchange's code goes if no exchange needs it."""
+        self.warm = False
+        if self._code_idle():
+            _unload_key_exchange()
+
     def handshaking(self, peer):
         for hs in self.initiators:
             if hs.expect_peer == peer:
@@ -108,7 +116,7 @@ class Endpoint:
             peers.append(hs.expect_peer)
             self._unmap(hs, (hs.spi_i, hs.data_spi_i))
         self.initiators = []
-        if not self.half_open and not self.keep_code and self.spare.__class__ is not list:
+        if self._code_idle():
             _unload_key_exchange()
         return peers
 
@@ -223,6 +231,17 @@ class Endpoint:
     def _event(self, name, **fields):
         self._events.append(Event(name, **fields))
 
+    def _code_idle(self):
+        """True if no exchange needs the key exchange's code now: no handshake of either
+        role, no rekey, no spare key being made, no reason to keep it (a gateway, a box
+        that may fail over soon)."""
+        if self.initiators or self.half_open or self.keep_code or self.warm or self.spare.__class__ is list:
+            return False
+        for s in self.sessions:
+            if s.rekey is not None:
+                return False
+        return True
+
     def _psk_for(self, identity):
         return self._psks.get(identity)
 
@@ -326,11 +345,7 @@ class Endpoint:
                 else:
                     from gwbox.admission import settle
                     ended = settle(self, o, now) or ended
-        if ended and not self.initiators and not self.half_open and not self.keep_code and \
-                self.spare.__class__ is not list:
-            for s in self.sessions:
-                if s.rekey is not None:
-                    return
+        if ended and self._code_idle():
             _unload_key_exchange()  # only when an exchange just ended: not per packet
 
     def _open(self, peer, sas, initiator, now, link, cached=None, dedup=None, rtt=None):

@@ -24,6 +24,8 @@ from gwbox.handshake import ROLE_I, ROLE_R, Offer, auth_mac, initiator_sas, peer
 from gwbox.message import Message
 
 _CANDIDATES = const(3)  # SA_INIT responses answered at once, the genuine one among them
+_SPARE_BITS = const(32)  # ladder bits per slice of a spare key: 16 ms of native code on an RP2040; it is
+# in no hurry, and a failover's first messages share its passes (a handshake's slices are larger)
 _COOKIE_RETRIES = const(3)  # cookies followed per attempt (a forged one costs one more msg1)
 
 
@@ -59,15 +61,11 @@ def spare_tick(ep, now):
     if sp[2] is None:
         from gwbox.handshake import spare
         sp[1], sp[2] = spare()
-    elif sp[2].step():
+    elif sp[2].step(_SPARE_BITS):
         ep.spare = (sp[1], sp[2].result)
-        if ep.initiators or ep.half_open or ep.keep_code:
-            return
-        for s in ep.sessions:
-            if s.rekey is not None:
-                return
-        from gwbox.endpoint import _unload_key_exchange
-        _unload_key_exchange()
+        if ep._code_idle():
+            from gwbox.endpoint import _unload_key_exchange
+            _unload_key_exchange()
 
 
 class _Candidate:

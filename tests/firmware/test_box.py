@@ -791,6 +791,144 @@ def test_a_failover_handshake_starts_in_calls_of_its_own_one_import_each():
     assert new == [] and names == ["handshake_started"]
 
 
+def _imports_per_call(s):
+    """Wrap the box's tick and feed: [(key-exchange modules each call imported, its events)]."""
+    import sys
+    from gwbox.endpoint import _INITIATOR_CODE
+    box = s.box
+    calls = []
+
+    def measured(fn):
+        def call(*args):
+            loaded = [m for m in _INITIATOR_CODE if m in sys.modules]
+            before = len(box._events)
+            r = fn(*args)
+            new = [m for m in _INITIATOR_CODE if m in sys.modules and m not in loaded]
+            calls.append((new, [e.name for e in box._events[before:]]))
+            if "handshake_started" in calls[-1][1]:
+                assert box.hurry()  # a handshake of ours runs: the port's status line waits
+            return r
+        return call
+
+    box.tick, box.feed = measured(box.tick), measured(box.feed)
+    return calls
+
+
+def _loaded():
+    import sys
+    from gwbox.endpoint import _INITIATOR_CODE
+    return [m for m in _INITIATOR_CODE if m in sys.modules]
+
+
+def test_a_gateway_that_leaves_a_heartbeat_unanswered_has_the_failover_code_imported_ahead():
+    """From the second heartbeat of a round (the first went unanswered) a failover may come:
+    the key exchange's code is imported then, a module per call, so the handshake that the
+    gateway's death decides starts in the very next call, importing nothing, and its msg1
+    goes at once (the spare key). On the chip the imports took 5 passes after the death."""
+    from gwbox.endpoint import _INITIATOR_CODE
+    s = sim()
+    s.run(3000)
+    assert _loaded() == []  # dropped once the first handshake (and the spare key) ended
+    calls = _imports_per_call(s)
+    mark = len(s.events)
+    s.gateways[G1].frozen = True
+    s.run_until_event("gateway_dead", 5000)
+    assert [e.get("attempt") for e in s.find("heartbeat_sent", mark)] == [1, 2, 3]
+    assert _loaded() == list(_INITIATOR_CODE)  # all there before the death
+    second = [i for i, (_, names) in enumerate(calls) if "heartbeat_sent" in names][1]
+    assert all(new == [] for new, _ in calls[:second + 1])  # none before the second heartbeat
+    dead = [i for i, (_, names) in enumerate(calls) if "gateway_dead" in names]
+    assert all(len(new) <= 1 for new, _ in calls)  # a module per call
+    assert sorted(m for new, _ in calls[:dead[0]] for m in new) == sorted(_INITIATOR_CODE)
+    s.run_until_event("handshake_started", 1000)
+    started = [i for i, (_, names) in enumerate(calls) if "handshake_started" in names]
+    assert started == [dead[0] + 1] and calls[started[0]][0] == []  # the next call, no import
+    s.run_until_event("sa_established", 5000, peer=G2.encode())
+    assert len(s.find("handshake_started", mark)) == 1 and s.find("gateway_in_use", mark)[0].get("how") == "authenticated"
+
+
+def test_failover_code_imported_ahead_goes_again_when_the_gateway_answers():
+    # The gateway was only slow (or its answers lost for a while): once a heartbeat is
+    # answered the code leaves the heap, and nothing else changed.
+    s = sim()
+    s.run(3000)
+    mark = len(s.events)
+    s.gateways[G1].frozen = True
+    s.run_until_event("heartbeat_sent", 5000, attempt=2)
+    s.run(100)
+    assert _loaded() != []  # being imported
+    s.gateways[G1].frozen = False  # the third heartbeat is answered
+    s.run_until_event("heartbeat_ack", 2000)
+    assert _loaded() == [] and not s.box.endpoint.warm
+    s.run(3000)
+    assert _loaded() == []
+    assert s.in_use() == G1.encode() and s.find("gateway_dead", mark) == [] and s.find("handshake_started", mark) == []
+    send(s, 3)
+    s.run(1000)
+    assert sorted(s.delivered()) == [(1, n) for n in range(1, 4)]
+
+
+def test_failover_code_imported_ahead_goes_again_when_a_cached_key_is_taken():
+    s = sim()
+    s.run(3000)
+    s.box.connect(G3.encode(), s.now)  # cached key with G3
+    s.run(2000)
+    assert _loaded() == []
+    mark = len(s.events)
+    s.gateways[G1].frozen = True
+    s.run_until_event("heartbeat_sent", 5000, attempt=3)
+    assert _loaded() != []
+    s.run_until_event("gateway_dead", 5000)
+    assert s.find("gateway_in_use", mark)[0].get("how") == "cached_key"
+    assert _loaded() == [] and not s.box.endpoint.warm  # no handshake: the code went with the death
+    s.run(2000)
+    assert s.in_use() == G3.encode() and s.find("handshake_started", mark) == [] and _loaded() == []
+
+
+def test_after_a_failover_the_rerouted_messages_go_a_share_of_the_line_per_call_none_lost():
+    """The call that takes the new gateway's msg4 protects only what the line carries in
+    about 100 ms (two short messages at 9,600 baud); the next calls, at once, the rest: the
+    first message leaves without waiting for all of them (on the chip protecting and framing
+    ten took 100 ms of that pass). None lost, none duplicated but rerouted ones."""
+    s = sim()
+    s.run(3000)
+    box = s.box
+    per_call = []  # (messages protected, events) per call of the box
+    sent = [0]
+    real_send = box.endpoint.send_plain
+
+    def send_plain(*args):
+        sent[0] += 1
+        return real_send(*args)
+
+    def measured(fn):
+        def call(*args):
+            before, ev = sent[0], len(box._events)
+            r = fn(*args)
+            per_call.append((sent[0] - before, [e.name for e in box._events[ev:]], s.now))
+            return r
+        return call
+
+    box.endpoint.send_plain = send_plain
+    box.tick, box.feed = measured(box.tick), measured(box.feed)
+    s.gateways[G1].frozen = True
+    for i in range(1, 13):
+        assert box.lan_send(DST, 5000, b"m%d" % i, s.now)
+        s.run(100)
+    s.run_until_event("sa_established", 10000, peer=G2.encode())
+    s.run(5000)
+    got = s.delivered()
+    assert sorted(set(got)) == [(1, n) for n in range(1, 13)]  # nothing lost
+    assert len(got) - len(set(got)) <= box.outbox.maybe_duplicated  # duplicates: rerouted ones only
+    assert box.outbox.rerouted >= 3
+    keyed = [i for i, (_, names, _) in enumerate(per_call) if "sa_established" in names][-1]
+    n, _, t = per_call[keyed]
+    assert 1 <= n <= 2  # the first ones at once, not all
+    after = per_call[keyed + 1:]
+    assert after[0][0] >= 1 and after[0][2] == t  # the next call, at the same tick, goes on
+    assert max(k for k, _, _ in per_call) <= 2  # at 9,600 baud never more than two a call
+
+
 def test_a_failed_dial_to_the_access_server_is_no_gateway_s_fault_the_order_stands():
     # Every gateway is behind the one number: a dial that fails there (a modem online from
     # before a reboot, no dial tone, a busy access server) says nothing about the first

@@ -9,7 +9,7 @@ from gwbox import ticks
 from gwbox.box import Box
 from gwbox.link.modem import Modem
 from gwbox.policy import parse
-from gwbox.port.device import LED_SEARCHING, LONG_PASS_MS, POLL_MS, DevicePort, take, write_all
+from gwbox.port.device import LED_SEARCHING, LONG_PASS_MS, POLL_MS, RX_POLL_MS, DevicePort, take, write_all
 
 
 class PortSim(clustersim.Sim):
@@ -274,6 +274,47 @@ def test_sleep_is_bounded_by_poll_interval_and_next_deadline_and_noise_is_counte
     s.uart.rx.extend(b"\x7e\x01\x02garbage\x7e")  # line noise: counted, never raised
     s.port.step()
     assert s.box.line.framer.bad_fcs == 1 and s.box.line.state == "up"
+
+
+def test_after_a_pass_that_took_line_bytes_the_next_comes_within_rx_poll_ms():
+    # A frame still arriving (a handshake's msg2 or msg4: 90 bytes, 94 ms at 9,600 baud) is
+    # acted on as soon as it is whole, not up to POLL_MS later (docs/chip.md).
+    s = PortSim()
+    s.run(3000)
+    s.box.next_deadline = lambda: None  # nothing due: an idle pass sleeps POLL_MS
+    try:
+        assert s.port.step() == POLL_MS
+        s.uart.rx.extend(b"\x7e\x01\x02")  # the start of a frame
+        assert s.port.step() == RX_POLL_MS < POLL_MS
+        assert s.port.step() == POLL_MS  # nothing more came
+    finally:
+        del s.box.next_deadline
+
+
+def test_the_status_line_waits_while_the_box_hurries_at_most_a_status_interval():
+    # A status pass (a collection, a long line: 50-65 ms on an RP2040) delayed a handshake's
+    # msg2 or msg4 on the chip: while a handshake of the box runs the status line waits, at
+    # most a status interval, as for a busy loop.
+    s = PortSim(status_ms=1000)
+    s.run(1500)
+    hurry = [True]
+    s.box.hurry = lambda: hurry[0]
+    due = ticks.add(s.port._status_at, 1000)
+    mark = len(s.lines)
+    s.now = due
+    s.port.step()
+    s.now = ticks.add(due, 500)
+    s.port.step()
+    assert "status" not in s.names(mark)
+    s.now = ticks.add(due, 1000)  # a status interval late: it goes, hurry or not
+    s.port.step()
+    assert s.names(mark).count("status") == 1
+    hurry[0] = False
+    mark = len(s.lines)
+    s.now = ticks.add(s.port._status_at, 1000)
+    s.port.step()
+    assert s.names(mark).count("status") == 1  # on time once the box does not hurry
+    del s.box.hurry
 
 
 def test_a_memory_error_in_the_loop_is_survived_and_reported():

@@ -60,4 +60,4 @@ def test_vectors_on_the_chip(form, every):
     lines = r.out.decode().split("\r\n")
     assert "native True" in lines  # armv6m native code, not the fallback
     assert "bad []" in lines
-    assert "steps 9" in lines  # ceil(255 / SLICE) = 8 ladder steps, then the inversion
+    assert "steps 3" in lines  # ceil(255 / NATIVE_SLICE) = 2 ladder steps, then the inversion

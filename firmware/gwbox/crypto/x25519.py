@@ -15,8 +15,9 @@ known answer through a Ladder. The verdict is kept on the package (`x25519_nativ
 "native" or "failed"), so later imports (the box drops this module between key exchanges)
 neither check again nor load code that failed.
 
-A `Ladder` runs at most SLICE ladder bits per `step()` (the last step inverts), so the box
-loop can read its UART and feed its watchdog between steps (docs/crypto.md). The
+A `Ladder` runs at most SLICE ladder bits per `step()` (NATIVE_SLICE with the native code;
+the last step inverts), so the box loop can read its UART and feed its watchdog between
+steps (docs/crypto.md). The
 conditional swap is arithmetic in both ladders: no branch on a secret bit.
 
 A port may hand in a faster primitive with `use` (on CPython, gwbox.port.host_x25519,
@@ -34,8 +35,12 @@ _A24 = const(121665)  # (486662 - 2) / 4, RFC 7748 section 5
 BASE_POINT = b"\x09" + bytes(31)
 _ZERO = bytes(80)  # what a wiped field element holds (wiping allocates nothing)
 _ZERO32 = bytes(32)
-# Ladder bits per step: about 16 ms of native code or 55-70 ms of bytecode on an RP2040.
+# Ladder bits per step of the integer ladder: 55-70 ms of bytecode on an RP2040.
 SLICE = const(32)
+# ... and of the native one: about 65 ms on an RP2040 (0.5 ms a bit), so a multiplication
+# is three steps (two slices, then the inversion), three passes of the box's loop instead of
+# nine: each pass costs the loop's own work besides the slice (docs/chip.md).
+NATIVE_SLICE = const(128)
 
 
 class Ladder:
@@ -73,13 +78,16 @@ class Ladder:
             self._s = [un, 1, 0, un, 1, 0]  # x1, x2, z2, x3, z3, swap
             self._k = int.from_bytes(k, "little")
 
-    def step(self):
-        """Run one slice; True once `result` is there."""
+    def step(self, bits=0):
+        """Run one slice (`bits` ladder bits, 0: the ladder's own slice); True once `result`
+        is there."""
         if self.result is not None:
             return True
         i = self.bit
         if i > 0:
-            stop = i - SLICE if i > SLICE else 0
+            if not bits:
+                bits = SLICE if self._v is None else NATIVE_SLICE
+            stop = i - bits if i > bits else 0
             if self._v is not None:
                 self._v.ladder(0, 0, self._k, i, stop, self._s)
             else:

@@ -37,6 +37,7 @@ _RING = const(6)  # event lines kept for `show log`, as text for people (events.
 _RING_LINE = const(160)  # characters kept of each
 LONG_PASS_MS = const(250)  # the bound on a pass of the loop; a longer one is reported (`long_pass`)
 _ROOM_MS = const(50)  # a pass that has used this much leaves the box's tick and the status line to the next
+RX_POLL_MS = 4  # after a pass that took line bytes: a frame still arriving is read as it ends
 _TAKE_MAX = const(512)  # UART bytes taken per pass: about a board's RXBUF (half a second at 9,600 baud)
 _TX_HOLD = const(4096)  # line bytes held for a UART that takes none (a wedged one): beyond, dropped and counted
 
@@ -162,6 +163,7 @@ class DevicePort:
         self.pass_max = 0  # the longest pass of the loop so far, ms
         self.pass_recent = 0  # ... since the last status line
         self._deferred = False  # the box's tick was left to the next pass
+        self._rx = False  # this pass took line bytes
         self._marks = [0, 0, 0, 0, 0]  # this pass: ticks after input, tick, output, status, console
         self._tx = None  # line bytes the modem UART did not take yet (write_all)
         self.tx_dropped = 0  # line bytes given up because the UART took none for _TX_HOLD of them
@@ -272,7 +274,11 @@ class DevicePort:
         if self._con is not None and self._con.busy():
             return 0
         dl = self.next_deadline()
-        return POLL_MS if dl is None else min(POLL_MS, max(0, ticks.diff(dl, now)))
+        wait = POLL_MS if dl is None else min(POLL_MS, max(0, ticks.diff(dl, now)))
+        # Line bytes came: more of the frame may follow (at 9,600 baud a byte a millisecond),
+        # and the box acts on it once it is whole: on the chip a handshake's msg2 and msg4 waited
+        # up to POLL_MS after their last byte (docs/chip.md).
+        return min(wait, RX_POLL_MS) if self._rx else wait
 
     def next_deadline(self):
         """The box's next deadline, or the next status line's."""
@@ -281,9 +287,11 @@ class DevicePort:
 
     def _step(self, now):
         box = self.box
+        self._rx = False
         if box is not None:
             data = take(self.uart)
             if data:
+                self._rx = True
                 box.feed(data, now)
             if self.dcd is not None:
                 up = self.dcd.value() == 0
@@ -313,9 +321,11 @@ class DevicePort:
         m[2] = m[3] = self.now()
         if self.status_ms and ticks.diff(now, self._status_at) >= self.status_ms:
             # In a pass of its own if it can (it collects the heap and prints a long line: 50-65
-            # ms on an RP2040): after a pass that is busy already, the next one (at once); at
-            # most a status interval late, so a loop that never idles still reports.
-            if ticks.diff(m[2], now) < _ROOM_MS or \
+            # ms on an RP2040): after a pass that is busy already, the next one (at once); not
+            # while the box hurries (a handshake of its own runs: a status pass delayed msg2 or
+            # msg4 on the chip); at most a status interval late,
+            # so a loop that never idles still reports.
+            if ticks.diff(m[2], now) < _ROOM_MS and (box is None or not box.hurry()) or \
                     ticks.diff(now, self._status_at) >= 2 * self.status_ms:
                 self._status_at = ticks.add(self._status_at, self.status_ms)
                 self._line(now, "status", self.status(now))
