@@ -358,21 +358,29 @@ class Box:
             c.dead(gw, now, "message_stuck")  # it answers, but not this: fail over, never jam
 
     def _call_failed(self, number, now):
-        """A dial failed: a gateway being keyed there failed; a gateway in use there that has
-        a colleague on another number is given up; otherwise the line just dials again."""
+        """A dial failed. It is a gateway's failure only where another number could do better:
+        a gateway being keyed there, or in use there, with a colleague on another number, is
+        given up (refused, or dead as `unreachable`). Where one number reaches the whole
+        cluster (an access server), the next gateways in order are behind the same failed
+        dial: the line just dials again and the order stands (a box booted into a call left
+        up from before must not leave its preferred gateway for a modem hiccup)."""
         for c in self.clusters:
             gw = c.wants()
             if gw is None or self._number[gw] != number:
+                continue
+            elsewhere = False
+            for other in c.order:
+                if self._number[other] != number:
+                    elsewhere = True
+                    break
+            if not elsewhere:
                 continue
             if gw in c.racing or (c.fb_trying and gw == c.preferred):
                 if gw in self._pending:
                     self._pending.remove(gw)
                 c.failed(gw, now)
             elif gw == c.in_use:
-                for other in c.order:
-                    if self._number[other] != number:
-                        c.dead(gw, now, "unreachable")
-                        break
+                c.dead(gw, now, "unreachable")
 
     def _needed(self):
         """[(cluster, gateway)] the clusters need a call for now."""

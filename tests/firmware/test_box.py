@@ -927,3 +927,25 @@ def test_after_a_failover_the_rerouted_messages_go_a_share_of_the_line_per_call_
     after = per_call[keyed + 1:]
     assert after[0][0] >= 1 and after[0][2] == t  # the next call, at the same tick, goes on
     assert max(k for k, _, _ in per_call) <= 2  # at 9,600 baud never more than two a call
+
+
+def test_a_failed_dial_to_the_access_server_is_no_gateway_s_fault_the_order_stands():
+    # Every gateway is behind the one number: a dial that fails there (a modem online from
+    # before a reboot, no dial tone, a busy access server) says nothing about the first
+    # gateway in order, and the next ones are reached by the same call. So the line dials
+    # again and the preferred gateway stays first; it used to count as G1 refusing, and the
+    # box keyed G2 and G3 on the next call and sat there until its failback.
+    s = sim()
+    s.run(3000)
+    assert s.in_use() == G1.encode()
+    s.unreachable.add("ras")
+    mark = len(s.events)
+    s.reboot_box()  # G1 still holds the old key, as after a power cut
+    s.run(20000)
+    assert len(s.find("call_failed", mark)) >= 2 and s.box.line.state != "up"
+    assert [e.get("gateway") for e in s.find("gateway_trying", mark)] == [G1.encode()]
+    assert s.find("key_request_rejected", mark) == []
+    s.unreachable.discard("ras")
+    s.run(20000)
+    assert s.box.line.state == "up" and s.in_use() == G1.encode()
+    assert [e.get("peer") for e in s.find("handshake_started", mark)] == [G1.encode()]

@@ -306,6 +306,26 @@ def test_init_silence_times_out_across_wrap_then_escape_first_retry():
     assert ev(e, "modem_failed").get("attempts") == 2 and r.m.state == S.IDLE
 
 
+def test_a_call_left_up_by_a_reboot_sends_garbage_to_atz_and_the_retry_escapes_first():
+    # The box rebooted mid-call: the modem is still online and the far end's frames reach
+    # the new driver as garbage where ATZ's OK should be (seen on the host rig after a
+    # power cycle under load). Like silence, that gets +++ with its guard before ATZ again,
+    # not a second ATZ into the call (which cost the dial, and the box its preferred gateway).
+    fake = Fake()
+    fake.online = True
+    r = Rig(fake, max_attempts=2)
+    r.m.request_link(r.now)
+    r.run(500)
+    r.rx += r.m.receive(b"~\x21\x45\x03\xc2\r\n\x7d\x5e\x10~\r\n", r.now)  # a frame for the old session
+    r.run(1600)
+    e = r.take()
+    assert names(e) == ["modem_error", "backoff"] and e[1].get("result") == "UNEXPECTED", e
+    r.run(10000)
+    assert r.writes()[1:3] == [b"+++", b"ATZ\r"]
+    assert ticks.diff(r.at(b"ATZ\r"), r.at(b"+++")) >= 1000
+    assert names(r.take()) == ["modem_ready", "dialing", "link_up"] and r.m.state == S.DATA
+
+
 def test_silent_modem_with_link_wanted_gives_dial_failed():
     r = Rig(Fake(silent=("ATZ",)), max_attempts=3)
     r.m.request_link(r.now)

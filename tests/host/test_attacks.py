@@ -951,7 +951,10 @@ def test_a_flood_of_sa_inits_at_line_rate_while_the_box_logs_in_and_keeps_its_he
         line = (b1 - b0) / (t2 - t1)
         assert rate > 6 and line > 0.85 * LINE_BYTES_PER_S, "flood %.1f/s, line %.0f B/s" % (rate, line)
         sent, retries, acks = heartbeat_rounds(rig, j)
-        assert sent >= 6 and retries == 0 and acks >= sent - 1, names(rig, j)
+        rounds = [(e["event"][10:], round(e["mono"] - t1, 2), e.get("attempt", e.get("rtt_ms")))
+                  for e in rig.box.events[j:] if e["event"] in ("heartbeat_sent", "heartbeat_ack")]
+        print("flood: heartbeats (sent: attempt, ack: rtt ms) %s" % rounds)
+        assert sent >= 6 and retries == 0 and acks >= sent - 1, rounds
         seen = names(rig, i)
         for bad in ("handshake_failed", "gateway_dead", "sa_deleted", "link_down"):
             assert bad not in seen, seen

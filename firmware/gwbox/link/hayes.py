@@ -303,7 +303,10 @@ def on_deadline(m, now):
             m._write(b"\r", now)  # abort the dial before giving up on it
         what = m._waiting
         if m._last_junk is not None:
-            fail(m, now, UNEXPECTED, "unexpected reply '%s' to %s" % (m._last_junk, what))
+            # Bytes but no result code: a wrong baud rate, or a modem still online from
+            # before a reboot of the box, its far end still sending. Escape first, as after
+            # silence (harmless to a modem in command mode).
+            fail(m, now, UNEXPECTED, "unexpected reply '%s' to %s" % (m._last_junk, what), flush=True)
         else:
             fail(m, now, TIMEOUT, "no response to %s within %d ms" % (what, m._wait_ms),
                        flush=True)
@@ -367,7 +370,7 @@ def junk(m, text, now):
         m._junk_wait += 1
         m._last_junk = text
         if m._junk_wait >= m.max_junk:
-            fail(m, now, UNEXPECTED, "unexpected reply '%s' to %s" % (text, m._waiting))
+            fail(m, now, UNEXPECTED, "unexpected reply '%s' to %s" % (text, m._waiting), flush=True)
 
 
 def on_result(m, word, rate, text, now):
