@@ -16,8 +16,6 @@ from gwbox.config import SPI_ECHO
 from gwbox.crypto.entropy import random_bytes
 from gwbox.errors import ProtocolError
 from gwbox.events import Event
-from gwbox.sa import ReplayWindow, packet_spi
-from gwbox.session import Session
 
 
 class Endpoint:
@@ -70,12 +68,12 @@ class Endpoint:
         self._collect(now)
 
     def load_step(self):
-        """Import the next module of the initiator's key exchange that is not loaded (in
-        dependency order: X25519 with its native code, the message codec, the shared
-        handshake, the initiator); True once all are. A box calls this, one module per pass
+        """Import the next module a handshake of ours needs that is not loaded (in dependency
+        order: the session's code if no session ever ran, X25519 with its native code, the
+        message codec, the shared handshake, the initiator); True once all are. A box calls this, one module per pass
         of its loop, before `connect`, so no pass imports them all (docs/chip.md)."""
         import sys
-        for name in _INITIATOR_CODE:
+        for name in _SESSION_CODE + _INITIATOR_CODE:
             if name not in sys.modules:
                 __import__(name)
                 return False
@@ -149,11 +147,14 @@ class Endpoint:
                 work = False
         if work and self.spare.__class__ is list and ticks.reached(now, self.spare[0]) and self._no_rekey():
             from gwbox.initiator import spare_tick  # (a rekey's slices too go first: one a pass)
-            spare_tick(self, now)
+            if spare_tick(self, now) and self._code_idle():
+                _unload_key_exchange()
         if self._due is None:
             due = list(self.half_open) + self.sessions
         else:
             due = self._due.due(now)  # only what is due: a gateway may hold thousands
+        if due:
+            from gwbox.session import Session  # (a box idle dialing has never loaded it)
         for o in due:
             self._touched.append(o)
             if o.__class__ is not Session:
@@ -264,6 +265,7 @@ class Endpoint:
         def window(space):
             w = spaces.get(space)
             if w is None:
+                from gwbox.sa import ReplayWindow
                 w = spaces[space] = ReplayWindow()
             return w
         return window
@@ -291,9 +293,11 @@ class Endpoint:
         if len(packet) == 8 and packet[:4] == b"\xff\xff\xff\xff":
             self._on_echo(packet, now, link)
             return
+        from gwbox.sa import packet_spi
         spi = packet_spi(packet)
         o = self._spis.get(spi)
         if o is not None:
+            from gwbox.session import Session
             if o.__class__ is Session:
                 self._touched.append(o)
                 o.receive(packet, now, link)
@@ -341,6 +345,7 @@ class Endpoint:
                 keep_i.append(hs)
         self.initiators = keep_i
         while self._touched:
+            from gwbox.session import Session
             touched, self._touched = self._touched, []
             for o in touched:
                 if o.__class__ is Session:
@@ -357,6 +362,7 @@ class Endpoint:
         if old is not None:
             old.close("replaced", now, notify=False)
             self._settle(old, now)
+        from gwbox.session import Session
         s = Session(self.cfg, peer, sas, initiator, now, link, cached, dedup)
         self.sessions.append(s)
         self._peers[peer] = s
@@ -403,6 +409,11 @@ class Endpoint:
         s.messages = []
 
 
+# What a handshake of a box needs, in dependency order: the session's code, loaded at the
+# first handshake and kept (a box that has never reached a gateway, idle dialing, holds none
+# of it: ~16 KB of a 32-bit heap), then the key exchange's, dropped again after each
+# exchange (_unload_key_exchange).
+_SESSION_CODE = ("gwbox.crypto.mac", "gwbox.crypto.aes", "gwbox.sa", "gwbox.heartbeat", "gwbox.session")
 _INITIATOR_CODE = ("gwbox.crypto.x25519", "gwbox.message", "gwbox.keyschedule", "gwbox.handshake", "gwbox.initiator")
 
 

@@ -53,9 +53,10 @@ def spare_tick(ep, now):
     for the pass after a handshake of ours succeeded, and keeps the key exchange's code
     loaded meanwhile), then (private key, public key): 64 bytes (a finished Ladder would
     keep X25519's code in the heap). Its Ladder in one pass, then a slice per pass that no
-    handshake uses; once made, the key exchange's code goes if no exchange runs. A
-    failover's msg1 then goes at once, not after an X25519 (on an RP2040 about 550 ms of
-    passes). A connect takes it finished or not; each key serves one handshake."""
+    handshake uses; True once made (the endpoint then drops the key exchange's code if no
+    exchange runs). A failover's msg1 then goes at once, not after an X25519 (on an RP2040
+    about 550 ms of passes). A connect takes it finished or not; each key serves one
+    handshake."""
     sp = ep.spare
     sp[0] = now
     if sp[2] is None:
@@ -63,9 +64,8 @@ def spare_tick(ep, now):
         sp[1], sp[2] = spare()
     elif sp[2].step(_SPARE_BITS):
         ep.spare = (sp[1], sp[2].result)
-        if ep._code_idle():
-            from gwbox.endpoint import _unload_key_exchange
-            _unload_key_exchange()
+        return True
+    return False
 
 
 class _Candidate:

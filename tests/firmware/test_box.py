@@ -791,19 +791,72 @@ def test_a_failover_handshake_starts_in_calls_of_its_own_one_import_each():
     assert new == [] and names == ["handshake_started"]
 
 
-def _imports_per_call(s):
-    """Wrap the box's tick and feed: [(key-exchange modules each call imported, its events)]."""
+def _fresh_modules(names):
+    """Drop `names` (as a box that never loaded them), for a test to import them anew;
+    returns what to give _restore_modules so later tests see the modules they imported."""
+    import sys
+    from gwbox import forget
+    saved = {n: sys.modules[n] for n in names if n in sys.modules}
+    forget(*names)
+    if sys.implementation.name == "cpython":  # the port's AES, handed in again (tests/conftest.py)
+        from gwbox.port import host_aes
+        host_aes.install()
+    return saved
+
+
+def _restore_modules(names, saved):
+    import sys
+    from gwbox import forget
+    forget(*names)
+    for n, m in saved.items():
+        sys.modules[n] = m
+        pkg, _, attr = n.rpartition(".")
+        setattr(sys.modules[pkg], attr, m)
+
+
+def test_a_box_holds_no_session_code_until_its_first_handshake_which_imports_it_a_module_a_call():
+    """A box that has not reached a gateway yet (idle dialing: no head office, a console
+    session) holds neither the session's code nor the key exchange's (~16 KB and ~12 KB of
+    a 32-bit heap, docs/memory.md); its first handshake imports them a module per call
+    before it starts, as a failover's does (docs/chip.md)."""
+    import sys
+    from gwbox.endpoint import _INITIATOR_CODE, _SESSION_CODE
+    code = _SESSION_CODE + _INITIATOR_CODE
+    fresh = code + ("gwbox.endpoint",)  # imported anew as at boot: what it imports at its top
+    saved = _fresh_modules(fresh)
+    try:
+        s = sim()
+        boot = [m for m in code if m in sys.modules]
+        assert "gwbox.session" not in boot and "gwbox.sa" not in boot and "gwbox.heartbeat" not in boot, boot
+        assert not [m for m in _INITIATOR_CODE if m in boot], boot
+        calls = _imports_per_call(s, code)
+        s.run_until_event("handshake_started", 10000, peer=G1.encode())
+        assert all(len(new) <= 1 for new, _ in calls), [c for c in calls if c[0]]
+        imported = [m for new, _ in calls for m in new]
+        assert imported == [m for m in code if m not in boot]  # in dependency order
+        new, names = [c for c in calls if "handshake_started" in c[1]][0]
+        assert new == []
+        s.run_until_event("sa_established", 10000, peer=G1.encode())
+        assert s.box.endpoint.sessions
+    finally:
+        _restore_modules(fresh, saved)
+
+
+def _imports_per_call(s, code=None):
+    """Wrap the box's tick and feed: [(modules of `code` (default: the key exchange's) each
+    call imported, its events)]."""
     import sys
     from gwbox.endpoint import _INITIATOR_CODE
+    code = code or _INITIATOR_CODE
     box = s.box
     calls = []
 
     def measured(fn):
         def call(*args):
-            loaded = [m for m in _INITIATOR_CODE if m in sys.modules]
+            loaded = [m for m in code if m in sys.modules]
             before = len(box._events)
             r = fn(*args)
-            new = [m for m in _INITIATOR_CODE if m in sys.modules and m not in loaded]
+            new = [m for m in code if m in sys.modules and m not in loaded]
             calls.append((new, [e.name for e in box._events[before:]]))
             if "handshake_started" in calls[-1][1]:
                 assert box.hurry()  # a handshake of ours runs: the port's status line waits
