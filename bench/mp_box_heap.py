@@ -37,7 +37,8 @@ Keys, per leg:
   mp_box_peak_heap_bytes / mp32_box_peak_heap_bytes     the least heap (bytes), 20/20
   mp_box_import_heap_bytes / mp32_box_import_heap_bytes gc.mem_alloc() after gc.collect()
       once what the running box keeps is imported (board, machine, gwbox.box, gwbox.link.modem,
-      gwbox.port.device, time, gwbox.port.udplan, and what gwbox.boxbuild imports for Box()),
+      gwbox.port.device, time, gwbox.port.udplan, what gwbox.boxbuild imports for Box(), and
+      gwbox.session with what it imports, loaded by the first handshake),
       policy parser and boxbuild not loaded
   mp_box_state_heap_bytes / mp32_box_state_heap_bytes   the difference
   mp_box_failover_code_heap_bytes / mp32_...             the same once the names of boot's code
@@ -81,7 +82,9 @@ CONSOLE_SESSION = ("status", "show log", "show policy", "login " + CONSOLE_PASSW
 MAIN_IMPORTS = ("import gc\nimport sys\nimport board\nimport machine\nfrom gwbox.box import Box\n"
                 "from gwbox.link.modem import Modem\nfrom gwbox.port.device import DevicePort\nimport time\n"
                 "from gwbox.port.udplan import UdpLan\nimport gwbox.boxbuild\nfrom gwbox import forget\n"
-                "forget('gwbox.boxbuild', 'gwbox.ipv4')\n")  # Box() imports what the built box keeps, then drops boxbuild
+                "forget('gwbox.boxbuild', 'gwbox.ipv4')\nimport gwbox.session\n")
+# (Box() imports what the built box keeps, then drops boxbuild; the session's code comes with
+# the first handshake and stays: gwbox.endpoint._SESSION_CODE.)
 # Then what a fresh-key failover adds to that code, with no state at all: the names boot's code
 # leaves behind (it is dropped, interned names never are) and the key exchange (initiator.py
 # brings handshake, message, keyschedule and X25519), as the box holds them at its peak.
