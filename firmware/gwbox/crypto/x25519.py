@@ -17,8 +17,8 @@ neither check again nor load code that failed.
 
 A `Ladder` runs at most SLICE ladder bits per `step()` (NATIVE_SLICE with the native code;
 the last step inverts), so the box loop can read its UART and feed its watchdog between
-steps (docs/crypto.md). The
-conditional swap is arithmetic in both ladders: no branch on a secret bit.
+steps (docs/crypto.md). The conditional swap is arithmetic in both ladders: no branch on a
+secret bit.
 
 A port may hand in a faster primitive with `use` (on CPython, gwbox.port.host_x25519,
 backed by `cryptography`: what a head-office gateway answering thousands of boxes runs);
