@@ -24,7 +24,6 @@ _STUCK_NOTICE = const(3)  # losses of one message (its gateway answered later se
 _SA_INIT_LINE_BYTES = const(200)  # msg1 and msg2 on the line (90 + 90, outer address and framing)
 _HS_RTO_MIN_MS = const(500)  # a handshake's first retransmission never comes sooner
 _AHEAD_MS = const(100)  # line time of payload protected per call of the box: the rest in the next
-_SUSPECT = const(2)  # heartbeats in a round (the first unanswered) from which a failover may come
 
 
 class Box:
@@ -250,8 +249,9 @@ class Box:
                 self._react(e, now)
             if not busy and not evs:
                 break
-        warm = self._suspect or self._start_at is not None  # once all is quiet: a death decides on
-        if warm != self.endpoint.warm:                     # its handshake first (gwbox.cluster)
+        # once all is quiet: a death decides on its handshake first (gwbox.cluster)
+        warm = (self._suspect or self._start_at is not None) and not self.endpoint.lean
+        if warm != self.endpoint.warm:
             self._warm(warm, now)
 
     def _on_message(self, peer, nh, body, now):
@@ -456,17 +456,26 @@ class Box:
             hb.expect(self._awaiting(gw) if reach else None)
             if reach:
                 self._binding(gw, hb, now)
-                if hb.attempt >= _SUSPECT:
+                if hb.attempt > hb.retries:  # its last heartbeat is out: no answer, and it is dead
                     suspect = True
         self._suspect = suspect
 
+    def shed(self):
+        """Heap ran out again and again (the device port says so): nothing made or imported
+        ahead of a failover any more this boot (Endpoint.shed)."""
+        self._warming = None
+        self.endpoint.shed()
+
     def _warm(self, warm, now):
-        """A failover may come: a gateway in use left a heartbeat unanswered (its second is
-        out), or a handshake is about to start. Its key exchange's code is imported ahead, a
-        module each tick, and stays (`Endpoint.warm`) until that is over: a fresh-key
-        failover's msg1 then leaves in the pass after the one that found the gateway dead
-        (on an RP2040 the imports took 5 passes, about 150 ms from ROMFS, before msg1 could go;
-        docs/chip.md). If no failover comes, or a cached key is taken, the code goes again."""
+        """A failover may come: a gateway in use has the last heartbeat of its round out (no
+        answer within the response time, and it is dead), or a handshake is about to start.
+        The key exchange's code is imported ahead, a module each tick, and stays
+        (`Endpoint.warm`) until that is over: a fresh-key failover's msg1 then leaves in the
+        pass after the one that found the gateway dead (on an RP2040 the imports took 5
+        passes, about 150 ms from ROMFS, before msg1 could go; docs/chip.md). Not sooner in
+        the round: the code (12-30 KB) would sit beside an outbox that grows while the
+        gateway is silent (a `make demo` box at 110K ran out of heap). If no failover comes,
+        or a cached key is taken, the code goes again."""
         ep = self.endpoint
         if warm:
             ep.warm = True

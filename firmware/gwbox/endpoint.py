@@ -20,6 +20,7 @@ from gwbox.events import Event
 
 class Endpoint:
     spare = None  # a box: its next handshake's key made ahead (gwbox.initiator.spare_tick)
+    lean = False  # a box short of heap: nothing made or imported ahead any more (`shed`)
 
     def __init__(self, cfg, identity, psk=None, psks=None, expect_peer=None, initiator=None):
         """A box: `psks` {gateway identity: psk} (or the one `psk` for `expect_peer`), initiator.
@@ -85,6 +86,15 @@ class Endpoint:
         self.warm = False
         if self._code_idle():
             _unload_key_exchange()
+
+    def shed(self):
+        """A box that runs out of heap again and again gives up, for the rest of its boot,
+        what only makes a failover quicker: the key made ahead and the code imported ahead.
+        Its failovers then import and compute at the time (docs/chip.md: about 0.4 s more on
+        an RP2040); nothing that carries payload is dropped."""
+        self.lean = True
+        self.spare = None
+        self.cool()
 
     def handshaking(self, peer):
         for hs in self.initiators:
@@ -337,7 +347,7 @@ class Endpoint:
                 ended = True
                 if hs.done:
                     self._open(hs.peer_id, hs.sas, True, now, hs.link, rtt=hs.rtt)
-                    if self.spare is None:
+                    if self.spare is None and not self.lean:
                         self.spare = [ticks.add(now, 1), None, None]
                 else:
                     self._event("handshake_failed", role="initiator", peer=hs.expect_peer, reason=hs.failed)

@@ -338,6 +338,41 @@ def test_a_memory_error_in_the_loop_is_survived_and_reported():
     assert s.port.oom == 0
 
 
+def test_memory_errors_in_a_row_make_the_box_give_up_what_it_makes_ahead():
+    # A heap too fragmented for one allocation a pass needs fails every pass: after
+    # _OOM_SHED in a row the box drops the spare key and the code imported ahead (Box.shed),
+    # which frees heap and stops it from being taken again this boot.
+    s = PortSim()
+    s.run(3000)
+    ep = s.box.endpoint
+    assert ep.spare is not None and not ep.lean  # a key made ahead after the first handshake
+    real = s.box.tick
+    fails = [3]
+
+    def failing(now):
+        if fails[0]:
+            fails[0] -= 1
+            raise MemoryError("memory allocation failed")
+        return real(now)
+
+    s.box.tick = failing
+    s.box.next_deadline = lambda: s.now
+    s.port.step()
+    s.port.step()
+    assert s.port.oom == 2 and not ep.lean and ep.spare is not None  # two may be chance
+    s.port.step()
+    assert s.port.oom == 3 and ep.lean and ep.spare is None and not ep.warm
+    s.port.step()
+    assert s.port.oom == 0  # the next pass goes through
+    s.box.tick = real
+    del s.box.next_deadline
+    s.gateways[G1].frozen = True
+    s.run_until_event("gateway_dead", 15000)
+    assert not ep.warm  # nothing imported ahead of the death
+    s.run_until_event("sa_established", 15000, peer=G2.encode())  # a failover still works
+    assert ep.spare is None  # and makes no key ahead any more
+
+
 def test_a_deliberate_restart_reports_what_the_outbox_loses_then_resets():
     # The outbox is RAM: a reset loses it. A deliberate one (console `reboot`, a crash caught
     # in main.py) says what is lost before the board resets; nothing goes silently.

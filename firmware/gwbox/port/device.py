@@ -32,6 +32,7 @@ from gwbox.events import json_line, text_line
 POLL_MS = 20
 _OOM_BACKOFF_MS = const(200)  # after a MemoryError: let the line breathe, then try again
 _OOM_FATAL = const(50)  # MemoryErrors in a row after which the watchdog is left to reset the board
+_OOM_SHED = const(3)  # ... after which the box gives up what it makes ahead of a failover (Box.shed)
 _CON_READ = const(256)  # console bytes taken per pass
 _RING = const(6)  # event lines kept for `show log`, as text for people (events.text_line)
 _RING_LINE = const(160)  # characters kept of each
@@ -251,6 +252,9 @@ class DevicePort:
             if self.wdt is not None and self.oom < _OOM_FATAL:
                 self.wdt.feed()
             try:  # the report is best effort: with no heap even for its line, oom_total tells later
+                if self.oom == _OOM_SHED and self.box is not None:
+                    self.box.shed()
+                    gc.collect()
                 self._line(now, "out_of_memory", {"in_a_row": self.oom, "free": _free()})
                 self._show(now)
             except MemoryError:
