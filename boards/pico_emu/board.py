@@ -21,6 +21,7 @@ LED = 25  # a plain Pico's LED
 SAFE_PIN = 22  # safe-mode button: GP22 to ground
 WDT_MS = 8000  # RP2040 watchdog maximum is 8.3 s
 GC_THRESHOLD = 16384  # collect every 16 KB allocated, not main.py's 2 KB: 200K+ free here (docs/chip.md)
+AHEAD = True  # heap to spare: the next handshake's key and a failover's code made ahead (docs/chip.md)
 POLICY = "gwbox.policy"
 SAFE_WAIT_MS = 3000
 LAN_UART = (1, 4, 5, 9600)

@@ -123,6 +123,8 @@ def boot(board, machine, log=print, fs=None, console=None, clock=None):
     modem = Modem(init=p.modem_init, baud=board.BAUD, max_attempts=2, use_dtr=dtr is not None)
     lan = _lan(board, machine, p, port.clock)
     port.box = Box(p, modem, start=port.now())
+    if not getattr(board, "AHEAD", False):
+        port.box.shed()  # no heap to spare for a failover's key and code made ahead (boards/README.md)
     port.uart = uart
     port.dcd = _pin(machine, board.DCD, machine.Pin.IN)
     port.dtr = dtr

@@ -122,6 +122,16 @@ def test_normal_boot_runs_the_box_with_a_banner_and_no_parser_left():
     assert port.uart.id == 2 and port.dtr.value() == 1 and port.stable_ms == 60000
 
 
+def test_only_a_board_with_heap_to_spare_makes_a_failover_s_key_and_code_ahead():
+    port, _evs, _fs, _m = boot(saved(POLICY))
+    assert port.box.endpoint.lean  # Board has no AHEAD: an ESP32-sized heap
+
+    class Roomy(Board):
+        AHEAD = True
+    port, _evs, _fs, _m = boot(saved(POLICY), Roomy())
+    assert not port.box.endpoint.lean
+
+
 def test_boot_renders_the_masked_policy_for_show_policy_while_the_parser_is_loaded():
     port, evs, fs, m = boot(saved(POLICY))
     text, where, checksum = port.shown
