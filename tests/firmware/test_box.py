@@ -761,26 +761,9 @@ def test_a_failover_handshake_starts_in_calls_of_its_own_one_import_each():
     s = sim()
     s.run(3000)
     assert "gwbox.initiator" not in sys.modules  # dropped once the first handshake ended
-    box = s.box
-    calls = []  # per box call: (key-exchange modules it imported, events it raised)
-
-    def measured(fn):
-        def call(*args):
-            loaded = [m for m in _INITIATOR_CODE if m in sys.modules]
-            before = len(box._events)
-            r = fn(*args)
-            new = [m for m in _INITIATOR_CODE if m in sys.modules and m not in loaded]
-            calls.append((new, [e.name for e in box._events[before:]]))
-            return r
-        return call
-
-    tick, feed = box.tick, box.feed
-    box.tick, box.feed = measured(tick), measured(feed)
+    calls = _imports_per_call(s)  # per box call: (key-exchange modules it imported, its events)
     s.gateways[G1].frozen = True
-    try:
-        s.run_until_event("sa_established", 10000, peer=G2.encode())
-    finally:
-        box.tick, box.feed = tick, feed
+    s.run_until_event("sa_established", 10000, peer=G2.encode())
     started = [i for i, (_, names) in enumerate(calls) if "handshake_started" in names]
     before = calls[:started[0] + 1]  # (once keyed, the spare key's code comes in its own pass)
     assert all(len(new) <= 1 for new, _ in before), [c for c in before if c[0]]
